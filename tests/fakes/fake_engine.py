@@ -1,0 +1,159 @@
+"""A stand-in for the engine's Python: `FAKE -m nst_core stylize CONTENT STYLE -o OUT ...`.
+
+write_fake_engine(path) makes an executable copy of this file with a shebang to the Python running
+the tests, so that the plug-in can start it exactly as it starts the real engine's interpreter. What
+it does is chosen by environment variables (the plug-in passes the environment through):
+
+FAKE_ENGINE_MODE    ok (default): start, progress events, a result whose pixels are the content's
+                    inverted, done. Others: weights_missing, bad_input, out_of_memory (an error
+                    event and the protocol's exit code), crash (a traceback on stderr, exit 1, no
+                    event), no_module (like a Python without nst_core), no_output (done, but no
+                    file), silent (exit 0 without a word), hang (waits on stdin like the engine:
+                    `cancel` or end-of-file stop it with exit 4).
+FAKE_ENGINE_RECORD  a JSON file to write argv and the interesting environment variables to.
+FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (hang mode).
+FAKE_ENGINE_WARN    a warning message to send.
+
+In every mode that succeeds it first checks that its stdin is still open: the protocol says a
+closed stdin means "the caller died, stop".
+"""
+
+import json
+import os
+import select
+import stat
+import sys
+import threading
+import time
+
+EXIT_CODES = {"internal": 1, "bad_input": 2, "weights_missing": 3, "cancelled": 4,
+              "out_of_memory": 5}
+
+
+def write_fake_engine(path, python=None):
+    """An executable copy of this program at path, run by `python` (default: this one)."""
+    with open(__file__) as handle:
+        source = handle.read()
+    with open(path, "w") as handle:
+        handle.write("#!%s\n" % (python or sys.executable))
+        handle.write(source)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def parse_args(argv):
+    if argv[:3] != ["-m", "nst_core", "stylize"]:
+        sys.stderr.write("fake engine: unexpected command %r\n" % argv)
+        sys.exit(2)
+    rest = argv[3:]
+    positional, options = [], {}
+    index = 0
+    while index < len(rest):
+        arg = rest[index]
+        if arg.startswith("-"):
+            if index + 1 < len(rest) and not rest[index + 1].startswith("--"):
+                options[arg] = rest[index + 1]
+                index += 2
+            else:
+                options[arg] = True
+                index += 1
+        else:
+            positional.append(arg)
+            index += 1
+    return positional, options
+
+
+def stdin_closed():
+    readable, _, _ = select.select([sys.stdin], [], [], 0)
+    return bool(readable) and sys.stdin.buffer.read1(1) == b""
+
+
+def wait_for_stop(marker):
+    """Like the engine: `cancel` on stdin or end-of-file stops the run."""
+    stop = threading.Event()
+
+    def watch():
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                break
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    while not stop.wait(0.05):
+        pass
+    if marker:
+        with open(marker, "w") as handle:
+            handle.write("stopped through stdin\n")
+    emit("error", code="cancelled", exit_code=4, message="Cancelled.")
+    sys.exit(4)
+
+
+def main():
+    argv = sys.argv[1:]
+    mode = os.environ.get("FAKE_ENGINE_MODE", "ok")
+    record = os.environ.get("FAKE_ENGINE_RECORD")
+    if record:
+        with open(record, "w") as handle:
+            json.dump({"argv": argv, "pid": os.getpid(),
+                       "env": {key: os.environ.get(key) for key in (
+                           "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "NST_WEIGHTS",
+                           "PYTHONUNBUFFERED", "FAKE_ENGINE_MODE", "PATH")}}, handle)
+    if mode == "no_module":
+        sys.stderr.write("%s: No module named nst_core\n" % sys.executable)
+        sys.exit(1)
+    positional, options = parse_args(argv)
+    content, style = positional[0], positional[1]
+    output = options["-o"]
+    sys.stderr.write("fake engine: %s + %s -> %s\n" % (content, style, output))
+    if mode == "silent":
+        sys.exit(0)
+    if mode in EXIT_CODES:
+        emit("error", code=mode, exit_code=EXIT_CODES[mode],
+             message="Fake engine failure: %s (expected file /nowhere/vgg19.pth)" % mode)
+        sys.exit(EXIT_CODES[mode])
+    if mode == "crash":
+        sys.stderr.write("Traceback (most recent call last):\n  File \"fake\", line 1\n"
+                         "RuntimeError: fake engine crashed on purpose\n")
+        sys.exit(1)
+
+    from PIL import Image, ImageOps  # only the modes that make a picture need pillow
+    image = Image.open(content)
+    image.load()
+    Image.open(style).load()
+    emit("start", protocol=1, version="0.0-fake", device="cpu", backbone="vgg19",
+         content_size=list(image.size), working_size=list(image.size), iterations=3,
+         scales=[list(image.size)], upscale="none")
+    if os.environ.get("FAKE_ENGINE_WARN"):
+        emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+    if mode == "hang":
+        emit("progress", iteration=1, total=3, fraction=0.3, phase="stylize", scale=0,
+             loss=1.0, content_loss=0.5, style_loss=0.5, tv_loss=0.0, ssim_factors=[],
+             elapsed=0.1, eta=None)
+        wait_for_stop(os.environ.get("FAKE_ENGINE_MARKER"))
+    for iteration in (1, 2, 3):
+        emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0,
+             phase="stylize", scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0,
+             tv_loss=0.0, ssim_factors=[0.2], elapsed=0.01 * iteration,
+             eta=None if iteration == 1 else 0.01 * (3 - iteration))
+        time.sleep(0.01)
+    if stdin_closed():
+        emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
+        sys.exit(4)
+    if mode != "no_output":
+        rgba = image.convert("RGBA")
+        inverted = ImageOps.invert(rgba.convert("RGB")).convert("RGBA")
+        inverted.putalpha(rgba.getchannel("A"))
+        inverted.save(output, "PNG")
+    emit("done", output=os.path.abspath(output),
+         stats={"seconds": 0.03, "iterations": 3, "device": "cpu"})
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""The plug-in's engine client (plugin/nst_engine.py) against docs/PROTOCOL.md and a fake engine."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fakes.fake_engine import write_fake_engine
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugin"))
+import nst_engine  # noqa: E402
+from nst_engine import EngineError  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# options and command line
+
+
+def test_default_options_are_the_standard_preset_with_balanced_weights():
+    assert nst_engine.engine_options() == [
+        "--preset", "standard", "--content-weight", "1.0", "--style-weight", "1.0", "--ssim",
+        "--seed", "0", "--device", "auto"]
+
+
+def test_size_and_iterations_are_passed_only_when_set():
+    options = nst_engine.engine_options(iterations=120, size=384)
+    assert options[options.index("--size") + 1] == "384"
+    assert options[options.index("--iterations") + 1] == "120"
+    assert "--size" not in nst_engine.engine_options(size=0)
+    assert "--iterations" not in nst_engine.engine_options(iterations=0)
+
+
+def test_paper_preset_gets_no_weights():
+    options = nst_engine.engine_options(preset="paper", style_weight=5.0, content_weight=2.0)
+    assert "--style-weight" not in options and "--content-weight" not in options
+    assert options[:2] == ["--preset", "paper"]
+
+
+def test_every_switch_maps_to_its_engine_option():
+    options = nst_engine.engine_options(preset="fast", style_weight=2.5, content_weight=0.25,
+                                        use_ssim=False, preserve_colors=True, seed=42,
+                                        device="cpu")
+    assert options == ["--preset", "fast", "--content-weight", "0.25", "--style-weight", "2.5",
+                       "--no-ssim", "--preserve-colors", "--seed", "42", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"preset": "turbo"}, "preset"),
+    ({"device": "tpu"}, "device"),
+    ({"iterations": -1}, "Iterations"),
+    ({"size": 2.5}, "Working size"),
+    ({"style_weight": -1.0}, "Style weight"),
+    ({"content_weight": float("nan")}, "Content weight"),
+    ({"style_weight": 0.0, "content_weight": 0.0}, "both 0"),
+])
+def test_nonsense_values_are_refused_with_a_message(kwargs, words):
+    with pytest.raises(EngineError) as caught:
+        nst_engine.engine_options(**kwargs)
+    assert caught.value.code == "bad_parameter"
+    assert words in caught.value.message
+
+
+def test_command_line_follows_the_protocol():
+    command = nst_engine.build_command("/env/bin/python", "/t/c.png", "/t/s.png", "/t/r.png",
+                                       ["--preset", "fast"])
+    assert command == ["/env/bin/python", "-m", "nst_core", "stylize", "/t/c.png", "/t/s.png",
+                       "-o", "/t/r.png", "--progress", "jsonl", "--preset", "fast"]
+
+
+def test_clean_environment_drops_gimps_python_variables_and_keeps_the_rest():
+    inherited = {"PYTHONHOME": "/gimp/python", "PYTHONPATH": "/gimp/lib", "PYTHONSTARTUP": "x",
+                 "PYTHONNOUSERSITE": "1", "__PYVENV_LAUNCHER__": "/gimp/bin/python",
+                 "NST_WEIGHTS": "random", "PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0"}
+    env = nst_engine.clean_environment(inherited)
+    for dropped in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE",
+                    "__PYVENV_LAUNCHER__"):
+        assert dropped not in env
+    assert env["NST_WEIGHTS"] == "random" and env["PATH"] == "/usr/bin"
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert "PYTHONPATH" in inherited  # the caller's mapping is left alone
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+def write_config(folder, **entries):
+    (folder / nst_engine.CONFIG_FILE_NAME).write_text(json.dumps(entries))
+
+
+def test_config_beside_the_plugin_names_the_engine(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("")
+    write_config(tmp_path, engine_python=str(python), log_dir="/logs", version="0.1.0")
+    config = nst_engine.load_config(str(tmp_path), environ={})
+    assert (config.engine_python, config.log_dir, config.version) == (str(python), "/logs",
+                                                                      "0.1.0")
+
+
+def test_env_variable_overrides_the_config(tmp_path):
+    other = tmp_path / "other-python"
+    other.write_text("")
+    write_config(tmp_path, engine_python="/nowhere/python", log_dir="/logs")
+    config = nst_engine.load_config(str(tmp_path), environ={"NST_ENGINE_PYTHON": str(other)})
+    assert config.engine_python == str(other)
+    assert "NST_ENGINE_PYTHON" in config.source
+
+
+def test_missing_config_says_to_run_the_installer(tmp_path):
+    with pytest.raises(EngineError) as caught:
+        nst_engine.load_config(str(tmp_path), environ={})
+    assert caught.value.code == "not_configured"
+    message = caught.value.message
+    assert "does not exist" in message and "installer" in message
+    assert "NST_ENGINE_PYTHON" in message and str(tmp_path) in message
+
+
+def test_moved_engine_is_reported_with_its_path(tmp_path):
+    write_config(tmp_path, engine_python=str(tmp_path / "gone" / "python"), log_dir="")
+    with pytest.raises(EngineError) as caught:
+        nst_engine.load_config(str(tmp_path), environ={})
+    assert caught.value.code == "engine_missing"
+    assert str(tmp_path / "gone" / "python") in caught.value.message
+    assert "installer" in caught.value.message
+
+
+def test_broken_config_file_is_reported(tmp_path):
+    (tmp_path / nst_engine.CONFIG_FILE_NAME).write_text("{not json")
+    with pytest.raises(EngineError) as caught:
+        nst_engine.load_config(str(tmp_path), environ={})
+    assert "could not be read" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# the event stream
+
+
+def test_event_lines_are_parsed_and_everything_else_ignored():
+    assert nst_engine.parse_event_line(b'{"event": "start", "protocol": 1}\n') == {
+        "event": "start", "protocol": 1}
+    assert nst_engine.parse_event_line('{"event": "done", "output": "/x.png"}')["output"] == \
+        "/x.png"
+    for junk in (b"hello\n", b"", b"{broken", b'{"no_event": 1}', b"[1, 2]", b'{"event": 3}'):
+        assert nst_engine.parse_event_line(junk) is None
+
+
+def test_progress_text_shows_iteration_and_time_left():
+    event = {"event": "progress", "iteration": 12, "total": 300, "fraction": 0.04, "eta": 80.4}
+    assert nst_engine.progress_text(event) == \
+        "Style transfer: iteration 12 of 300, about 1 min 20 s left"
+    event["eta"] = None
+    assert nst_engine.progress_text(event).endswith("estimating the time left")
+    assert "refining" in nst_engine.progress_text(dict(event, phase="refine"))
+    start = {"event": "start", "device": "cuda", "working_size": [512, 384]}
+    assert nst_engine.progress_text(start) == \
+        "Style transfer: starting on cuda, working size 512x384"
+    assert nst_engine.progress_text({"event": "something-new"}) is None
+
+
+def test_progress_fraction_is_clamped_and_falls_back_to_iterations():
+    assert nst_engine.progress_fraction({"fraction": 0.5}) == 0.5
+    assert nst_engine.progress_fraction({"fraction": 1.7}) == 1.0
+    assert nst_engine.progress_fraction({"iteration": 3, "total": 12}) == 0.25
+    assert nst_engine.progress_fraction({}) is None
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0 s"), (59.4, "59 s"), (61, "1 min 01 s"),
+                                           (3725, "1 h 02 min")])
+def test_durations_read_naturally(seconds, text):
+    assert nst_engine.format_duration(seconds) == text
+
+
+def test_failure_message_uses_the_engines_words_and_names_the_log():
+    code, message = nst_engine.failure_message(
+        {"event": "error", "code": "out_of_memory", "message": "CUDA ran out of memory."}, 5,
+        "/logs/nst_engine.log", [], "/env/bin/python")
+    assert code == "out_of_memory"
+    assert message.startswith("CUDA ran out of memory.")
+    assert "smaller working size" in message and "/logs/nst_engine.log" in message
+
+
+def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
+    code, message = nst_engine.failure_message(None, 3, "/l/x.log", ["no weights here"], "/py")
+    assert code == "weights_missing"
+    assert "exit code 3" in message and "no weights here" in message
+    assert '"/py" -m nst_core weights fetch' in message
+
+
+# ---------------------------------------------------------------------------------------------
+# running the (fake) engine
+
+
+@pytest.fixture
+def fake_engine(tmp_path, monkeypatch):
+    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
+    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
+    return write_fake_engine(str(tmp_path / "fake-python"))
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    from PIL import Image
+    content = tmp_path / "content.png"
+    style = tmp_path / "style.png"
+    Image.new("RGBA", (24, 16), (200, 100, 50, 255)).save(content)
+    Image.new("RGB", (10, 10), (0, 0, 255)).save(style)
+    return str(content), str(style), str(tmp_path / "result.png")
+
+
+def run_fake(engine, pictures, tmp_path, mode=None, env_extra=None, on_event=None):
+    env = nst_engine.clean_environment(os.environ)
+    if mode:
+        env["FAKE_ENGINE_MODE"] = mode
+    env.update(env_extra or {})
+    content, style, result = pictures
+    command = nst_engine.build_command(engine, content, style, result,
+                                       nst_engine.engine_options(size=64, iterations=2))
+    return nst_engine.run_engine(command, env, str(tmp_path / "logs"), str(tmp_path / "fallback"),
+                                 on_event, result)
+
+
+def test_successful_run_streams_events_and_returns_done(fake_engine, pictures, tmp_path):
+    events = []
+    done = run_fake(fake_engine, pictures, tmp_path, on_event=events.append)
+    kinds = [event["event"] for event in events]
+    assert kinds == ["start", "progress", "progress", "progress", "done"]
+    assert done["output"] == os.path.abspath(pictures[2])
+    assert os.path.isfile(pictures[2])
+    assert done["log_path"] == str(tmp_path / "logs" / "nst_engine.log")
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    assert "fake engine:" in log  # the engine's stderr went to the log
+    assert "-m nst_core stylize" in log  # with the command that was run
+
+
+def test_engine_gets_a_clean_environment(fake_engine, pictures, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/gimp/python/lib")
+    monkeypatch.setenv("NST_WEIGHTS", "random")
+    run_fake(fake_engine, pictures, tmp_path)
+    seen = json.loads((tmp_path / "record.json").read_text())["env"]
+    assert seen["PYTHONPATH"] is None
+    assert seen["NST_WEIGHTS"] == "random"
+
+
+@pytest.mark.parametrize("mode, code", [("weights_missing", "weights_missing"),
+                                        ("bad_input", "bad_input"),
+                                        ("out_of_memory", "out_of_memory")])
+def test_error_event_becomes_the_message(fake_engine, pictures, tmp_path, mode, code):
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, mode=mode)
+    assert caught.value.code == code
+    assert "Fake engine failure: %s" % mode in caught.value.message
+    assert str(tmp_path / "logs" / "nst_engine.log") in caught.value.message
+    assert not os.path.exists(pictures[2])
+
+
+def test_crash_without_event_quotes_the_log(fake_engine, pictures, tmp_path):
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, mode="crash")
+    assert caught.value.code == "internal"
+    assert "exit code 1" in caught.value.message
+    assert "fake engine crashed on purpose" in caught.value.message
+    assert "Engine log:" in caught.value.message
+
+
+def test_python_without_nst_core_says_to_reinstall(fake_engine, pictures, tmp_path):
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, mode="no_module")
+    assert caught.value.code == "engine_missing"
+    assert "does not have nst_core installed" in caught.value.message
+
+
+def test_done_without_a_file_is_an_error(fake_engine, pictures, tmp_path):
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, mode="no_output")
+    assert "wrote no result" in caught.value.message
+
+
+def test_silent_exit_is_an_error(fake_engine, pictures, tmp_path):
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, mode="silent")
+    assert caught.value.code == "protocol"
+
+
+def test_program_that_cannot_start_is_reported(pictures, tmp_path):
+    with pytest.raises(EngineError) as caught:
+        run_fake(str(tmp_path / "no-such-python"), pictures, tmp_path)
+    assert caught.value.code == "engine_missing"
+    assert "could not be started" in caught.value.message
+
+
+def test_unwritable_log_dir_falls_back(fake_engine, pictures, tmp_path):
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the log folder should be")
+    done = run_fake(fake_engine, pictures, tmp_path)
+    assert done["log_path"] == str(tmp_path / "fallback" / "nst_engine.log")
+    assert "fake engine:" in (tmp_path / "fallback" / "nst_engine.log").read_text()
+
+
+def test_exception_in_the_caller_stops_the_engine(fake_engine, pictures, tmp_path):
+    marker = tmp_path / "stopped"
+
+    class Boom(Exception):
+        pass
+
+    def on_event(event):
+        if event["event"] == "progress":
+            raise Boom()
+
+    started = time.time()
+    with pytest.raises(Boom):
+        run_fake(fake_engine, pictures, tmp_path, mode="hang",
+                 env_extra={"FAKE_ENGINE_MARKER": str(marker)}, on_event=on_event)
+    assert marker.exists(), "the engine was not told to stop through stdin"
+    assert time.time() - started < 10
+    pid = json.loads((tmp_path / "record.json").read_text())["pid"]
+    with pytest.raises(OSError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals")
+def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, tmp_path):
+    """GIMP kills the plug-in when the user cancels: the engine must notice and stop."""
+    marker = tmp_path / "stopped"
+    script = tmp_path / "plugin_stand_in.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, %r)
+        import nst_engine
+        env = nst_engine.clean_environment(os.environ)
+        env["FAKE_ENGINE_MODE"] = "hang"
+        env["FAKE_ENGINE_MARKER"] = %r
+        def on_event(event):
+            print(event["event"], flush=True)
+        command = nst_engine.build_command(%r, %r, %r, %r, [])
+        nst_engine.run_engine(command, env, %r, %r, on_event)
+    """ % (str(REPO / "plugin"), str(marker), fake_engine, pictures[0], pictures[1],
+           pictures[2], str(tmp_path / "logs"), str(tmp_path / "fb"))))
+    stand_in = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    try:
+        assert stand_in.stdout.readline().strip() == b"start"
+        assert stand_in.stdout.readline().strip() == b"progress"
+        stand_in.send_signal(signal.SIGKILL)
+        stand_in.wait(timeout=10)
+        deadline = time.time() + 15
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the engine kept running after its caller died"
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+        stand_in.stdout.close()
