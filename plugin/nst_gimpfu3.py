@@ -1,0 +1,584 @@
+# -*- coding: utf-8 -*-
+"""A gimpfu-compatible surface on GIMP 3, for plug-ins written against GIMP 2.10's gimpfu.
+
+GIMP 3 has no gimpfu. This module offers the part of it that nst_style_transfer.py uses: register(),
+main(), fail(), error, the PF_* constants, and `pdb` / `gimp` objects whose methods have GIMP 2.10's
+names and return conventions but call GIMP 3's API (Gimp 3.0, GimpUi 3.0, Gio, GLib, Gegl).
+
+register() takes the plain gimpfu description. main() turns it into a Gimp.PlugIn subclass with one
+Gimp.ImageProcedure per registration: each PF_* parameter becomes a GIMP 3 argument named like the
+gimpfu one with "-" for "_" (style_layer -> style-layer), PF_OPTION becomes a choice argument, and
+in interactive mode a GimpUi.ProcedureDialog replaces gimpfu's dialog (GIMP 3 remembers the last
+values itself). When the procedure runs, the config's values are turned back into the positional
+arguments a gimpfu function expects (a choice back into its index).
+
+It must never be called gimpfu.py: on GIMP 2.10 it would shadow the real gimpfu. The translation
+logic (argument_specs, function_args, configure_procedure, suggest_layer) imports nothing from GIMP,
+so it is testable without GIMP; gi is imported only when GIMP 3 actually runs the plug-in.
+Python 2.7-compatible like the rest of the plug-in (vermin checks it), although only GIMP 3 runs it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import re
+import sys
+import traceback
+
+# The PF_* values of GIMP 2.10's gimpfu, so that code comparing them behaves the same.
+PF_INT8, PF_INT16, PF_INT32 = 0, 1, 2
+PF_INT = PF_INT32
+PF_FLOAT = 3
+PF_STRING = 4
+PF_VALUE = PF_STRING
+PF_COLOR = PF_COLOUR = 10
+PF_DISPLAY = 12
+PF_IMAGE = 13
+PF_LAYER = 14
+PF_CHANNEL = 15
+PF_DRAWABLE = 16
+PF_TOGGLE = 1000
+PF_BOOL = PF_TOGGLE
+PF_SLIDER = 1001
+PF_SPINNER = 1002
+PF_ADJUSTMENT = PF_SPINNER
+PF_FILE = 1004
+PF_TEXT = 1009
+PF_FILENAME = 1011
+PF_DIRNAME = 1012
+PF_OPTION = 1013
+
+# GIMP's int range (G_MININT..G_MAXINT) and double range, for parameters gimpfu gives no bounds.
+INT_RANGE = (-2147483648, 2147483647)
+DOUBLE_RANGE = (-sys.float_info.max, sys.float_info.max)
+
+# Run modes, the same numbers as Gimp.RunMode (and gimpfu's RUN_*).
+RUN_INTERACTIVE, RUN_NONINTERACTIVE, RUN_WITH_LAST_VALS = 0, 1, 2
+
+
+class error(RuntimeError):  # noqa: N801 - gimpfu's name
+    """gimpfu.error: a failure with a message for the user."""
+
+
+class CancelError(RuntimeError):
+    pass
+
+
+def fail(message):
+    """gimpfu.fail: stop with a message. The procedure then returns an execution error carrying
+    the message, which GIMP 3 shows to the user after an interactive run and hands to a PDB caller
+    otherwise."""
+    raise error(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration, as gimpfu does it
+
+
+class Registration(object):
+    """Everything one gimpfu register() call said."""
+
+    def __init__(self, proc_name, blurb, help_text, author, copyright_notice, date, label,
+                 image_types, params, results, function, menu):
+        self.name = procedure_name(proc_name)
+        self.blurb = blurb
+        self.help = help_text
+        self.author = author
+        self.copyright = copyright_notice
+        self.date = date
+        self.label = label
+        self.image_types = image_types
+        self.params = list(params)
+        self.results = list(results)
+        self.function = function
+        self.menu = menu
+
+
+REGISTRATIONS = []
+
+
+def procedure_name(proc_name):
+    """gimpfu's naming rule: "python-fu-" unless a known prefix is there; "-" for "_"."""
+    name = proc_name.replace("_", "-")
+    if not name.startswith(("python-", "extension-", "plug-in-", "file-")):
+        name = "python-fu-" + name
+    return name
+
+
+def register(proc_name, blurb, help, author, copyright, date, label, imagetypes, params,  # noqa: A002
+             results, function, menu=None, domain=None, on_query=None, on_run=None):
+    """gimpfu.register with GIMP 2.10's signature; main() creates the procedures."""
+    if menu is None and label and "/" in label:
+        # gimpfu's old style: the whole menu path in the label.
+        menu, label = label.rsplit("/", 1)
+    registration = Registration(proc_name, blurb, help, author, copyright, date, label,
+                                imagetypes, params, results, function, menu)
+    argument_specs(registration.params)  # fail at registration, not at the first run
+    if results:
+        raise ValueError("nst_gimpfu3 does not support return values (results) yet")
+    REGISTRATIONS[:] = [r for r in REGISTRATIONS if r.name != registration.name]
+    REGISTRATIONS.append(registration)
+    return registration
+
+
+# ---------------------------------------------------------------------------------------------
+# PF_* parameters -> GIMP 3 argument specs -> function arguments (pure, testable without GIMP)
+
+
+class ArgumentSpec(object):
+    """One GIMP 3 argument made from one gimpfu parameter."""
+
+    def __init__(self, kind, name, nick, blurb, default=None, minimum=None, maximum=None,
+                 choices=None):
+        self.kind = kind  # int, double, boolean, string, choice, layer, drawable, channel, image
+        self.name = name
+        self.nick = nick
+        self.blurb = blurb
+        self.default = default
+        self.minimum = minimum
+        self.maximum = maximum
+        self.choices = choices or []  # [(nick, label)] for kind == "choice"
+
+    def __repr__(self):
+        return "ArgumentSpec(%s %s)" % (self.kind, self.name)
+
+
+def argument_name(gimpfu_name):
+    """GIMP 3 argument names use "-": style_layer -> style-layer."""
+    return gimpfu_name.replace("_", "-").lower()
+
+
+def choice_nick(label):
+    """A choice's GIMP 3 name: the label's words before " (", lower case, "-" between words."""
+    head = label.split(" (")[0]
+    return re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-") or "choice"
+
+
+def choice_nicks(labels):
+    nicks = []
+    for index, label in enumerate(labels):
+        nick = choice_nick(label)
+        if nick in nicks:
+            nick = "%s-%d" % (nick, index)
+        nicks.append(nick)
+    return nicks
+
+
+def is_whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def number_bounds(param, default_range):
+    """(minimum, maximum) from a parameter's optional 5th element (lower, upper, step)."""
+    if len(param) > 4 and param[4] is not None:
+        return param[4][0], param[4][1]
+    return default_range
+
+
+def leading_image_params(params):
+    """How many leading parameters GIMP 3's ImageProcedure provides itself (image, drawables)."""
+    count = 0
+    if len(params) > 0 and params[0][0] == PF_IMAGE:
+        count = 1
+        if len(params) > 1 and params[1][0] == PF_DRAWABLE:
+            count = 2
+    return count
+
+
+def argument_specs(params):
+    """The GIMP 3 arguments for a gimpfu parameter list (without the leading image, drawable)."""
+    specs = []
+    for param in params[leading_image_params(params):]:
+        pf_type, name, desc = param[0], param[1], param[2]
+        default = param[3] if len(param) > 3 else None
+        nick = desc
+        blurb = desc.replace("_", "")
+        gimp_name = argument_name(name)
+        if pf_type in (PF_INT8, PF_INT16, PF_INT32):
+            low, high = number_bounds(param, INT_RANGE)
+            spec = ArgumentSpec("int", gimp_name, nick, blurb, int(default or 0), low, high)
+        elif pf_type == PF_FLOAT or pf_type == PF_SLIDER:
+            low, high = number_bounds(param, DOUBLE_RANGE)
+            spec = ArgumentSpec("double", gimp_name, nick, blurb, float(default or 0.0),
+                                float(low), float(high))
+        elif pf_type == PF_SPINNER:
+            low, high = number_bounds(param, INT_RANGE)
+            step = param[4][2] if len(param) > 4 else 1
+            if all(is_whole(v) for v in (default or 0, low, high, step)):
+                spec = ArgumentSpec("int", gimp_name, nick, blurb, int(default or 0), low, high)
+            else:
+                spec = ArgumentSpec("double", gimp_name, nick, blurb, float(default or 0.0),
+                                    float(low), float(high))
+        elif pf_type == PF_TOGGLE:
+            spec = ArgumentSpec("boolean", gimp_name, nick, blurb, bool(default))
+        elif pf_type in (PF_STRING, PF_TEXT):
+            spec = ArgumentSpec("string", gimp_name, nick, blurb, default or "")
+        elif pf_type == PF_OPTION:
+            labels = list(param[4])
+            nicks = choice_nicks(labels)
+            index = int(default or 0)
+            if not 0 <= index < len(labels):
+                raise ValueError("default %r of %s is not an index of its options" % (default, name))
+            spec = ArgumentSpec("choice", gimp_name, nick, blurb, nicks[index],
+                                choices=list(zip(nicks, labels)))
+        elif pf_type == PF_LAYER:
+            spec = ArgumentSpec("layer", gimp_name, nick, blurb)
+        elif pf_type == PF_DRAWABLE:
+            spec = ArgumentSpec("drawable", gimp_name, nick, blurb)
+        elif pf_type == PF_CHANNEL:
+            spec = ArgumentSpec("channel", gimp_name, nick, blurb)
+        elif pf_type == PF_IMAGE:
+            spec = ArgumentSpec("image", gimp_name, nick, blurb)
+        else:
+            raise ValueError("nst_gimpfu3 does not support the parameter type %r of %s yet"
+                             % (pf_type, name))
+        specs.append(spec)
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("two parameters have the same GIMP 3 name: %s" % names)
+    return specs
+
+
+def function_args(specs, values):
+    """The positional arguments for the gimpfu function, from the GIMP 3 config's values."""
+    args = []
+    for spec in specs:
+        value = values.get(spec.name)
+        if spec.kind == "choice":
+            nicks = [nick for nick, _label in spec.choices]
+            if value not in nicks:
+                raise error("'%s' is not a valid %s: use one of %s"
+                            % (value, spec.name, ", ".join(nicks)))
+            value = nicks.index(value)
+        elif spec.kind == "int":
+            value = int(value)
+        elif spec.kind == "double":
+            value = float(value)
+        elif spec.kind == "boolean":
+            value = bool(value)
+        elif spec.kind == "string":
+            value = value or ""
+        args.append(value)
+    return args
+
+
+def suggest_layer(image, target, open_images, layers_of, is_group):
+    """A style layer to preselect in the dialog when none is set (gimpfu's layer menu also starts
+    on some layer): the top layer of another open image, else another layer of this image."""
+    others = [other for other in open_images if other != image]
+    for candidate_image in others + [image]:
+        for layer in layers_of(candidate_image):
+            if layer != target and not is_group(layer):
+                return layer
+    return None
+
+
+def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 - gi module names
+    """Describes a registration on a GIMP 3 procedure (Gimp and GObject passed in for tests)."""
+    procedure.set_image_types(registration.image_types)
+    # The gimpfu function takes one drawable: no menu entry when several are selected.
+    procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+    procedure.set_menu_label(registration.label)
+    if registration.menu:
+        procedure.add_menu_path(registration.menu)
+    procedure.set_documentation(registration.blurb, registration.help, registration.name)
+    procedure.set_attribution(registration.author, registration.copyright, registration.date)
+    flags = GObject.ParamFlags.READWRITE
+    for spec in argument_specs(registration.params):
+        if spec.kind == "int":
+            procedure.add_int_argument(spec.name, spec.nick, spec.blurb, spec.minimum,
+                                       spec.maximum, spec.default, flags)
+        elif spec.kind == "double":
+            procedure.add_double_argument(spec.name, spec.nick, spec.blurb, spec.minimum,
+                                          spec.maximum, spec.default, flags)
+        elif spec.kind == "boolean":
+            procedure.add_boolean_argument(spec.name, spec.nick, spec.blurb, spec.default, flags)
+        elif spec.kind == "string":
+            procedure.add_string_argument(spec.name, spec.nick, spec.blurb, spec.default, flags)
+        elif spec.kind == "choice":
+            choice = Gimp.Choice.new()
+            for index, (nick, label) in enumerate(spec.choices):
+                choice.add(nick, index, label, "")
+            procedure.add_choice_argument(spec.name, spec.nick, spec.blurb, choice, spec.default,
+                                          flags)
+        else:
+            # Object arguments may be empty: the function explains what to choose, which reads
+            # better than GIMP's generic "invalid argument".
+            add = getattr(procedure, "add_%s_argument" % spec.kind)
+            add(spec.name, spec.nick, spec.blurb, True, flags)
+    return procedure
+
+
+def drawables_problem(label, drawables):
+    """Why a run with these selected drawables cannot call a one-drawable gimpfu function."""
+    title = label.replace("_", "").rstrip(".")
+    if not drawables:
+        return "%s needs an active layer: select one in the Layers dialog." % title
+    if len(drawables) > 1:
+        return ("%s works on one layer at a time, and %d are selected: select just one in the "
+                "Layers dialog." % (title, len(drawables)))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# GIMP 3 itself (gi imported lazily)
+
+
+class GiModules(object):
+    """Gimp, GimpUi, Gio, GLib, GObject and Gegl, imported on first use."""
+
+    _loaded = None
+
+    @classmethod
+    def get(cls):
+        if cls._loaded is None:
+            try:
+                import gi
+                gi.require_version("Gimp", "3.0")
+                gi.require_version("Gegl", "0.4")
+                from gi.repository import Gimp, Gio, GLib, GObject, Gegl
+            except (ImportError, ValueError) as exc:
+                raise ImportError(
+                    "This plug-in needs GIMP 2.10 (with Python-Fu) or GIMP 3 (with Python 3 "
+                    "plug-in support); neither gimpfu nor GIMP 3's gi module is usable here: %s"
+                    % exc)
+            modules = cls()
+            modules.Gimp, modules.Gio, modules.GLib = Gimp, Gio, GLib
+            modules.GObject, modules.Gegl = GObject, Gegl
+            cls._loaded = modules
+        return cls._loaded
+
+    @staticmethod
+    def gimp_ui():
+        import gi
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+        return GimpUi
+
+
+def gi():
+    return GiModules.get()
+
+
+def checked(result, what):
+    """GIMP 3 calls report failure by returning False/None (and a warning on stderr)."""
+    if result is None or result is False:
+        raise error("GIMP could not %s." % what)
+    return result
+
+
+class Gimp3Pdb(object):
+    """The gimpfu `pdb` calls the plug-in makes, with 2.10's names, done with GIMP 3's API."""
+
+    def gimp_image_base_type(self, image):
+        return int(image.get_base_type())
+
+    def gimp_image_new(self, width, height, base_type):
+        g = gi().Gimp
+        return checked(g.Image.new(width, height, g.ImageBaseType(base_type)), "create an image")
+
+    def gimp_image_delete(self, image):
+        image.delete()
+
+    def gimp_image_insert_layer(self, image, layer, parent, position):
+        checked(image.insert_layer(layer, parent, position), "insert a layer")
+
+    def gimp_image_remove_layer(self, image, layer):
+        image.remove_layer(layer)
+
+    def gimp_image_get_item_position(self, image, item):
+        return image.get_item_position(item)
+
+    def gimp_image_undo_group_start(self, image):
+        image.undo_group_start()
+
+    def gimp_image_undo_group_end(self, image):
+        image.undo_group_end()
+
+    def gimp_item_get_name(self, item):
+        return item.get_name()
+
+    def gimp_item_set_name(self, item, name):
+        item.set_name(name)
+
+    def gimp_item_get_parent(self, item):
+        return item.get_parent()
+
+    def gimp_item_get_image(self, item):
+        return item.get_image()
+
+    def gimp_item_set_visible(self, item, visible):
+        item.set_visible(bool(visible))
+
+    def gimp_item_delete(self, item):
+        item.delete()
+
+    def gimp_item_is_layer(self, item):
+        return item.is_layer()
+
+    def gimp_item_is_group(self, item):
+        return item.is_group_layer()
+
+    def gimp_item_is_layer_mask(self, item):
+        return item.is_layer_mask()
+
+    def gimp_item_is_channel(self, item):
+        return item.is_channel()
+
+    def gimp_drawable_width(self, drawable):
+        return drawable.get_width()
+
+    def gimp_drawable_height(self, drawable):
+        return drawable.get_height()
+
+    def gimp_drawable_offsets(self, drawable):
+        _ok, offset_x, offset_y = drawable.get_offsets()
+        return offset_x, offset_y
+
+    def gimp_layer_new_from_drawable(self, drawable, image):
+        return checked(gi().Gimp.Layer.new_from_drawable(drawable, image), "copy the layer")
+
+    def gimp_layer_set_offsets(self, layer, offset_x, offset_y):
+        checked(layer.set_offsets(offset_x, offset_y), "move the layer")
+
+    def gimp_layer_scale(self, layer, width, height, local_origin):
+        checked(layer.scale(width, height, bool(local_origin)), "scale the layer")
+
+    def gimp_layer_get_mask(self, layer):
+        return layer.get_mask()
+
+    def gimp_layer_create_mask(self, layer, mask_type):
+        return checked(layer.create_mask(gi().Gimp.AddMaskType(mask_type)), "create a layer mask")
+
+    def gimp_layer_add_mask(self, layer, mask):
+        checked(layer.add_mask(mask), "add the layer mask")
+
+    def gimp_layer_remove_mask(self, layer, mode):
+        layer.remove_mask(gi().Gimp.MaskApplyMode(mode))
+
+    def gimp_selection_is_empty(self, image):
+        return gi().Gimp.Selection.is_empty(image)
+
+    def gimp_file_load_layer(self, image, filename):
+        g = gi()
+        layer = g.Gimp.file_load_layer(g.Gimp.RunMode.NONINTERACTIVE, image,
+                                       g.Gio.File.new_for_path(filename))
+        return checked(layer, "load %s" % filename)
+
+    def file_png_save_defaults(self, image, drawable, filename, raw_filename):
+        # GIMP 3 exports the image (here a one-layer scratch image); the format comes from the
+        # extension, with the PNG exporter's defaults.
+        g = gi()
+        checked(g.Gimp.file_save(g.Gimp.RunMode.NONINTERACTIVE, image,
+                                 g.Gio.File.new_for_path(filename), None),
+                "export %s" % filename)
+
+    def gimp_progress_set_text(self, text):
+        gi().Gimp.progress_set_text(text)
+
+    def gimp_image_list(self):
+        return list(gi().Gimp.get_images())
+
+
+class Gimp3Gimp(object):
+    """The gimpfu `gimp` module's functions the plug-in uses."""
+
+    def __init__(self, pdb_object):
+        self.pdb = pdb_object
+
+    def progress_init(self, text=None):
+        gi().Gimp.progress_init(text or "")
+
+    def progress_update(self, fraction):
+        gi().Gimp.progress_update(float(fraction))
+
+    def message(self, text):
+        gi().Gimp.message(text)
+
+    def displays_flush(self):
+        gi().Gimp.displays_flush()
+
+
+pdb = Gimp3Pdb()
+gimp = Gimp3Gimp(pdb)
+
+
+def run_registration(registration, procedure, run_mode, image, drawables, config):
+    """Runs a gimpfu function as a GIMP 3 ImageProcedure; returns its return values."""
+    g = gi()
+    status = g.Gimp.PDBStatusType
+    problem = drawables_problem(registration.label, drawables)
+    if problem:
+        return procedure.new_return_values(status.CALLING_ERROR, g.GLib.Error(problem))
+    specs = argument_specs(registration.params)
+    try:
+        if run_mode == g.Gimp.RunMode.INTERACTIVE:
+            if not show_dialog(procedure, config, registration, image, drawables[0], specs):
+                return procedure.new_return_values(status.CANCEL, g.GLib.Error())
+        values = dict((spec.name, config.get_property(spec.name)) for spec in specs)
+        args = function_args(specs, values)
+        registration.function(image, drawables[0], *args)
+    except error as exc:
+        return procedure.new_return_values(status.EXECUTION_ERROR, g.GLib.Error(str(exc)))
+    except Exception as exc:
+        traceback.print_exc()
+        message = "%s failed: %s: %s" % (registration.label.rstrip("."),
+                                         type(exc).__name__, exc)
+        return procedure.new_return_values(status.EXECUTION_ERROR, g.GLib.Error(message))
+    if run_mode != g.Gimp.RunMode.NONINTERACTIVE:
+        g.Gimp.displays_flush()
+    return procedure.new_return_values(status.SUCCESS, g.GLib.Error())
+
+
+def show_dialog(procedure, config, registration, image, drawable, specs):
+    """GIMP 3's generated dialog for the arguments; False when the user cancels."""
+    g = gi()
+    GimpUi = GiModules.gimp_ui()
+    GimpUi.init(registration.name)
+    for spec in specs:
+        if spec.kind == "layer" and config.get_property(spec.name) is None:
+            layer = suggest_layer(image, drawable, g.Gimp.get_images(),
+                                  lambda img: img.get_layers(), lambda item: item.is_group_layer())
+            if layer is not None:
+                config.set_property(spec.name, layer)
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
+    dialog.fill(None)
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
+def make_plugin_class():
+    """The Gimp.PlugIn subclass that serves every registration."""
+    g = gi()
+
+    class GimpfuShimPlugIn(g.Gimp.PlugIn):
+        __gtype_name__ = "NstGimpfuShimPlugIn"
+
+        def do_query_procedures(self):
+            return [registration.name for registration in REGISTRATIONS]
+
+        def do_set_i18n(self, name):
+            return False
+
+        def do_create_procedure(self, name):
+            for registration in REGISTRATIONS:
+                if registration.name == name:
+                    return self.create_procedure(registration)
+            return None
+
+        def create_procedure(self, registration):
+            def run(procedure, run_mode, image, drawables, config, data):
+                return run_registration(registration, procedure, run_mode, image, drawables,
+                                        config)
+
+            procedure = g.Gimp.ImageProcedure.new(self, registration.name,
+                                                  g.Gimp.PDBProcType.PLUGIN, run, None)
+            return configure_procedure(procedure, registration, g.Gimp, g.GObject)
+
+    return GimpfuShimPlugIn
+
+
+def main():
+    """gimpfu.main: hands the registered procedures to GIMP 3."""
+    plugin_class = make_plugin_class()
+    gi().Gimp.main(plugin_class.__gtype__, sys.argv)

@@ -1,0 +1,80 @@
+"""Installing the plug-in into a test folder and importing it against the fake gimpfu."""
+
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from fakes.fake_engine import write_fake_engine
+from fakes.fake_gimpfu import FakeGimp
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_SOURCE = REPO / "plugin"
+PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_runfiles", "nst_gimpfu3")
+
+
+def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0"):
+    """What the installer does: plugin/*.py into plug-ins/nst_style_transfer/ plus the config."""
+    folder = Path(plug_ins_dir) / "nst_style_transfer"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in PLUGIN_SOURCE.glob("*.py"):
+        shutil.copy2(source, folder / source.name)
+    (folder / "nst_style_transfer.py").chmod(0o755)
+    config = {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": version}
+    (folder / "nst_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def forget_plugin_modules():
+    for name in PLUGIN_MODULES + ("gimpfu",):
+        sys.modules.pop(name, None)
+
+
+def import_plugin(folder, world):
+    """A fresh import of the installed plug-in, with `world` as its gimpfu."""
+    forget_plugin_modules()
+    sys.modules["gimpfu"] = world.as_module()
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("nst_style_transfer")
+    finally:
+        sys.path.remove(str(folder))
+
+
+class PluginHarness(object):
+    """An installed plug-in, a fake GIMP and a fake engine, all under one test folder."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.tmp_path = Path(tmp_path)
+        self.temp_dir = self.tmp_path / "tmp"
+        self.temp_dir.mkdir()
+        # The plug-in's run folders go under tempfile.gettempdir(): keep them in the test folder.
+        monkeypatch.setattr("tempfile.tempdir", str(self.temp_dir))
+        self.engine = write_fake_engine(str(self.tmp_path / "fake-python"))
+        self.log_dir = self.tmp_path / "logs"
+        self.record = self.tmp_path / "engine-record.json"
+        monkeypatch.setenv("FAKE_ENGINE_RECORD", str(self.record))
+        monkeypatch.delenv("NST_ENGINE_PYTHON", raising=False)
+        monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
+        self.monkeypatch = monkeypatch
+        self.folder = install_plugin_copy(self.tmp_path / "plug-ins", self.engine, self.log_dir)
+        self.world = FakeGimp()
+        self.plugin = import_plugin(self.folder, self.world)
+        self.gimpfu = sys.modules["gimpfu"]
+
+    def engine_mode(self, mode):
+        self.monkeypatch.setenv("FAKE_ENGINE_MODE", mode)
+
+    def recorded_engine_call(self):
+        return json.loads(self.record.read_text())
+
+    def run_folders(self):
+        roots = list(self.temp_dir.glob("nst-gimp-*"))
+        return [path for root in roots for path in root.glob("run-*")]
+
+    def log_path(self):
+        return self.log_dir / "nst_engine.log"
+
+    def close(self):
+        forget_plugin_modules()

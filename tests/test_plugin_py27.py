@@ -1,0 +1,136 @@
+"""GIMP 2.10 runs the plug-in on Python 2.7: everything in plugin/ must stay 2.7-compatible.
+
+The static check (vermin) always runs. When a Python 2.7 interpreter is around (NST_PYTHON27, a
+working python2.7 on PATH, or pyenv's), the plug-in files are also compiled by it and the engine
+client drives the fake engine under it.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fakes.fake_engine import write_fake_engine
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = REPO / "plugin"
+REQUIRED = os.environ.get("CI") == "true"
+
+
+def find_vermin():
+    beside_python = Path(sys.executable).with_name("vermin")
+    if beside_python.exists():
+        return str(beside_python)
+    return shutil.which("vermin")
+
+
+def find_python27():
+    candidates = [os.environ.get("NST_PYTHON27"), shutil.which("python2.7")]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7")))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "(2, 7)":
+            return candidate
+    return None
+
+
+def test_plugin_files_exist():
+    names = sorted(path.name for path in PLUGIN_DIR.glob("*.py"))
+    assert {"nst_style_transfer.py", "nst_gimpfu3.py", "nst_engine.py"} <= set(names)
+
+
+def test_vermin_finds_nothing_newer_than_python_27():
+    vermin = find_vermin()
+    if vermin is None:
+        if REQUIRED:
+            pytest.fail("vermin is not installed (pip install vermin)")
+        pytest.skip("vermin is not installed")
+    out = subprocess.run([vermin, "-q", "--no-tips", "--violations", "-t=2.7-", "-t=3.6-",
+                          "plugin"], cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "" and out.returncode == 0, out.stdout + out.stderr
+
+
+def test_vermin_would_notice_a_python3_only_construct(tmp_path):
+    """The check above can fail: an f-string in a copy of plugin/ is reported."""
+    vermin = find_vermin()
+    if vermin is None:
+        pytest.skip("vermin is not installed")
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "bad.py").write_text("name = 'x'\nprint(f'{name}')\n")
+    out = subprocess.run([vermin, "-q", "--no-tips", "--violations", "-t=2.7-", "-t=3.6-",
+                          "plugin"], cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() != ""
+
+
+@pytest.fixture(scope="module")
+def python27():
+    found = find_python27()
+    if found is None:
+        pytest.skip("no Python 2.7 interpreter here (set NST_PYTHON27 to one)")
+    return found
+
+
+def test_python27_compiles_every_plugin_file(python27, tmp_path):
+    for source in PLUGIN_DIR.glob("*.py"):
+        target = tmp_path / (source.name + "c")
+        out = subprocess.run([python27, "-c", "import py_compile, sys; "
+                              "py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)",
+                              str(source), str(target)], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+
+
+def test_engine_client_runs_the_engine_under_python27(python27, tmp_path):
+    from PIL import Image
+    content, style, result = (str(tmp_path / name) for name in ("c.png", "s.png", "r.png"))
+    Image.new("RGB", (12, 8), (10, 200, 30)).save(content)
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(style)
+    engine = write_fake_engine(str(tmp_path / "fake-python"))  # the engine itself is Python 3
+    script = tmp_path / "drive.py"
+    script.write_text(textwrap.dedent("""
+        import json, os, sys
+        sys.path.insert(0, %r)
+        import nst_engine, nst_runfiles
+        root = nst_runfiles.runs_root(%r)
+        nst_runfiles.sweep_stale_runs(root)
+        run_dir = nst_runfiles.make_run_folder(root)
+        events = []
+        options = nst_engine.engine_options(preset="fast", iterations=2, size=64)
+        command = nst_engine.build_command(%r, %r, %r, %r, options)
+        env = nst_engine.clean_environment(os.environ)
+        done = nst_engine.run_engine(command, env, %r, root, events.append, %r)
+        nst_runfiles.remove_run_folder(run_dir)
+        try:
+            env["FAKE_ENGINE_MODE"] = "weights_missing"
+            nst_engine.run_engine(command, env, %r, root, None, %r)
+            failure = None
+        except nst_engine.EngineError as exc:
+            failure = [exc.code, exc.message]
+        print(json.dumps({"events": [e["event"] for e in events], "done": done["output"],
+                          "failure": failure, "left": os.listdir(root)}))
+    """ % (str(PLUGIN_DIR), str(tmp_path), engine, content, style, result,
+           str(tmp_path / "logs"), result, str(tmp_path / "logs"), result)))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("FAKE_ENGINE_MODE", None)
+    out = subprocess.run([python27, str(script)], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["events"] == ["start", "progress", "progress", "progress", "done"]
+    assert report["done"] == result
+    assert report["failure"][0] == "weights_missing"
+    assert "Engine log:" in report["failure"][1]
+    assert report["left"] == []

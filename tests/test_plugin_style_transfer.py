@@ -1,0 +1,382 @@
+"""The plug-in (plugin/nst_style_transfer.py) against the in-memory gimpfu and the fake engine.
+
+The plug-in is installed into a test folder the way the installer does it (its files plus
+nst_config.json naming the fake engine) and imported with fakes/fake_gimpfu.py as its gimpfu.
+"""
+
+import json
+import os
+
+import pytest
+from PIL import ImageChops
+
+from fakes.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
+from fakes.plugin_setup import PluginHarness
+
+PROC = "python-fu-nst-style-transfer"
+DEFAULTS = dict(preset=0, iterations=0, size=0, style_weight=1.0, content_weight=1.0,
+                use_ssim=True, preserve_colors=False, seed=0, device=0)
+
+
+@pytest.fixture
+def harness(tmp_path, monkeypatch):
+    setup = PluginHarness(tmp_path, monkeypatch)
+    yield setup
+    setup.close()
+
+
+def scene(world, base_type=0):
+    """A canvas with a background, a smaller offset target layer and a top layer; a second image
+    holds the style."""
+    image = world.new_image(200, 150, base_type)
+    world.add_layer(image, "Background", 200, 150, color=(250, 250, 250, 255))
+    target = world.add_layer(image, "Photo", 90, 60, offsets=(30, 40), color=(200, 40, 40, 255))
+    world.add_layer(image, "Top", 50, 50, offsets=(0, 0), color=(0, 0, 0, 128))
+    style_image = world.new_image(64, 64)
+    style = world.add_layer(style_image, "Great Wave", 64, 64, color=(20, 60, 200, 255))
+    return image, target, style
+
+
+def run(harness, image, drawable, style, **overrides):
+    values = dict(DEFAULTS, **overrides)
+    return harness.plugin.style_transfer(
+        image, drawable, style, values["preset"], values["iterations"], values["size"],
+        values["style_weight"], values["content_weight"], values["use_ssim"],
+        values["preserve_colors"], values["seed"], values["device"])
+
+
+def snapshot(world, image):
+    stack = world.layer_stack(image)
+    pixels = [item.pixels.tobytes() for item in world.all_items(image)]
+    return stack, pixels
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def test_registers_one_procedure_in_filters_artistic(harness):
+    (registration,) = harness.world.registrations
+    assert registration["proc_name"] == PROC
+    assert registration["menu"] == "<Image>/Filters/Artistic"
+    assert registration["label"] == "Neural Style Transfer..."
+    assert registration["imagetypes"] == "RGB*, GRAY*"
+    names = [param[1] for param in registration["params"]]
+    assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
+                     "style_weight", "content_weight", "use_ssim", "preserve_colors", "seed",
+                     "device"]
+    defaults = dict((param[1], param[3]) for param in registration["params"][2:])
+    assert defaults == dict(DEFAULTS, style_layer=None)
+
+
+def test_main_runs_only_as_a_program(harness):
+    assert harness.world.main_called is False
+
+
+# ---------------------------------------------------------------------------------------------
+# a successful run
+
+
+def test_adds_one_styled_layer_directly_above_the_target(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    before_stack, before_pixels = snapshot(world, image)
+    images_before = list(world.images)
+
+    run(harness, image, target, style)
+
+    after = world.layer_stack(image)
+    assert len(after) == len(before_stack) + 1
+    new_index = [entry[1] for entry in after].index("Styled: Great Wave")
+    assert after[new_index + 1][1] == "Photo", "the new layer is not directly above the target"
+    new_layer = image.layers[new_index]
+    assert (new_layer.width, new_layer.height, new_layer.offsets) == (90, 60, (30, 40))
+    assert new_layer.mask is None
+    assert ImageChops.difference(new_layer.pixels.convert("RGB"),
+                                 target.pixels.convert("RGB")).getbbox() is not None
+    # Everything that was there is untouched.
+    remaining = [entry for entry in after if entry[1] != "Styled: Great Wave"]
+    assert remaining == before_stack
+    assert [item.pixels.tobytes() for item in world.all_items(image) if item is not new_layer] \
+        == before_pixels
+    # One undo group, closed; scratch images gone; progress shown; nothing left in temp.
+    assert (image.undo_depth, image.undo_groups_closed) == (0, 1)
+    assert world.images == images_before
+    assert harness.run_folders() == []
+    assert world.messages == []
+
+
+def test_progress_bar_follows_the_engine(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    run(harness, image, target, style)
+    values = world.progress_values
+    assert values[0] == 0.0 and values[-1] == 1.0
+    assert values == sorted(values)
+    assert len(values) >= 4
+    texts = [text for text in world.progress_texts if text]
+    assert any("iteration 2 of 3" in text and "left" in text for text in texts)
+    assert any(text.startswith("Style transfer: starting on cpu") for text in texts)
+
+
+def test_dialog_values_reach_the_engine_command_line(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    # GIMP 2.10's spinners hand over floats.
+    run(harness, image, target, style, preset=1, iterations=250.0, size=384.0, style_weight=3.5,
+        content_weight=0.5, use_ssim=False, preserve_colors=True, seed=7.0, device=1)
+    argv = harness.recorded_engine_call()["argv"]
+    assert argv[:3] == ["-m", "nst_core", "stylize"]
+    content, style_png, dash_o, result = argv[3:7]
+    assert dash_o == "-o"
+    assert os.path.basename(content) == "content.png"
+    assert os.path.basename(style_png) == "style.png"
+    assert os.path.basename(result) == "result.png"
+    assert argv[7:] == ["--progress", "jsonl", "--preset", "fast", "--size", "384",
+                        "--iterations", "250", "--content-weight", "0.5", "--style-weight",
+                        "3.5", "--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]
+
+
+def test_paper_preset_passes_no_weights(harness):
+    image, target, style = scene(harness.world)
+    run(harness, image, target, style, preset=2, device=3)
+    argv = harness.recorded_engine_call()["argv"]
+    assert "--style-weight" not in argv and "--content-weight" not in argv
+    assert argv[argv.index("--preset") + 1] == "paper"
+    assert argv[argv.index("--device") + 1] == "mps"
+
+
+def test_exported_layers_are_the_layers_own_pixels(harness, monkeypatch):
+    """content.png is the target at its own size (no offsets); style.png the style layer."""
+    world = harness.world
+    image, target, style = scene(world)
+    world.add_mask(target)
+    saved = {}
+    original = harness.world.pdb.file_png_save_defaults
+
+    def keep_copy(img, drawable, filename, raw):
+        original(img, drawable, filename, raw)
+        saved[os.path.basename(filename)] = (drawable.pixels.copy(), drawable.offsets,
+                                             drawable.mask)
+    monkeypatch.setattr(harness.world.pdb, "file_png_save_defaults", keep_copy)
+    run(harness, image, target, style)
+    content_pixels, offsets, mask = saved["content.png"]
+    assert content_pixels.size == (90, 60) and offsets == (0, 0) and mask is None
+    assert content_pixels.tobytes() == target.pixels.tobytes()
+    assert saved["style.png"][0].size == (64, 64)
+    assert target.mask is not None  # the user's layer keeps its mask
+
+
+def test_selection_gives_the_new_layer_a_mask(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    image.selection = (50, 60, 20, 10)
+    run(harness, image, target, style)
+    new_layer = image.layers[1]
+    assert new_layer.name == "Styled: Great Wave"
+    assert new_layer.mask is not None
+    # The mask is the selection in the layer's own coordinates (offsets 30, 40).
+    assert new_layer.mask.pixels.getbbox() == (20, 20, 40, 30)
+
+
+def test_target_inside_a_group_gets_its_result_inside_the_group(harness):
+    world = harness.world
+    image = world.new_image(100, 100)
+    group = world.add_layer(image, "Group", 100, 100, kind="group")
+    world.add_layer(image, "Above", 10, 10, parent=group, position=0)
+    target = world.add_layer(image, "Inner", 40, 30, offsets=(5, 6), parent=group, position=1)
+    style = world.add_layer(world.new_image(20, 20), "Style", 20, 20)
+    run(harness, image, target, style)
+    assert [child.name for child in group.children] == ["Above", "Styled: Style", "Inner"]
+    assert group.children[1].offsets == (5, 6)
+
+
+def test_grayscale_image_works(harness):
+    world = harness.world
+    image, target, style = scene(world, base_type=GRAY)
+    run(harness, image, target, style)
+    assert image.layers[1].name == "Styled: Great Wave"
+
+
+def test_indexed_style_image_is_fine(harness):
+    world = harness.world
+    image, target, _style = scene(world)
+    indexed = world.new_image(30, 30, INDEXED)
+    style = world.add_layer(indexed, "Palette art", 30, 30)
+    run(harness, image, target, style)
+    assert image.layers[1].name == "Styled: Palette art"
+
+
+def test_engine_warnings_are_shown_after_success(harness, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_WARN", "working size capped to 512 to fit memory")
+    image, target, style = scene(harness.world)
+    run(harness, image, target, style)
+    assert len(harness.world.messages) == 1
+    assert "working size capped" in harness.world.messages[0]
+
+
+def test_stale_run_folders_of_dead_runs_are_swept(harness):
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    dead = root / "run-999999999-abcdef"
+    dead.mkdir(parents=True)
+    (dead / "content.png").write_bytes(b"left over")
+    foreign = root / "keep-me"
+    foreign.mkdir()
+    image, target, style = scene(harness.world)
+    run(harness, image, target, style)
+    assert not dead.exists()
+    assert foreign.exists()
+
+
+def test_env_variable_overrides_the_installed_engine(harness, monkeypatch, tmp_path):
+    from fakes.fake_engine import write_fake_engine
+    other = write_fake_engine(str(tmp_path / "other-python"))
+    monkeypatch.setenv("NST_ENGINE_PYTHON", other)
+    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "other.json"))
+    image, target, style = scene(harness.world)
+    run(harness, image, target, style)
+    assert json.loads((tmp_path / "other.json").read_text())["argv"][:3] == [
+        "-m", "nst_core", "stylize"]
+
+
+# ---------------------------------------------------------------------------------------------
+# failures leave the image as it was, say what to do, and clean up
+
+
+def expect_failure(harness, image, drawable, style, **overrides):
+    world = harness.world
+    before = snapshot(world, image)
+    images_before = list(world.images)
+    messages_before = list(world.messages)
+    with pytest.raises(error) as caught:
+        run(harness, image, drawable, style, **overrides)
+    assert snapshot(world, image) == before, "a failed run changed the image"
+    assert image.undo_depth == 0
+    assert world.images == images_before, "a scratch image was left open"
+    assert harness.run_folders() == [], "temporary files were left behind"
+    message = str(caught.value)
+    assert world.messages == messages_before + [message], "the user was not told"
+    assert message.startswith("Neural Style Transfer: ")
+    return message
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("weights_missing", "Fake engine failure: weights_missing"),
+    ("bad_input", "Fake engine failure: bad_input"),
+    ("crash", "fake engine crashed on purpose"),
+    ("no_module", "does not have nst_core installed"),
+    ("no_output", "wrote no result"),
+])
+def test_engine_failures_are_reported_with_the_log(harness, mode, words):
+    harness.engine_mode(mode)
+    image, target, style = scene(harness.world)
+    message = expect_failure(harness, image, target, style)
+    assert words in message
+    assert str(harness.log_path()) in message
+
+
+def test_missing_engine_says_to_run_the_installer(harness):
+    config = harness.folder / "nst_config.json"
+    config.write_text(json.dumps({"engine_python": "/nowhere/bin/python", "log_dir": ""}))
+    image, target, style = scene(harness.world)
+    message = expect_failure(harness, image, target, style)
+    assert "/nowhere/bin/python" in message and "installer" in message
+
+
+def test_unconfigured_plugin_says_to_run_the_installer(harness):
+    (harness.folder / "nst_config.json").unlink()
+    image, target, style = scene(harness.world)
+    message = expect_failure(harness, image, target, style)
+    assert "not set up" in message and "installer" in message
+
+
+def test_failure_while_adding_the_layer_leaves_no_trace(harness):
+    image, target, style = scene(harness.world)
+    before = snapshot(harness.world, image)
+    # The first set_offsets call is on the scratch copy: let exports through, fail on insertion.
+    calls = []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) > 2:
+            raise RuntimeError("GIMP said no")
+        layer, x, y = args
+        layer.offsets = (x, y)
+    harness.world.pdb.gimp_layer_set_offsets = flaky
+    with pytest.raises(RuntimeError):
+        run(harness, image, target, style)
+    assert snapshot(harness.world, image) == before
+    assert (image.undo_depth, image.undo_groups_closed) == (0, 1)
+    assert harness.run_folders() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# layer cases that are refused with a clear message
+
+
+def test_indexed_image_is_refused(harness):
+    image, target, style = scene(harness.world, base_type=INDEXED)
+    assert "Image > Mode > RGB" in expect_failure(harness, image, target, style)
+
+
+def test_layer_group_target_is_refused(harness):
+    world = harness.world
+    image, _target, style = scene(world)
+    group = world.add_layer(image, "Folder", 200, 150, kind="group")
+    assert "layer group" in expect_failure(harness, image, group, style)
+
+
+def test_layer_mask_target_is_refused(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    mask = world.add_mask(target)
+    assert "thumbnail" in expect_failure(harness, image, mask, style)
+
+
+def test_channel_target_is_refused(harness):
+    world = harness.world
+    image, _target, style = scene(world)
+    channel = world.add_channel(image, "Saved selection")
+    assert "channel" in expect_failure(harness, image, channel, style)
+
+
+def test_style_equal_to_target_is_refused(harness):
+    image, target, _style = scene(harness.world)
+    assert "is the layer being styled" in expect_failure(harness, image, target, target)
+
+
+def test_missing_style_layer_is_refused(harness):
+    image, target, _style = scene(harness.world)
+    assert "Choose a style layer" in expect_failure(harness, image, target, None)
+
+
+def test_style_group_and_mask_are_refused(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    group = world.add_layer(style.image, "Styles", 64, 64, kind="group")
+    assert "layer group" in expect_failure(harness, image, target, group)
+    mask = world.add_mask(style)
+    assert "not a channel or a layer mask" in expect_failure(harness, image, target, mask)
+
+
+def test_nonsense_parameters_are_refused_before_anything_runs(harness):
+    image, target, style = scene(harness.world)
+    assert "must be 0 or more" in expect_failure(harness, image, target, style,
+                                                 style_weight=-2.0)
+    assert "quality preset" in expect_failure(harness, image, target, style, preset=7)
+    assert not harness.record.exists(), "the engine was started for nonsense input"
+
+
+def test_the_fake_pdb_catches_rule_breaking():
+    """The double is strict: this is what makes the tests above able to fail."""
+    from fakes.fake_gimpfu import FakeGimp
+    world = FakeGimp()
+    image = world.new_image(10, 10)
+    layer = world.add_layer(image, "L", 10, 10)
+    with pytest.raises(FakeGimpError):
+        world.pdb.gimp_image_insert_layer(image, layer, None, 0)
+    with pytest.raises(FakeGimpError):
+        world.pdb.gimp_image_undo_group_end(image)
+    world.pdb.gimp_image_delete(image)
+    with pytest.raises(FakeGimpError):
+        world.pdb.gimp_image_base_type(image)
