@@ -360,7 +360,9 @@ def failure_message(error_event, returncode, log_path, log_tail, engine_python):
                      "again." % engine_python)
     parts = [what]
     advice = ADVICE_BY_CODE.get(code)
-    if advice and (error_event is None or code not in ("weights_missing",)):
+    # The engine's own message already says what to do; our advice is for when it said nothing
+    # (a crash, a Python without nst_core), and the reassurance that a cancelled run changed nothing.
+    if advice and (error_event is None or code == "cancelled"):
         parts.append(advice.format(python=engine_python))
     if log_path:
         parts.append("Engine log: %s" % log_path)

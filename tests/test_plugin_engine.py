@@ -183,8 +183,14 @@ def test_failure_message_uses_the_engines_words_and_names_the_log():
         {"event": "error", "code": "out_of_memory", "message": "CUDA ran out of memory."}, 5,
         "/logs/nst_engine.log", [], "/env/bin/python")
     assert code == "out_of_memory"
-    assert message.startswith("CUDA ran out of memory.")
-    assert "smaller working size" in message and "/logs/nst_engine.log" in message
+    assert message == "CUDA ran out of memory. Engine log: /logs/nst_engine.log"
+
+
+def test_failure_message_of_a_cancelled_run_says_the_image_is_unchanged():
+    code, message = nst_engine.failure_message(
+        {"event": "error", "code": "cancelled", "message": "cancelled (SIGTERM)"}, 4, "/l.log",
+        [], "/py")
+    assert code == "cancelled" and "the image was not changed" in message
 
 
 def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
@@ -192,6 +198,8 @@ def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
     assert code == "weights_missing"
     assert "exit code 3" in message and "no weights here" in message
     assert '"/py" -m nst_core weights fetch' in message
+    code, message = nst_engine.failure_message(None, 5, "/l/x.log", [], "/py")
+    assert code == "out_of_memory" and "smaller working size" in message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+# Batch code for tests/test_gimp3_e2e.py: runs INSIDE a real GIMP 3 (python-fu-eval), where Gimp,
+# Gio, GLib, GObject and Gegl are already imported. It builds a scene, calls the plug-in's procedure
+# through the PDB, and writes what it finds as JSON for the test to judge; it judges nothing itself.
+#
+# Parameters come from the JSON file named by NST_E2E_PARAMS:
+#   scenario  "success" (two runs, the second with a selection) or "failure" (the engine fails, the
+#             style is the target itself, several drawables are selected)
+#   content, style: picture files; output: where to write the findings; size, iterations.
+import hashlib
+import json
+import os
+import traceback
+
+import gi
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl  # noqa: E402
+
+PROCEDURE = "python-fu-nst-style-transfer"
+params = json.load(open(os.environ["NST_E2E_PARAMS"]))
+findings = {"scenario": params["scenario"], "errors": []}
+
+
+def pixels(drawable):
+    width, height = drawable.get_width(), drawable.get_height()
+    buffer = drawable.get_buffer()
+    data = buffer.get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "R'G'B'A u8",
+                      Gegl.AbyssPolicy.CLAMP)
+    return bytes(data)
+
+
+def describe(layer):
+    _ok, offset_x, offset_y = layer.get_offsets()
+    parent = layer.get_parent()
+    return {
+        "name": layer.get_name(),
+        "size": [layer.get_width(), layer.get_height()],
+        "offsets": [offset_x, offset_y],
+        "position": layer.get_image().get_item_position(layer),
+        "parent": parent.get_name() if parent else None,
+        "has_mask": layer.get_mask() is not None,
+        "pixels_sha1": hashlib.sha1(pixels(layer)).hexdigest(),
+    }
+
+
+def stack(image):
+    return [describe(layer) for layer in image.get_layers()]
+
+
+def load_layer(image, path, name, width, height, offsets):
+    layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
+    layer.set_name(name)
+    image.insert_layer(layer, None, 0)
+    layer.scale(width, height, False)
+    layer.set_offsets(*offsets)
+    return layer
+
+
+def build_scene():
+    """A 160x120 canvas: a white background, the target photo (smaller, offset) and a small
+    half-transparent layer above it; the style lives in a second image."""
+    image = Gimp.Image.new(160, 120, Gimp.ImageBaseType.RGB)
+    background = Gimp.Layer.new(image, "Background", 160, 120, Gimp.ImageType.RGB_IMAGE, 100,
+                                Gimp.LayerMode.NORMAL)
+    image.insert_layer(background, None, 0)
+    background.fill(Gimp.FillType.WHITE)
+    target = load_layer(image, params["content"], "Photo", 64, 48, (40, 30))
+    top = Gimp.Layer.new(image, "Top", 20, 20, Gimp.ImageType.RGBA_IMAGE, 60,
+                         Gimp.LayerMode.NORMAL)
+    image.insert_layer(top, None, 0)
+    top.fill(Gimp.FillType.FOREGROUND)
+    style_image = Gimp.Image.new(48, 48, Gimp.ImageBaseType.RGB)
+    style = load_layer(style_image, params["style"], "Great Wave", 48, 48, (0, 0))
+    return image, target, style, style_image
+
+
+def run_procedure(image, drawables, style, **values):
+    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    config.set_property("style-layer", style)
+    for name, value in values.items():
+        config.set_property(name, value)
+    result = procedure.run(config)
+    status = result.index(0)
+    message = result.index(1) if result.length() > 1 else None
+    return {"status": status.value_nick, "message": message}
+
+
+def run_files():
+    """The plug-in's run folders (TMPDIR/nst-gimp-USER/run-*) still on disk."""
+    import glob
+    return sorted(glob.glob(os.path.join(params["temp_dir"], "nst-gimp-*", "run-*")))
+
+
+def runs_roots():
+    import glob
+    return sorted(glob.glob(os.path.join(params["temp_dir"], "nst-gimp-*")))
+
+
+def engine_values():
+    return {"preset": "standard", "iterations": params["iterations"], "size": params["size"],
+            "seed": 0, "device": "cpu"}
+
+
+def registration():
+    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+    if procedure is None:
+        return {"registered": False}
+    return {
+        "registered": True,
+        "menu_label": procedure.get_menu_label(),
+        "menu_paths": list(procedure.get_menu_paths()),
+        "image_types": procedure.get_image_types(),
+        "arguments": [spec.name for spec in procedure.get_arguments()],
+    }
+
+
+def success_scenario():
+    image, target, style, style_image = build_scene()
+    findings["target_name"] = target.get_name()
+    findings["before"] = stack(image)
+    findings["style_before"] = stack(style_image)
+    findings["run"] = run_procedure(image, [target], style, **engine_values())
+    findings["after"] = stack(image)
+    findings["style_after"] = stack(style_image)
+    findings["run_folders_after_run"] = run_files()
+    # Second run: with a selection, the new layer gets a mask from it.
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 50, 40, 30, 20)
+    findings["selection_run"] = run_procedure(image, [target], style, **engine_values())
+    findings["after_selection_run"] = stack(image)
+    findings["run_folders_at_end"] = run_files()
+    findings["runs_roots"] = runs_roots()
+    image.delete()
+    style_image.delete()
+
+
+def failure_scenario():
+    image, target, style, style_image = build_scene()
+    findings["before"] = stack(image)
+    # NST_ENGINE_PYTHON names a program that fails: the engine "crashes".
+    findings["engine_failure"] = run_procedure(image, [target], style, **engine_values())
+    findings["after_engine_failure"] = stack(image)
+    findings["same_layer"] = run_procedure(image, [target], target, **engine_values())
+    findings["after_same_layer"] = stack(image)
+    background = image.get_layers()[-1]
+    findings["two_drawables"] = run_procedure(image, [target, background], style,
+                                              **engine_values())
+    findings["after_two_drawables"] = stack(image)
+    findings["run_folders_at_end"] = run_files()
+    image.delete()
+    style_image.delete()
+
+
+try:
+    findings["registration"] = registration()
+    if findings["registration"]["registered"]:
+        {"success": success_scenario, "failure": failure_scenario}[params["scenario"]]()
+except Exception:
+    findings["errors"].append(traceback.format_exc())
+finally:
+    with open(params["output"], "w") as handle:
+        json.dump(findings, handle, indent=1, sort_keys=True)

@@ -1,0 +1,279 @@
+"""End to end in a real GIMP 3: install the plug-in as a user does, call it through the PDB, and
+check the layer stack it leaves.
+
+GIMP 3 runs headless (gimp-console-3.0) in the Debian 13 chroot that tests/gimp3/build-chroot.sh
+builds (NST_GIMP3_CHROOT, default ~/.cache/nst-gimp-dev/gimp3-trixie), or from the system when it
+has gimp-console-3.0. Neither there: the test is skipped, except with CI=true or NST_REQUIRE_GIMP=1,
+where it fails and says why. The engine is the real nst_core of this Python (NST_WEIGHTS=random, a
+64 px working size, 2 iterations) once `python -m nst_core stylize --help` works here, else the fake
+engine; NST_E2E_ENGINE=fake or =real chooses. Run alone:
+
+    /root/.cache/nst-gimp-dev/venv/bin/python -m pytest -s -m gimp tests/test_gimp3_e2e.py
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fakes.fake_engine import write_fake_engine
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
+BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
+INSTALLER = REPO / "installer" / "install.py"
+PROCEDURE = "python-fu-nst-style-transfer"
+GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
+                   "style-weight", "content-weight", "use-ssim", "preserve-colors", "seed",
+                   "device"]
+WORKING_SIZE, ITERATIONS = 64, 2
+
+pytestmark = [pytest.mark.gimp, pytest.mark.slow]
+
+
+def gimp_required():
+    return os.environ.get("CI") == "true" or os.environ.get("NST_REQUIRE_GIMP") == "1"
+
+
+def unavailable(reason):
+    if gimp_required():
+        pytest.fail("a real GIMP 3 is required here (CI=true or NST_REQUIRE_GIMP=1) but "
+                    + reason)
+    pytest.skip(reason)
+
+
+def locate_gimp():
+    """("chroot", ROOT) or ("system", "/"), or skip/fail with the reason."""
+    root = Path(os.environ.get("NST_GIMP3_CHROOT",
+                               os.path.expanduser("~/.cache/nst-gimp-dev/gimp3-trixie")))
+    if (root / "usr/bin/gimp-console-3.0").exists() and (root / ".nst-chroot-complete").exists():
+        if os.geteuid() != 0:
+            unavailable("the GIMP 3 chroot at %s needs root (chroot, mount)" % root)
+        if not shutil.which("chroot") or not shutil.which("mount"):
+            unavailable("chroot/mount are not available to use the GIMP 3 chroot at %s" % root)
+        return "chroot", str(root)
+    if shutil.which("gimp-console-3.0"):
+        return "system", "/"
+    unavailable("no GIMP 3: neither the chroot %s (build it with tests/gimp3/build-chroot.sh %s, "
+                "as root) nor gimp-console-3.0 on PATH" % (root, root))
+
+
+def real_engine_available():
+    try:
+        out = subprocess.run([sys.executable, "-m", "nst_core", "stylize", "--help"],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "--progress" in out.stdout
+
+
+def choose_engine():
+    wanted = os.environ.get("NST_E2E_ENGINE", "auto")
+    if wanted == "fake":
+        return "fake"
+    if real_engine_available():
+        return "real"
+    if wanted == "real":
+        pytest.fail("NST_E2E_ENGINE=real but `%s -m nst_core stylize --help` fails"
+                    % sys.executable)
+    return "fake"
+
+
+def install_plugin(plug_ins_dir, engine_python, data_dir):
+    """As a user would: the installer when the checkout has it, else the same files by hand."""
+    plug_ins_dir.mkdir(parents=True)
+    if INSTALLER.exists():
+        out = subprocess.run([sys.executable, str(INSTALLER), "--gimp-plugin-dir",
+                              str(plug_ins_dir), "--engine-python", engine_python, "--no-weights",
+                              "--data-dir", str(data_dir), "-y"],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, "installer failed:\n" + out.stdout + out.stderr
+        how = "installer/install.py"
+    else:
+        from fakes.plugin_setup import install_plugin_copy
+        install_plugin_copy(plug_ins_dir, engine_python, data_dir / "logs")
+        how = "copied plugin/*.py (no installer in this checkout yet)"
+    folder = plug_ins_dir / "nst_style_transfer"
+    assert (folder / "nst_style_transfer.py").stat().st_mode & 0o111, "plug-in not executable"
+    config = json.loads((folder / "nst_config.json").read_text())
+    return folder, config, how
+
+
+def bind_paths(work_dir):
+    """What the chroot must see at the same paths: the test folder, the checkout, this Python's
+    environment and its base interpreter (a venv links to it)."""
+    paths = {str(work_dir), str(REPO), sys.prefix, sys.base_prefix}
+    return sorted(path for path in paths if path and path != "/")
+
+
+def run_gimp(kind, root, home, work_dir, env, name):
+    params_path = work_dir / ("%s-params.json" % name)
+    output = work_dir / ("%s-findings.json" % name)
+    params = dict(env.pop("params"), output=str(output))
+    params_path.write_text(json.dumps(params))
+    command = [str(BATCH_RUNNER), "--home", str(home)]
+    if kind == "chroot":
+        command += ["--root", root]
+        for path in bind_paths(work_dir):
+            command += ["--bind", path]
+    env = dict(env, NST_E2E_PARAMS=str(params_path))
+    for key, value in sorted(env.items()):
+        command += ["--env", "%s=%s" % (key, value)]
+    command.append(str(BATCH_CODE))
+    out = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    (work_dir / ("%s-gimp.log" % name)).write_text(out.stdout + out.stderr)
+    assert output.exists(), ("GIMP wrote no findings (exit %d):\n%s"
+                             % (out.returncode, (out.stdout + out.stderr)[-4000:]))
+    findings = json.loads(output.read_text())
+    assert findings["errors"] == [], "the batch code raised:\n" + "\n".join(findings["errors"])
+    return findings, out.stdout + out.stderr
+
+
+def without_positions(layers):
+    """Layers as compared before/after: a new layer shifts the positions of those below it."""
+    return [dict((key, value) for key, value in layer.items() if key != "position")
+            for layer in layers]
+
+
+def check(label, condition, detail=""):
+    print("  %-4s %s%s" % ("ok" if condition else "FAIL", label, (": " + detail) if detail else ""))
+    return bool(condition)
+
+
+@pytest.fixture(scope="module")
+def gimp_session(tmp_path_factory):
+    kind, root = locate_gimp()
+    work_dir = tmp_path_factory.mktemp("gimp3-e2e")
+    home = work_dir / "home"
+    engine = choose_engine()
+    plug_ins = home / ".config" / "GIMP" / "3.0" / "plug-ins"
+    folder, config, how = install_plugin(plug_ins, sys.executable, work_dir / "data")
+    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work_dir / "tmp")}
+    (work_dir / "tmp").mkdir()
+    if engine == "fake":
+        env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work_dir / "fake-python"))
+    print("\nGIMP 3 (%s %s), engine: %s, plug-in installed with %s into %s"
+          % (kind, root, engine if engine == "fake" else "real nst_core (%s)" % sys.executable,
+             how, folder))
+    return dict(kind=kind, root=root, work_dir=work_dir, home=home, env=env, engine=engine,
+                config=config)
+
+
+def scenario_params(session, scenario):
+    return {"scenario": scenario, "content": str(REPO / "examples" / "chelsea.png"),
+            "style": str(REPO / "examples" / "great_wave.jpg"), "size": WORKING_SIZE,
+            "iterations": ITERATIONS, "temp_dir": session["env"]["TMPDIR"]}
+
+
+def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
+    session = gimp_session
+    env = dict(session["env"], params=scenario_params(session, "success"))
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"],
+                                  session["work_dir"], env, "success")
+    print("checks after a styling run (real GIMP 3, engine: %s):" % session["engine"])
+    registration = found["registration"]
+    results = [
+        check("procedure %s registers" % PROCEDURE, registration["registered"]),
+        check("menu <Image>/Filters/Artistic, label 'Neural Style Transfer...'",
+              registration.get("menu_paths") == ["<Image>/Filters/Artistic"]
+              and registration.get("menu_label") == "Neural Style Transfer...",
+              "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
+        check("arguments are %s" % ", ".join(GIMP3_ARGUMENTS[3:]),
+              registration.get("arguments") == GIMP3_ARGUMENTS, str(registration.get("arguments"))),
+    ]
+    run = found["run"]
+    results.append(check("run succeeds", run["status"] == "success", str(run)))
+    before, after = found["before"], found["after"]
+    target = [layer for layer in before if layer["name"] == "Photo"][0]
+    results.append(check("target 'Photo' is smaller than the canvas with offsets",
+                         target["size"] == [64, 48] and target["offsets"] == [40, 30],
+                         "%s at %s" % (target["size"], target["offsets"])))
+    results.append(check("exactly one layer added", len(after) == len(before) + 1,
+                         "%d -> %d layers" % (len(before), len(after))))
+    new = [layer for layer in after if layer["name"] not in [b["name"] for b in before]]
+    new_layer = new[0] if len(new) == 1 else {}
+    target_after = [layer for layer in after if layer["name"] == "Photo"][0]
+    results += [
+        check("new layer named 'Styled: Great Wave'", new_layer.get("name") == "Styled: Great Wave",
+              str(new_layer.get("name"))),
+        check("directly above the target",
+              new_layer.get("position") == target_after["position"] - 1
+              and new_layer.get("parent") == target_after["parent"],
+              "new at %s, target at %s" % (new_layer.get("position"), target_after["position"])),
+        check("same size and offsets as the target",
+              new_layer.get("size") == [64, 48] and new_layer.get("offsets") == [40, 30],
+              "%s at %s" % (new_layer.get("size"), new_layer.get("offsets"))),
+        check("its pixels differ from the content's",
+              new_layer.get("pixels_sha1") not in (None, target["pixels_sha1"])),
+        check("no mask without a selection", new_layer.get("has_mask") is False),
+        check("the other layers are untouched (names, order, sizes, offsets, pixels)",
+              without_positions([layer for layer in after if layer is not new_layer])
+              == without_positions(before)),
+        check("the style image is untouched", found["style_after"] == found["style_before"]),
+        check("no run folder left in the temp folder", found["run_folders_after_run"] == [],
+              str(found["run_folders_after_run"])),
+    ]
+    selection_run = found["selection_run"]
+    after_selection = found["after_selection_run"]
+    masked = [layer for layer in after_selection
+              if layer["name"].startswith("Styled: Great Wave") and layer["has_mask"]]
+    results += [
+        check("with a selection: run succeeds", selection_run["status"] == "success",
+              str(selection_run)),
+        check("with a selection: one more layer, and it has a layer mask",
+              len(after_selection) == len(after) + 1 and len(masked) == 1,
+              str([(layer["name"], layer["has_mask"]) for layer in after_selection])),
+        check("the plug-in worked in the temp folder given to GIMP (TMPDIR)",
+              len(found["runs_roots"]) == 1, str(found["runs_roots"])),
+        check("temp folder clean at the end", found["run_folders_at_end"] == []),
+    ]
+    log = Path(session["config"]["log_dir"]) / "nst_engine.log"
+    results.append(check("engine log written to the configured log_dir", log.exists(), str(log)))
+    if not all(results):
+        print(gimp_output[-3000:])
+    assert all(results)
+
+
+def test_engine_failure_leaves_the_image_unchanged_in_real_gimp3(gimp_session):
+    session = gimp_session
+    failing = session["work_dir"] / "failing-engine"
+    failing.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        echo "engine exploded on purpose (e2e test)" >&2
+        exit 1
+        """))
+    failing.chmod(0o755)
+    env = dict(session["env"], NST_ENGINE_PYTHON=str(failing),
+               params=scenario_params(session, "failure"))
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"],
+                                  session["work_dir"], env, "failure")
+    print("checks after failing runs (real GIMP 3):")
+    before = found["before"]
+    failure = found["engine_failure"]
+    message = failure["message"] or ""
+    log = str(Path(session["config"]["log_dir"]) / "nst_engine.log")
+    results = [
+        check("engine exiting 1: error status", failure["status"] == "execution-error",
+              failure["status"]),
+        check("the message says what happened and names the log",
+              "exit code 1" in message and "engine exploded on purpose" in message
+              and log in message, message),
+        check("the layer stack is as it was", found["after_engine_failure"] == before),
+        check("style layer = target: error status, clear message, image unchanged",
+              found["same_layer"]["status"] == "execution-error"
+              and "is the layer being styled" in (found["same_layer"]["message"] or "")
+              and found["after_same_layer"] == before, str(found["same_layer"])),
+        check("two drawables selected: refused, image unchanged",
+              found["two_drawables"]["status"] == "calling-error"
+              and "one layer at a time" in (found["two_drawables"]["message"] or "")
+              and found["after_two_drawables"] == before, str(found["two_drawables"])),
+        check("no run folder left in the temp folder", found["run_folders_at_end"] == []),
+    ]
+    if not all(results):
+        print(gimp_output[-3000:])
+    assert all(results)
