@@ -6,7 +6,8 @@ check what the installer asked for. No torch, no network, each call a few millis
 
 - ``python -m venv DIR``: makes DIR/bin/python (and DIR/Scripts/python.exe), a copy of this script
 - ``python -m pip install ...``: succeeds; ``FAKE_PIP_FAIL=network|broken`` makes it fail like pip does
-- ``python -m nst_core doctor --json``: prints a JSON report; ``FAKE_DOCTOR=fail|garbage`` breaks it
+- ``python -m nst_core doctor --json``: prints a JSON report; ``FAKE_DOCTOR=fail|garbage|torch_error``
+  breaks it
 - ``python -m nst_core weights path|fetch|import FILE``: ``FAKE_WEIGHTS=offline`` makes fetch exit 3
 - ``python -m nst_core stylize ... -o OUT --progress jsonl``: progress events, then writes OUT
 - anything else (``-c CODE``) runs the real interpreter
@@ -63,7 +64,12 @@ FAKE_PYTHON = textwrap.dedent('''\
             if mode == "garbage":
                 print("not json")
                 sys.exit(0)
-            print(json.dumps({{"version": "0.1.0", "torch": "2.14.1", "devices": ["cpu"]}}))
+            if mode == "torch_error":  # what the real doctor says when torch does not import
+                print(json.dumps({{"version": "0.1.0", "torch_error": "ImportError: libtorch_cpu.so"}}))
+                sys.exit(1)
+            ready = os.path.isfile(weights_file())
+            print(json.dumps({{"version": "0.1.0", "torch": "2.14.1", "cuda": False, "cuda_devices": [],
+                              "mps": False, "weights": {{"vgg19": {{"found": ready}}}}, "ready": ready}}))
             sys.exit(0)
         if command[:2] == ["weights", "path"]:
             print(weights_file())
@@ -74,6 +80,9 @@ FAKE_PYTHON = textwrap.dedent('''\
                 sys.exit(3)
             if command[1] == "import" and not os.path.isfile(command[2]):
                 sys.exit(2)
+            if command[1] == "fetch" and os.path.isfile(weights_file()):  # the engine downloads once
+                print(weights_file())
+                sys.exit(0)
             os.makedirs(os.path.dirname(weights_file()), exist_ok=True)
             with open(weights_file(), "w") as handle:
                 handle.write("weights")

@@ -421,6 +421,19 @@ def test_gimp_version_of_an_explicit_folder_guessed_or_given(machine):
     assert machine.run("--gimp-plugin-dir", str(given), "--gimp-version", "2.8").returncode == ExitCode.USAGE
 
 
+def test_weights_the_engine_already_had_are_not_recorded_or_removed(machine):
+    machine.profile(".config", "GIMP", "3.0")
+    weights = machine.state / "engine-data" / "weights" / "vgg19-torchvision-features.pth"
+    weights.parent.mkdir(parents=True)
+    weights.write_text("downloaded last year")
+    assert machine.run().returncode == 0
+    assert machine.manifest()["created_files"] == []
+    assert machine.run("--uninstall").returncode == 0
+    assert weights.read_text() == "downloaded last year"
+    result = machine.run("--no-weights")  # and with --no-weights, nothing is left to do
+    assert "already there" in result.stdout and "Still to do" not in result.stdout
+
+
 def test_weights_import_forwards_backbone_and_format(machine):
     machine.profile(".config", "GIMP", "3.0")
     weights = machine.root / "vgg16-caffe.pth"
@@ -452,7 +465,8 @@ def test_no_gimp_found(machine):
     assert snapshot(machine.root) == before
 
 
-@pytest.mark.parametrize("mode, expected", [("fail", "doctor --json"), ("garbage", "JSON")])
+@pytest.mark.parametrize("mode, expected", [("fail", "doctor --json"), ("garbage", "JSON"),
+                                            ("torch_error", "torch cannot be imported: ImportError")])
 def test_a_failing_engine_check_leaves_nothing_behind(machine, mode, expected):
     linux_profiles(machine)
     before = snapshot(machine.home)

@@ -184,9 +184,14 @@ def check_engine(python: Path, timeout: float = DOCTOR_TIMEOUT_S) -> Dict[str, o
         raise InstallError(ExitCode.ENGINE_CHECK, "the engine did not answer within %d s (%s -m nst_core "
                            "doctor --json)." % (timeout, python), "Run that command yourself to see why.")
     stdout, stderr = _decode(result.stdout), _decode(result.stderr)
+    report = parse_doctor_output(stdout)
+    if report is not None and report.get("torch_error"):
+        raise InstallError(ExitCode.ENGINE_CHECK,
+                           "the engine starts, but torch cannot be imported: %s" % report["torch_error"],
+                           "Run the installer again to reinstall torch (with --torch default if the "
+                           "build it chose does not suit this machine).")
     if result.returncode != 0:
         raise _doctor_failure(python, result.returncode, stderr + "\n" + stdout)
-    report = parse_doctor_output(stdout)
     if report is None:
         raise InstallError(ExitCode.ENGINE_CHECK,
                            "the engine's doctor did not print a JSON object:\n%s" % _tail(stdout or stderr),
@@ -195,18 +200,29 @@ def check_engine(python: Path, timeout: float = DOCTOR_TIMEOUT_S) -> Dict[str, o
 
 
 def describe_doctor(report: Dict[str, object]) -> str:
-    """One line from doctor's report (whatever keys this engine version has)."""
+    """One line from doctor's report: engine and torch versions, and the devices it can use."""
     parts = []
-    for key in ("version", "torch", "torch_version", "device", "devices", "default_device"):
-        value = report.get(key)
-        if value in (None, "", [], {}):
-            continue
-        if isinstance(value, dict):
-            value = value.get("version") or ", ".join("%s=%s" % item for item in sorted(value.items())[:4])
-        if isinstance(value, list):
-            value = ", ".join(str(item) for item in value)
-        parts.append("%s %s" % (key.replace("_", " "), value))
-    return "; ".join(parts) or "ok"
+    if report.get("version"):
+        parts.append("nst-core %s" % report["version"])
+    if report.get("torch"):
+        parts.append("torch %s" % report["torch"])
+    devices = ["CPU"]
+    cuda_devices = report.get("cuda_devices")
+    if report.get("cuda"):
+        names = [str(d.get("name")) for d in cuda_devices if isinstance(d, dict)] \
+            if isinstance(cuda_devices, list) else []
+        devices.append("CUDA (%s)" % ", ".join(names) if names else "CUDA")
+    if report.get("mps"):
+        devices.append("Apple MPS")
+    if "cuda" in report or "mps" in report:
+        parts.append("devices: " + ", ".join(devices))
+    return "; ".join(parts) or "the engine answers"
+
+
+def weights_ready(report: Dict[str, object]) -> Optional[bool]:
+    """Whether doctor found weights the engine can use (None: this engine does not say)."""
+    ready = report.get("ready")
+    return ready if isinstance(ready, bool) else None
 
 
 def weights_file_path(python: Path, backbone: Optional[str], weights_format: Optional[str]) -> Optional[Path]:
@@ -231,24 +247,26 @@ def weights_file_path(python: Path, backbone: Optional[str], weights_format: Opt
 WEIGHTS_MISSING = 3  # the engine's exit code when no weights could be found or downloaded
 
 
-def prepare_weights(python: Path, engine_args: Sequence[str], offline_hint: str) -> None:
-    """Run ``weights fetch`` or ``weights import``; the engine's own progress and messages go straight
-    to the terminal (stderr), so the user sees the download and, on failure, the engine's reason."""
+def prepare_weights(python: Path, engine_args: Sequence[str], offline_hint: str) -> Optional[Path]:
+    """Run ``weights fetch`` or ``weights import``; return the engine's copy (the path it prints).
+
+    The engine's own progress and messages go straight to the terminal (stderr), so the user sees the
+    download and, on failure, the engine's reason."""
     argv = engine_argv(python, *engine_args)
     try:
         result = subprocess.run(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     except OSError as error:
         raise InstallError(ExitCode.ENGINE_CHECK, "cannot start %s: %s" % (python, error))
+    output = _decode(result.stdout).strip()
     if result.returncode == 0:
-        return
-    output = _tail(_decode(result.stdout), 4)
+        last = output.splitlines()[-1].strip() if output else ""
+        return Path(last) if os.path.isabs(last) else None
     if result.returncode == WEIGHTS_MISSING:
         raise InstallError(ExitCode.NO_NETWORK,
-                           "the weights could not be downloaded (no network?)." + ("\n" + output if output else ""),
-                           offline_hint)
+                           "the weights could not be downloaded (no network?)."
+                           + ("\n" + _tail(output, 4) if output else ""), offline_hint)
     raise InstallError(ExitCode.WEIGHTS,
-                       "preparing the weights failed: `%s` ended with status %d." % (" ".join(argv[1:]),
-                                                                                    result.returncode)
-                       + ("\n" + output if output else ""),
+                       "preparing the weights failed: `%s` ended with status %d."
+                       % (" ".join(argv[1:]), result.returncode) + ("\n" + _tail(output, 4) if output else ""),
                        "The engine's message is above. Check the file, or use --weights-backbone / "
                        "--weights-format to say what it holds.")

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from . import engine as engine_steps
 from .errors import ExitCode, InstallError
@@ -37,6 +37,7 @@ class InstallReport:
     torch_source: Optional[TorchSource] = None  # what pip actually used
     torch_note: Optional[str] = None  # e.g. why PyTorch's own index was not used
     weights: str = "skipped"  # "fetched", "imported" or "skipped"
+    weights_file: Optional[Path] = None  # the engine's copy, when it says where
     folders: List[FolderInstall] = field(default_factory=list)
     log_file: Optional[Path] = None
 
@@ -157,20 +158,29 @@ def _offline_hint(plan: InstallPlan) -> str:
             "import FILE" % (url or "the backbone's torchvision weights", plan.engine.python))
 
 
+def _files_in(folder: Optional[Path]) -> Set[Path]:
+    return set(folder.iterdir()) if folder is not None and folder.is_dir() else set()
+
+
 def _prepare_weights(plan: InstallPlan, changes: Changes, report: InstallReport) -> None:
     weights = plan.weights
     if weights.mode == "skip":
         return
     python = plan.engine.python
-    kept_copy = engine_steps.weights_file_path(python, weights.backbone, weights.weights_format)
-    existed = kept_copy is not None and kept_copy.exists()
+    # The engine keeps its trimmed copy in its own folder; note what is there, so that a copy this run
+    # adds is recorded (and --uninstall removes it) while one that was there already is not.
+    expected = engine_steps.weights_file_path(python, weights.backbone, weights.weights_format)
+    weights_folder = expected.parent if expected is not None else None
+    there_before = _files_in(weights_folder)
     if weights.mode == "import":
         say("Importing the weights from %s ..." % weights.file)
     else:
         say("Fetching the weights (once; later runs reuse them) ...")
-    engine_steps.prepare_weights(python, weights.engine_args(), _offline_hint(plan))
+    kept_copy = engine_steps.prepare_weights(python, weights.engine_args(), _offline_hint(plan))
     report.weights = "imported" if weights.mode == "import" else "fetched"
-    if kept_copy is not None and not existed and kept_copy.exists():
+    report.weights_file = kept_copy
+    if kept_copy is not None and kept_copy.is_file() and kept_copy not in there_before \
+            and (weights_folder is None or kept_copy.parent == weights_folder):
         changes.created_files.append(kept_copy)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
-from .engine import describe_doctor
+from .engine import describe_doctor, weights_ready
 from .steps import InstallReport
 
 MENU_PATH = "Filters > Artistic > Neural Style Transfer..."
@@ -22,10 +22,14 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
     lines.append("            %s" % describe_doctor(report.doctor))
     if report.torch_note:
         lines.append("            note: %s" % report.torch_note)
-    if report.weights == "skipped":
+    weights_missing = report.weights == "skipped" and weights_ready(report.doctor) is not True
+    if report.weights != "skipped":
+        lines.append("  weights:  %s%s" % (report.weights, " (%s)" % report.weights_file
+                                            if report.weights_file else ""))
+    elif weights_missing:
         lines.append("  weights:  not prepared (--no-weights)")
     else:
-        lines.append("  weights:  %s" % report.weights)
+        lines.append("  weights:  already there (the engine found them)")
     for folder in report.folders:
         lines.append("  plug-in:  %s  [%s%s]" % (folder.target_folder, folder.label,
                                                  ", replaced" if folder.replaced else ""))
@@ -36,7 +40,7 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
     lines.append("  record:   %s" % plan.manifest_path)
     lines.append("")
     lines.append("Next: restart GIMP, open an image, then choose %s" % MENU_PATH)
-    if report.weights == "skipped":
+    if weights_missing:
         lines.append("Still to do: the engine needs its weights before the first use. Either let it "
                      "download them once:")
         lines.append("    %s -m nst_core weights fetch" % python)
