@@ -14,9 +14,11 @@ engine; NST_E2E_ENGINE=fake or =real chooses. Run alone:
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -111,7 +113,8 @@ def bind_paths(work_dir):
     return sorted(path for path in paths if path and path != "/")
 
 
-def run_gimp(kind, root, home, work_dir, env, name):
+def start_gimp(kind, root, home, work_dir, env, name):
+    """Starts GIMP on the batch code for one scenario; finish_gimp() collects its findings."""
     params_path = work_dir / ("%s-params.json" % name)
     output = work_dir / ("%s-findings.json" % name)
     params = dict(env.pop("params"), output=str(output))
@@ -125,13 +128,30 @@ def run_gimp(kind, root, home, work_dir, env, name):
     for key, value in sorted(env.items()):
         command += ["--env", "%s=%s" % (key, value)]
     command.append(str(BATCH_CODE))
-    out = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    (work_dir / ("%s-gimp.log" % name)).write_text(out.stdout + out.stderr)
+    log = open(str(work_dir / ("%s-gimp.log" % name)), "w+")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    return process, output, log
+
+
+def finish_gimp(process, output, log, timeout=1200):
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()  # the runner's own timeout should have come first
+            process.wait()
+        log.seek(0)
+        gimp_output = log.read()
+        log.close()
     assert output.exists(), ("GIMP wrote no findings (exit %d):\n%s"
-                             % (out.returncode, (out.stdout + out.stderr)[-4000:]))
+                             % (process.returncode, gimp_output[-4000:]))
     findings = json.loads(output.read_text())
     assert findings["errors"] == [], "the batch code raised:\n" + "\n".join(findings["errors"])
-    return findings, out.stdout + out.stderr
+    return findings, gimp_output
+
+
+def run_gimp(kind, root, home, work_dir, env, name):
+    return finish_gimp(*start_gimp(kind, root, home, work_dir, env, name))
 
 
 def without_positions(layers):
@@ -273,6 +293,84 @@ def test_engine_failure_leaves_the_image_unchanged_in_real_gimp3(gimp_session):
               and "one layer at a time" in (found["two_drawables"]["message"] or "")
               and found["after_two_drawables"] == before, str(found["two_drawables"])),
         check("no run folder left in the temp folder", found["run_folders_at_end"] == []),
+    ]
+    if not all(results):
+        print(gimp_output[-3000:])
+    assert all(results)
+
+
+def process_running(pid):
+    """True while pid runs; an exited process waiting to be reaped (a zombie) counts as gone."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def plugin_process_of(engine_record):
+    """The plug-in process that started the fake engine, if it is ours to stop."""
+    record = json.loads(engine_record.read_text())
+    pid = record["ppid"]
+    try:
+        cmdline = Path("/proc/%d/cmdline" % pid).read_bytes()
+    except OSError:
+        return None, record
+    return (pid if b"nst_style_transfer.py" in cmdline else None), record
+
+
+def test_cancelled_run_stops_the_engine_and_leaves_no_layer_in_real_gimp3(gimp_session):
+    """GIMP cancels a plug-in by killing its process; here the test kills it the same way."""
+    if sys.platform.startswith("win") or not Path("/proc").is_dir():
+        pytest.skip("needs /proc to find the plug-in process")
+    session = gimp_session
+    work_dir = session["work_dir"]
+    record = work_dir / "cancel-engine-record.json"
+    marker = work_dir / "cancel-engine-stopped"
+    mode_file = work_dir / "cancel-engine-mode"
+    mode_file.write_text("hang")
+    params = dict(scenario_params(session, "cancel"), mode_file=str(mode_file))
+    env = dict(session["env"], params=params,
+               NST_ENGINE_PYTHON=write_fake_engine(str(work_dir / "cancel-fake-python")),
+               FAKE_ENGINE_MODE_FILE=str(mode_file), FAKE_ENGINE_RECORD=str(record),
+               FAKE_ENGINE_MARKER=str(marker))
+    process, output, log = start_gimp(session["kind"], session["root"], session["home"], work_dir,
+                                      env, "cancel")
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            if record.exists() and record.stat().st_size:
+                plugin_pid, engine = plugin_process_of(record)
+                if engine.get("mode") == "hang" and plugin_pid:
+                    time.sleep(1.0)  # let it reach the progress loop
+                    os.kill(plugin_pid, signal.SIGKILL)
+                    killed = (plugin_pid, engine["pid"])
+                    break
+            time.sleep(0.1)
+        stop_deadline = time.time() + 30
+        while killed and not marker.exists() and time.time() < stop_deadline:
+            time.sleep(0.1)
+    finally:
+        found, gimp_output = finish_gimp(process, output, log)
+    print("checks after cancelling a run (real GIMP 3, fake engine waiting on stdin):")
+    before = found["before"]
+    engine_gone = killed is not None and not process_running(killed[1])
+    results = [
+        check("the plug-in process was found and killed mid-run", killed is not None,
+              "plug-in pid %s, engine pid %s" % (killed or (None, None))),
+        check("the engine noticed its stdin closing and stopped", marker.exists() and engine_gone,
+              "marker %s, engine %s" % (marker.exists(), "gone" if engine_gone else "running")),
+        check("the killed run returned an error status",
+              found["killed_run"]["status"] != "success", str(found["killed_run"])),
+        check("no partial layer: the stack is as it was", found["after_killed_run"] == before),
+        check("the killed run's folder was left behind (it could not clean up)",
+              len(found["run_folders_after_kill"]) == 1, str(found["run_folders_after_kill"])),
+        check("the next run succeeds", found["next_run"]["status"] == "success",
+              str(found["next_run"])),
+        check("... adds its layer", len(found["after_next_run"]) == len(before) + 1),
+        check("... and swept the dead run's folder", found["run_folders_at_end"] == [],
+              str(found["run_folders_at_end"])),
     ]
     if not all(results):
         print(gimp_output[-3000:])

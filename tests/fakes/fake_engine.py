@@ -10,7 +10,9 @@ FAKE_ENGINE_MODE    ok (default): start, progress events, a result whose pixels 
                     event), no_module (like a Python without nst_core), no_output (done, but no
                     file), silent (exit 0 without a word), hang (waits on stdin like the engine:
                     `cancel` or end-of-file stop it with exit 4).
-FAKE_ENGINE_RECORD  a JSON file to write argv and the interesting environment variables to.
+FAKE_ENGINE_MODE_FILE  a file holding the mode, read at each start (overrides FAKE_ENGINE_MODE):
+                    lets a test change the mode between runs inside one GIMP session.
+FAKE_ENGINE_RECORD  a JSON file to write argv, pid, parent pid and some environment variables to.
 FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (hang mode).
 FAKE_ENGINE_WARN    a warning message to send.
 
@@ -97,10 +99,13 @@ def wait_for_stop(marker):
 def main():
     argv = sys.argv[1:]
     mode = os.environ.get("FAKE_ENGINE_MODE", "ok")
+    if os.environ.get("FAKE_ENGINE_MODE_FILE"):
+        with open(os.environ["FAKE_ENGINE_MODE_FILE"]) as handle:
+            mode = handle.read().strip() or mode
     record = os.environ.get("FAKE_ENGINE_RECORD")
     if record:
         with open(record, "w") as handle:
-            json.dump({"argv": argv, "pid": os.getpid(),
+            json.dump({"argv": argv, "pid": os.getpid(), "ppid": os.getppid(), "mode": mode,
                        "env": {key: os.environ.get(key) for key in (
                            "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "NST_WEIGHTS",
                            "PYTHONUNBUFFERED", "FAKE_ENGINE_MODE", "PATH")}}, handle)

@@ -3,8 +3,9 @@
 # through the PDB, and writes what it finds as JSON for the test to judge; it judges nothing itself.
 #
 # Parameters come from the JSON file named by NST_E2E_PARAMS:
-#   scenario  "success" (two runs, the second with a selection) or "failure" (the engine fails, the
-#             style is the target itself, several drawables are selected)
+#   scenario  "success" (two runs, the second with a selection), "failure" (the engine fails, the
+#             style is the target itself, several drawables are selected) or "cancel" (the test
+#             kills the plug-in during a run, then a second run follows)
 #   content, style: picture files; output: where to write the findings; size, iterations.
 import hashlib
 import json
@@ -153,10 +154,31 @@ def failure_scenario():
     style_image.delete()
 
 
+def cancel_scenario():
+    """The test kills the plug-in mid-run (what GIMP does when the user cancels); the next run
+    must still work and sweep the dead run's files."""
+    image, target, style, style_image = build_scene()
+    findings["before"] = stack(image)
+    with open(params["mode_file"], "w") as handle:
+        handle.write("hang")  # the fake engine waits until its stdin closes
+    findings["killed_run"] = run_procedure(image, [target], style, **engine_values())
+    findings["after_killed_run"] = stack(image)
+    findings["run_folders_after_kill"] = run_files()
+    with open(params["mode_file"], "w") as handle:
+        handle.write("ok")
+    findings["next_run"] = run_procedure(image, [target], style, **engine_values())
+    findings["after_next_run"] = stack(image)
+    findings["run_folders_at_end"] = run_files()
+    image.delete()
+    style_image.delete()
+
+
+SCENARIOS = {"success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario}
+
 try:
     findings["registration"] = registration()
     if findings["registration"]["registered"]:
-        {"success": success_scenario, "failure": failure_scenario}[params["scenario"]]()
+        SCENARIOS[params["scenario"]]()
 except Exception:
     findings["errors"].append(traceback.format_exc())
 finally:
