@@ -139,8 +139,8 @@ def item_name(item):
 def target_problem(image, drawable):
     """Why the active drawable cannot be styled, or None when it can."""
     if pdb.gimp_image_base_type(image) == IMAGE_INDEXED:
-        return ("Neural Style Transfer works on RGB and grayscale images, and this one is "
-                "indexed. Convert it with Image > Mode > RGB and run the filter again.")
+        return ("Only RGB and grayscale images can be styled, and this one is indexed. "
+                "Convert it with Image > Mode > RGB and run the filter again.")
     if drawable is None:
         return "There is no active layer. Select the layer to style in the Layers dialog."
     if pdb.gimp_item_is_layer_mask(drawable):

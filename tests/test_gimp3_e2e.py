@@ -308,6 +308,45 @@ def process_running(pid):
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def test_layer_cases_in_real_gimp3(gimp_session):
+    session = gimp_session
+    env = dict(session["env"], params=scenario_params(session, "cases"))
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"],
+                                  session["work_dir"], env, "cases")
+    cases = found["cases"]
+    print("checks of layer cases (real GIMP 3, engine: %s):" % session["engine"])
+    gray = cases["gray"]
+    masked = cases["masked_target"]
+    masked_names = [layer["name"] for layer in masked["after"]]
+    target_after = [layer for layer in masked["after"] if layer["name"] == "Photo"]
+    results = [
+        check("grayscale image: styled, one new grayscale layer",
+              gray["status"] == "success" and len(gray["after"]) == gray["layers_before"] + 1
+              and gray["after"][1]["name"] == "Styled: Great Wave" and gray["new_layer_is_gray"],
+              "%s, %s" % (gray["status"], gray.get("message"))),
+        check("target with a layer mask: styled, the target keeps its mask, the new layer has none",
+              masked["status"] == "success" and "Styled: Great Wave" in masked_names
+              and target_after and target_after[0]["has_mask"]
+              and not masked["after"][masked_names.index("Styled: Great Wave")]["has_mask"],
+              "%s, %s" % (masked["status"], masked.get("message"))),
+    ]
+    refusals = [("indexed", "indexed image", "Image > Mode > RGB"),
+                ("group_as_target", "layer group as the target", "layer group"),
+                ("mask_as_target", "layer mask as the target", "layer mask is active"),
+                ("channel_as_target", "channel as the target", "channel is active"),
+                ("group_as_style", "layer group as the style", "is a layer group")]
+    for key, label, words in refusals:
+        case = cases[key]
+        results.append(check("%s: refused with a clear message, image unchanged" % label,
+                             case["status"] != "success" and words in (case["message"] or "")
+                             and case["unchanged"], case["message"]))
+    results.append(check("no run folder left in the temp folder",
+                         found["run_folders_at_end"] == []))
+    if not all(results):
+        print(gimp_output[-3000:])
+    assert all(results)
+
+
 def plugin_process_of(engine_record):
     """The plug-in process that started the fake engine, if it is ours to stop."""
     record = json.loads(engine_record.read_text())

@@ -5,7 +5,8 @@
 # Parameters come from the JSON file named by NST_E2E_PARAMS:
 #   scenario  "success" (two runs, the second with a selection), "failure" (the engine fails, the
 #             style is the target itself, several drawables are selected) or "cancel" (the test
-#             kills the plug-in during a run, then a second run follows)
+#             kills the plug-in during a run, then a second run follows) or "cases" (layer cases:
+#             grayscale, masked target; refused: indexed, group, layer mask, channel)
 #   content, style: picture files; output: where to write the findings; size, iterations.
 import hashlib
 import json
@@ -173,7 +174,62 @@ def cancel_scenario():
     style_image.delete()
 
 
-SCENARIOS = {"success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario}
+def refusal(image, drawables, style):
+    """Runs a case the plug-in must refuse; returns its status, message and whether the image's
+    layer stack stayed the same."""
+    before = stack(image)
+    result = run_procedure(image, drawables, style, **engine_values())
+    result["unchanged"] = stack(image) == before
+    return result
+
+
+def cases_scenario():
+    """Layer cases: a grayscale image and a target with a layer mask work; an indexed image, a
+    layer group, a layer mask, a channel, and a group as the style are refused clearly."""
+    _image, _target, style, style_image = build_scene()
+    cases = findings["cases"] = {}
+
+    gray, gray_target, _s, _si = build_scene()
+    gray.convert_grayscale()
+    gray_before = stack(gray)
+    cases["gray"] = run_procedure(gray, [gray_target], style, **engine_values())
+    cases["gray"]["layers_before"] = len(gray_before)
+    cases["gray"]["after"] = stack(gray)
+    cases["gray"]["new_layer_is_gray"] = gray.get_layers()[1].is_gray()
+
+    masked, masked_target, _s, _si = build_scene()
+    masked_target.add_mask(masked_target.create_mask(Gimp.AddMaskType.WHITE))
+    masked_before = stack(masked)
+    cases["masked_target"] = run_procedure(masked, [masked_target], style, **engine_values())
+    cases["masked_target"]["before"] = masked_before
+    cases["masked_target"]["after"] = stack(masked)
+
+    cases["mask_as_target"] = refusal(masked, [masked_target.get_mask()], style)
+
+    indexed, indexed_target, _s, _si = build_scene()
+    indexed.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16,
+                            False, False, "")
+    cases["indexed"] = refusal(indexed, [indexed_target], style)
+
+    grouped, _t, _s, _si = build_scene()
+    group = Gimp.GroupLayer.new(grouped, "Folder")
+    grouped.insert_layer(group, None, 0)
+    cases["group_as_target"] = refusal(grouped, [group], style)
+    style_group = Gimp.GroupLayer.new(style_image, "Styles")
+    style_image.insert_layer(style_group, None, 0)
+    cases["group_as_style"] = refusal(grouped, [grouped.get_layers()[2]], style_group)
+
+    color = Gegl.Color.new("black")
+    channel = Gimp.Channel.new(grouped, "Saved selection", 160, 120, 50.0, color)
+    grouped.insert_channel(channel, None, 0)
+    cases["channel_as_target"] = refusal(grouped, [channel], style)
+    findings["run_folders_at_end"] = run_files()
+    for image in Gimp.get_images():
+        image.delete()
+
+
+SCENARIOS = {"success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
+             "cases": cases_scenario}
 
 try:
     findings["registration"] = registration()
