@@ -53,14 +53,17 @@ def locate_gimp():
     """("chroot", ROOT) or ("system", "/"), or skip/fail with the reason."""
     root = Path(os.environ.get("NST_GIMP3_CHROOT",
                                os.path.expanduser("~/.cache/nst-gimp-dev/gimp3-trixie")))
-    if (root / "usr/bin/gimp-console-3.0").exists() and (root / ".nst-chroot-complete").exists():
-        if os.geteuid() != 0:
-            unavailable("the GIMP 3 chroot at %s needs root (chroot, mount)" % root)
-        if not shutil.which("chroot") or not shutil.which("mount"):
-            unavailable("chroot/mount are not available to use the GIMP 3 chroot at %s" % root)
+    chroot_ready = ((root / "usr/bin/gimp-console-3.0").exists()
+                    and (root / ".nst-chroot-complete").exists())
+    chroot_usable = (chroot_ready and os.geteuid() == 0 and shutil.which("chroot")
+                     and shutil.which("mount"))
+    if chroot_usable:
         return "chroot", str(root)
     if shutil.which("gimp-console-3.0"):
         return "system", "/"
+    if chroot_ready:
+        unavailable("the GIMP 3 chroot at %s needs root (chroot, mount) and there is no "
+                    "gimp-console-3.0 on PATH" % root)
     unavailable("no GIMP 3: neither the chroot %s (build it with tests/gimp3/build-chroot.sh %s, "
                 "as root) nor gimp-console-3.0 on PATH" % (root, root))
 
