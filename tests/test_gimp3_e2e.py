@@ -5,8 +5,9 @@ GIMP 3 runs headless (gimp-console-3.0) in the Debian 13 chroot that tests/gimp3
 builds (NST_GIMP3_CHROOT, default ~/.cache/nst-gimp-dev/gimp3-trixie), or from the system when it
 has gimp-console-3.0. Neither there: the test is skipped, except with CI=true or NST_REQUIRE_GIMP=1,
 where it fails and says why. The engine is the real nst_core of this Python (NST_WEIGHTS=random, a
-64 px working size, 2 iterations) once `python -m nst_core stylize --help` works here, else the fake
-engine; NST_E2E_ENGINE=fake or =real chooses. Run alone:
+64 px working size, 2 iterations, preset NST_E2E_PRESET or standard) once
+`python -m nst_core stylize --help` works here, else the fake engine; NST_E2E_ENGINE=fake or =real
+chooses. Run alone:
 
     /root/.cache/nst-gimp-dev/venv/bin/python -m pytest -s -m gimp tests/test_gimp3_e2e.py
 """
@@ -34,6 +35,7 @@ GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "i
                    "style-weight", "content-weight", "use-ssim", "preserve-colors", "seed",
                    "device"]
 WORKING_SIZE, ITERATIONS = 64, 2
+PRESET = os.environ.get("NST_E2E_PRESET", "standard")
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -190,7 +192,7 @@ def gimp_session(tmp_path_factory):
 def scenario_params(session, scenario):
     return {"scenario": scenario, "content": str(REPO / "examples" / "chelsea.png"),
             "style": str(REPO / "examples" / "great_wave.jpg"), "size": WORKING_SIZE,
-            "iterations": ITERATIONS, "temp_dir": session["env"]["TMPDIR"]}
+            "iterations": ITERATIONS, "preset": PRESET, "temp_dir": session["env"]["TMPDIR"]}
 
 
 def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
@@ -257,6 +259,16 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
     ]
     log = Path(session["config"]["log_dir"]) / "nst_engine.log"
     results.append(check("engine log written to the configured log_dir", log.exists(), str(log)))
+    commands = [line for line in (log.read_text().splitlines() if log.exists() else [])
+                if " -m nst_core stylize " in line]
+    last = commands[-1].split() if commands else []
+    expected = ["--progress", "jsonl", "--preset", PRESET, "--size", str(WORKING_SIZE),
+                "--iterations", str(ITERATIONS)]
+    if PRESET != "paper":
+        expected += ["--content-weight", "0.5", "--style-weight", "2.5"]
+    expected += ["--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]
+    results.append(check("every PDB argument reached the engine's command line",
+                         last[-len(expected):] == expected, " ".join(last[-len(expected):])))
     if not all(results):
         print(gimp_output[-3000:])
     assert all(results)

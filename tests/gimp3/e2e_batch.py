@@ -101,9 +101,12 @@ def runs_roots():
     return sorted(glob.glob(os.path.join(params["temp_dir"], "nst-gimp-*")))
 
 
-def engine_values():
-    return {"preset": "standard", "iterations": params["iterations"], "size": params["size"],
-            "seed": 0, "device": "cpu"}
+def engine_values(**overrides):
+    values = {"preset": params.get("preset", "standard"), "iterations": params["iterations"],
+              "size": params["size"], "style-weight": 1.0, "content-weight": 1.0,
+              "use-ssim": True, "preserve-colors": False, "seed": 0, "device": "cpu"}
+    values.update(overrides)
+    return values
 
 
 def registration():
@@ -130,7 +133,10 @@ def success_scenario():
     findings["run_folders_after_run"] = run_files()
     # Second run: with a selection, the new layer gets a mask from it.
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 50, 40, 30, 20)
-    findings["selection_run"] = run_procedure(image, [target], style, **engine_values())
+    # ... and every other argument set to a non-default value, to follow them to the engine.
+    findings["selection_run"] = run_procedure(image, [target], style, **engine_values(**{
+        "style-weight": 2.5, "content-weight": 0.5, "use-ssim": False, "preserve-colors": True,
+        "seed": 7}))
     findings["after_selection_run"] = stack(image)
     findings["run_folders_at_end"] = run_files()
     findings["runs_roots"] = runs_roots()
