@@ -625,6 +625,38 @@ def test_a_folder_that_is_not_a_venv_is_never_used_as_one(machine):
     assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]
 
 
+def _python_3_8():
+    for candidate in ("python3.8", "/root/.pyenv/versions/3.8.18/bin/python"):
+        found = shutil.which(candidate)
+        if found and subprocess.run([found, "-c", "import sys; assert sys.version_info[:2] == (3, 8)"],
+                                    stderr=subprocess.DEVNULL).returncode == 0:
+            return found
+    pytest.skip("no Python 3.8 here")
+
+
+def test_the_installer_runs_on_python_3_8_but_will_not_build_the_engine_with_it(machine):
+    python38 = _python_3_8()
+    profile = machine.profile(".config", "GIMP", "3.0")
+    result = machine.run("--no-weights", python=python38)
+    assert result.returncode == 0, result.stderr
+    assert_plugin_folder(profile / "plug-ins" / PLUGIN, "#!/usr/bin/env python3", machine.fake_python,
+                         machine.data_dir() / "logs")
+    assert machine.run("--uninstall", python=python38).returncode == 0
+    before = snapshot(machine.home)
+    result = machine.run("--no-weights", python=python38, engine=False)  # venv with 3.8: refused up front
+    assert result.returncode == ExitCode.ENGINE_INSTALL
+    assert "needs Python 3.9" in result.stderr and "--python" in result.stderr
+    assert snapshot(machine.home) == before
+
+
+def test_contradictory_options_are_usage_errors(machine):
+    machine.profile(".config", "GIMP", "3.0")
+    result = machine.run("--venv", str(machine.root / "v"))  # with the --engine-python run() adds
+    assert result.returncode == ExitCode.USAGE and "--engine-python" in result.stderr
+    result = machine.run("--weights-format", "caffe")
+    assert result.returncode == ExitCode.USAGE and "--weights FILE" in result.stderr
+
+
 # --- demo ----------------------------------------------------------------------------------------------
 
 def test_demo_shows_progress_and_where_the_result_is(machine):

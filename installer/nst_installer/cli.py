@@ -198,7 +198,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
         if not args.data_dir:
             print("(An install made with --data-dir keeps its record there: pass the same --data-dir.)")
         return ExitCode.OK
-    _print_lines(describe_uninstall(manifest))
+    _print_lines(describe_uninstall(manifest, args.dry_run))
     if args.dry_run:
         print("\nDry run: nothing was removed.")
         return ExitCode.OK

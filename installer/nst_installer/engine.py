@@ -26,8 +26,8 @@ NETWORK_SIGNS = (
     "Max retries exceeded", "ProxyError", "Could not fetch URL", "ConnectionResetError",
 )
 # pip's lines worth showing while it works; the rest goes to the log only.
-PIP_PROGRESS_PREFIXES = ("Collecting ", "Downloading ", "Installing collected", "Successfully installed",
-                         "Processing ", "ERROR:")
+PIP_PROGRESS_PREFIXES = ("Collecting ", "Installing collected", "Successfully installed", "Processing ",
+                         "ERROR:")
 
 
 def engine_argv(python: Path, *args: str) -> List[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Mapping, Optional
 
+from .engine import check_base_python
 from .errors import ExitCode, InstallError
 from .platforms import (GimpProfile, candidate_profiles, guess_gimp_version, shebang_for, user_data_dir,
                         venv_python)
@@ -189,9 +190,11 @@ def describe_plan(plan: InstallPlan) -> List[str]:
     if engine.venv_dir is None:
         lines.append("  engine:   use %s (check: -m nst_core doctor --json)" % engine.python)
     else:
-        action = "update" if engine.python.exists() else "create"
-        lines.append("  engine:   %s the virtual environment %s (with %s)" % (action, engine.venv_dir,
-                                                                            engine.base_python))
+        if engine.python.exists():
+            lines.append("  engine:   update the virtual environment %s" % engine.venv_dir)
+        else:
+            lines.append("  engine:   create the virtual environment %s (with %s)" % (engine.venv_dir,
+                                                                                  engine.base_python))
         lines.append("            install %s" % engine.torch.describe())
         lines.append("            (%s)" % engine.torch.why)
         lines.append("            install nst-core %s from %s, then check it starts"
@@ -267,6 +270,8 @@ def preflight(plan: InstallPlan) -> None:
             raise InstallError(ExitCode.FAILED, "%s holds no pyproject.toml: pip cannot install the engine "
                                "from it." % engine.project_dir, "Run the installer from the project's copy.")
         _check_venv_folder(engine.venv_dir)
+        if not engine.python.exists():
+            check_base_python(engine.base_python)  # the engine needs 3.9+, the installer runs on 3.8
     if plan.weights.mode == "import" and not plan.weights.file.is_file():
         raise InstallError(ExitCode.USAGE, "the weights file %s does not exist." % plan.weights.file,
                            "Give the path of a downloaded .pth file with --weights FILE.")

@@ -95,7 +95,6 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
         if reuse:
             say("Updating the engine's virtual environment %s ..." % venv_dir)
         else:
-            engine_steps.check_base_python(engine.base_python)
             say("Creating the engine's virtual environment %s ..." % venv_dir)
             make_dirs_recorded(venv_dir.parent, venv_parents_created)
             engine_steps.create_venv(engine.base_python, venv_dir, log)

@@ -25,8 +25,8 @@ class UninstallReport:
     permission_denied: bool = False
 
 
-def describe_uninstall(manifest: Manifest) -> List[str]:
-    lines = ["Would remove:"]
+def describe_uninstall(manifest: Manifest, dry_run: bool) -> List[str]:
+    lines = ["Would remove:" if dry_run else "Removing:"]
     for record in manifest.plugin_folders:
         lines.append("  plug-in   %s (%s)" % (record.path, ", ".join(record.files)))
     for venv in manifest.created_venvs:
