@@ -56,7 +56,7 @@ def execute_install(plan: InstallPlan, verbose: bool = False) -> InstallReport:
     except InstallError as error:
         if engine_ready and report.venv_action:
             error.hint = ((error.hint + "\n") if error.hint else "") + (
-                "Nothing was installed into GIMP. The engine's environment %s is kept, so running this "
+                "GIMP's plug-in folders were not changed. The engine's environment %s is kept, so running this "
                 "again is quick (--uninstall removes it)." % plan.engine.venv_dir)
         raise
     finally:

@@ -36,6 +36,9 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
         if folder.backup is not None:
             lines.append("            the folder it replaced held files the installer had not written; "
                          "it was moved to %s" % folder.backup)
+    if any("Flatpak" in f.label or "Snap" in f.label for f in report.folders):
+        lines.append("            note: Flatpak and Snap GIMPs run plug-ins in a sandbox, which may keep them "
+                     "from starting the engine above; a native GIMP is the tested setup.")
     lines.append("  logs:     %s" % plan.logs_dir)
     lines.append("  record:   %s" % plan.manifest_path)
     lines.append("")
