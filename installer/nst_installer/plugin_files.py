@@ -243,6 +243,10 @@ def _finish(swap: _Swap, previous_files: Dict[str, List[str]], backup_root: Path
     stamp = time.strftime("%Y%m%d-%H%M%S")
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in target.label).strip("-")
     backup = backup_root / ("%s-%s" % (stamp, slug)) / PLUGIN_NAME
+    counter = 1
+    while backup.exists():  # two backups within a second: never move one into the other
+        counter += 1
+        backup = backup_root / ("%s-%s-%d" % (stamp, slug, counter)) / PLUGIN_NAME
     try:
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(swap.retired), str(backup))
