@@ -278,6 +278,8 @@ def style_transfer(image, drawable, style_layer, preset, iterations, size, style
 
 
 def add_styled_layer(image, drawable, style_layer, settings):
+    """Checks everything that can be checked before the engine starts, then runs it in a run
+    folder of its own; raises EngineError with a message for the user."""
     problem = target_problem(image, drawable) or style_problem(style_layer, drawable)
     if problem:
         raise nst_engine.EngineError("bad_input", problem)
@@ -286,7 +288,13 @@ def add_styled_layer(image, drawable, style_layer, settings):
 
     runs_root = nst_runfiles.runs_root()
     nst_runfiles.sweep_stale_runs(runs_root)
-    run_dir = nst_runfiles.make_run_folder(runs_root)
+    try:
+        run_dir = nst_runfiles.make_run_folder(runs_root)
+    except (IOError, OSError) as exc:
+        raise nst_engine.EngineError(
+            "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
+            "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
+            % (runs_root, exc))
     progress = ProgressReporter()
     try:
         progress.begin("Neural Style Transfer: exporting the layers")

@@ -290,6 +290,14 @@ def test_unconfigured_plugin_says_to_run_the_installer(harness):
     assert "not set up" in message and "installer" in message
 
 
+def test_unwritable_temp_folder_is_reported(harness):
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    root.write_text("a file where the run folders should go")
+    image, target, style = scene(harness.world)
+    message = expect_failure(harness, image, target, style)
+    assert "Could not create a temporary folder" in message and str(root) in message
+
+
 def test_failure_while_adding_the_layer_leaves_no_trace(harness):
     image, target, style = scene(harness.world)
     before = snapshot(harness.world, image)
