@@ -210,6 +210,9 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
               "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
         check("arguments are %s" % ", ".join(GIMP3_ARGUMENTS[3:]),
               registration.get("arguments") == GIMP3_ARGUMENTS, str(registration.get("arguments"))),
+        check("the GimpUi calls of the interactive dialog exist in this GIMP",
+              registration.get("missing_dialog_api") == [],
+              "missing: %s" % registration.get("missing_dialog_api")),
     ]
     run = found["run"]
     results.append(check("run succeeds", run["status"] == "success", str(run)))

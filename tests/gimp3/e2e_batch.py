@@ -109,11 +109,24 @@ def engine_values(**overrides):
     return values
 
 
+def dialog_api():
+    """What the shim's interactive path calls (it cannot run headless): present in GimpUi?"""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+    wanted = {"GimpUi.init": hasattr(GimpUi, "init"),
+              "GimpUi.ProcedureDialog.fill": hasattr(GimpUi.ProcedureDialog, "fill"),
+              "GimpUi.ProcedureDialog.run": hasattr(GimpUi.ProcedureDialog, "run"),
+              "Gimp.get_images": hasattr(Gimp, "get_images"),
+              "Gimp.Item.is_group_layer": hasattr(Gimp.Item, "is_group_layer")}
+    return sorted(name for name, present in wanted.items() if not present)
+
+
 def registration():
     procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
     if procedure is None:
         return {"registered": False}
     return {
+        "missing_dialog_api": dialog_api(),
         "registered": True,
         "menu_label": procedure.get_menu_label(),
         "menu_paths": list(procedure.get_menu_paths()),
