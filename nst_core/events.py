@@ -1,0 +1,54 @@
+"""What a run reports while it works. Each event's ``event`` name and ``as_dict()`` fields are exactly
+the JSON-lines protocol's (docs/PROTOCOL.md), so the CLI writes them as they come.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
+
+
+@dataclass
+class _Event:
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+
+
+@dataclass
+class Started(_Event):
+    version: str
+    device: str
+    backbone: str
+    weights: str
+    content_size: Tuple[int, int]
+    working_size: Tuple[int, int]
+    iterations: int
+    scales: List[Tuple[int, int]]
+    upscale: str
+    protocol: int = 1
+    event = "start"
+
+
+@dataclass
+class Warned(_Event):
+    message: str
+    event = "warning"
+
+
+@dataclass
+class Progress(_Event):
+    iteration: int  # 1-based, over every scale and tile
+    total: int
+    fraction: float  # of the whole job's expected time
+    phase: str  # "stylize" or "refine"
+    scale: int
+    loss: float
+    content_loss: float
+    style_loss: float
+    tv_loss: float
+    ssim_factors: List[float]
+    elapsed: float
+    eta: Optional[float]
+    # The iterate this loss belongs to (1 x 3 x H x W, RGB 0..255, at the scale's or tile's size), for
+    # library callers that watch or record the optimisation; not part of the JSON-lines protocol.
+    image: Any = field(default=None, repr=False, compare=False)
+    event = "progress"

@@ -1,0 +1,168 @@
+"""Every setting of a style-transfer run, in one validated dataclass, with named presets.
+
+No torch here: the CLI builds and checks parameters before it pays for importing torch.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .errors import BadInput
+
+PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+PAPER_CONTENT_LAYERS = ("relu5_2",)
+
+OPTIMIZERS = ("adam", "lbfgs")
+INITS = ("content", "noise")
+NORMALIZATIONS = ("target", "raw")
+SSIM_SCALINGS = ("max", "none")
+COLOR_MODES = ("luminance", "histogram")
+UPSCALES = ("auto", "tiles", "detail", "resize")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+MIN_SIZE = 32
+MAX_SIZE = 16384
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Settings of one run. ``StyleParams.preset(name, **overrides)`` starts from a named preset.
+
+    Weights are in the chosen loss formulation: with ``loss_normalization="target"`` each term is
+    divided by its target's magnitude, so 1.0/1.0 is a balanced start for any backbone; with
+    ``"raw"`` (the paper) they multiply the plain sums, and the paper's 1e3/1e-2 fit Caffe-scale VGG.
+    """
+
+    size: int = 512  # working long side; the result keeps the content's own size
+    iterations: int = 500  # in all, over every scale
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+    use_ssim: bool = True
+    ssim_scaling: str = "max"  # divide each Gram by max|A| before SSIM ("none": raw Grams)
+    ssim_window: int = 11
+    ssim_sigma: float = 1.5
+    loss_normalization: str = "target"
+    content_layers: Tuple[str, ...] = PAPER_CONTENT_LAYERS
+    style_layers: Tuple[str, ...] = PAPER_STYLE_LAYERS
+    style_layer_weights: Optional[Tuple[float, ...]] = None  # default: equal, summing to 1
+    optimizer: str = "lbfgs"
+    learning_rate: float = 1.0
+    adam_betas: Tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    init: str = "content"
+    seed: int = 0
+    multiscale: bool = True
+    scale_step: float = math.sqrt(2.0)
+    min_scale_size: int = 128  # long side of the first scale
+    style_scale: float = 1.0
+    style_blend: Optional[Tuple[float, ...]] = None
+    preserve_colors: Optional[str] = None
+    upscale: str = "auto"
+    refine_iterations: int = 30  # per tile, when the result is refined at full resolution
+    tile_size: int = 512
+    tile_overlap: int = 64
+    precision: str = "auto"  # autocast dtype on CUDA; the CPU always runs fp32
+    channels_last: Optional[bool] = None  # None: where it was measured faster
+    memory_fraction: float = 0.6  # share of free device memory the working size may plan for
+
+    def __post_init__(self):
+        self._validate()
+
+    @classmethod
+    def preset(cls, name="standard", **overrides):
+        try:
+            base = PRESETS[name]
+        except KeyError:
+            raise BadInput(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise BadInput(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def layer_weights(self):
+        if self.style_layer_weights is None:
+            return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+        return tuple(self.style_layer_weights)
+
+    def _validate(self):
+        def need(condition, message):
+            if not condition:
+                raise BadInput(message)
+
+        def finite_nonneg(name):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+                 f"{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+
+        need(isinstance(self.size, int) and MIN_SIZE <= self.size <= MAX_SIZE,
+             f"size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {self.size!r}")
+        need(isinstance(self.iterations, int) and 1 <= self.iterations <= 100000,
+             f"iterations must be from 1 to 100000, got {self.iterations!r}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            finite_nonneg(name)
+        need(self.content_weight + self.style_weight > 0, "content-weight and style-weight cannot both be 0")
+        need(self.ssim_scaling in SSIM_SCALINGS, f"ssim-scaling must be one of {SSIM_SCALINGS}")
+        need(isinstance(self.ssim_window, int) and self.ssim_window >= 3 and self.ssim_window % 2 == 1,
+             "ssim-window must be an odd number >= 3")
+        need(self.ssim_sigma > 0, "ssim-sigma must be > 0")
+        need(self.loss_normalization in NORMALIZATIONS, f"loss-normalization must be one of {NORMALIZATIONS}")
+        need(len(self.content_layers) >= 1 or self.content_weight == 0, "at least one content layer is needed")
+        need(len(self.style_layers) >= 1, "at least one style layer is needed")
+        if self.style_layer_weights is not None:
+            need(len(self.style_layer_weights) == len(self.style_layers),
+                 "style-layer-weights needs one weight per style layer")
+            need(all(w >= 0 for w in self.style_layer_weights), "style-layer-weights must be >= 0")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}")
+        need(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning-rate must be > 0")
+        need(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+             "adam betas must lie in [0, 1)")
+        need(self.adam_eps > 0, "adam eps must be > 0")
+        need(self.init in INITS, f"init must be one of {INITS}")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed must be a whole number >= 0")
+        need(self.scale_step > 1.05, "scale-step must be > 1.05")
+        need(MIN_SIZE <= self.min_scale_size, f"min-scale-size must be >= {MIN_SIZE}")
+        need(math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8,
+             "style-scale must lie between 0.05 and 8")
+        if self.style_blend is not None:
+            need(all(math.isfinite(w) and w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0,
+                 "style-blend weights must be >= 0 and not all 0")
+        need(self.preserve_colors in (None,) + COLOR_MODES,
+             f"preserve-colors must be one of {COLOR_MODES} (or off)")
+        need(self.upscale in UPSCALES, f"upscale must be one of {UPSCALES}")
+        need(isinstance(self.refine_iterations, int) and self.refine_iterations >= 0,
+             "refine-iterations must be >= 0")
+        need(128 <= self.tile_size <= 4096, "tile-size must lie between 128 and 4096")
+        need(0 <= self.tile_overlap <= self.tile_size // 4, "tile-overlap must lie between 0 and tile-size/4")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")
+        need(0.05 <= self.memory_fraction <= 0.95, "memory-fraction must lie between 0.05 and 0.95")
+
+
+PRESETS = {
+    # Multi-scale, normalised losses: a good result soonest. The default.
+    "standard": {},
+    # A quick look: fewer steps, smaller scales.
+    "fast": {"iterations": 150, "refine_iterations": 10},
+    # Prabhu & McAteer (2020) exactly: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
+    "paper": {
+        "size": 512,
+        "iterations": 1000,
+        "content_weight": 1e3,
+        "style_weight": 1e-2,
+        "loss_normalization": "raw",
+        "ssim_scaling": "max",
+        "optimizer": "adam",
+        "learning_rate": 5.0,
+        "adam_betas": (0.99, 0.999),
+        "adam_eps": 0.1,
+        "multiscale": False,
+    },
+}

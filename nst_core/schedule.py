@@ -1,0 +1,68 @@
+"""Sizes and the iteration budget of a coarse-to-fine run (pure arithmetic, no torch).
+
+A VGG iteration costs about its pixel count, so a scale sqrt(2) smaller costs half as much: the
+schedule puts most iterations where they are cheap and a few at the full working size, where they
+add the fine strokes.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import List, Tuple
+
+MIN_ITERATIONS_PER_SCALE = 10
+
+
+@dataclass(frozen=True)
+class Stage:
+    size: Tuple[int, int]  # (width, height)
+    iterations: int
+
+    @property
+    def pixels(self):
+        return self.size[0] * self.size[1]
+
+
+def fit_long_side(size, long_side):
+    """(w, h) scaled so that its longer side is ``long_side``, keeping the aspect ratio."""
+    width, height = size
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def working_size(content_size, requested_long_side, max_pixels=None):
+    """The size the optimisation runs at: never larger than the content, nor than memory allows.
+
+    Returns ``(size, capped)`` where ``capped`` says whether memory, not the request, set it.
+    """
+    long_side = min(requested_long_side, max(content_size))
+    size = fit_long_side(content_size, long_side)
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        shrink = math.sqrt(max_pixels / (size[0] * size[1]))
+        return fit_long_side(content_size, max(16, int(long_side * shrink))), True
+    return size, False
+
+
+def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), min_long_side=128,
+                decay=1.6) -> List[Stage]:
+    """Scales from small to ``final_size``, each ``step`` apart, with the iterations shared out.
+
+    Scale k steps below the final one gets ``decay ** k`` times the iterations of the final scale:
+    with decay below step**2 the coarse scales still take less time each than the fine ones.
+    A budget too small to give every scale a useful share drops the coarsest scales first.
+    """
+    final_long = max(final_size)
+    count = 1
+    if multiscale:
+        while final_long / step ** count >= min_long_side:
+            count += 1
+        count = max(1, min(count, iterations // MIN_ITERATIONS_PER_SCALE))
+    shares = [decay ** k for k in range(count - 1, -1, -1)]  # coarsest first
+    total = sum(shares)
+    counts = [max(1, int(iterations * share / total)) for share in shares]
+    counts[0] += iterations - sum(counts)  # rounding remainder to the cheapest scale
+    stages = []
+    for k, n in enumerate(counts):
+        below = count - 1 - k
+        size = final_size if below == 0 else fit_long_side(final_size, round(final_long / step ** below))
+        stages.append(Stage(size=size, iterations=n))
+    return stages

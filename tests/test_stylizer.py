@@ -1,0 +1,172 @@
+"""The engine through its library API, with an untrained network (same code paths, no download)."""
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import BadInput, Cancelled, StyleParams
+from nst_core.color import luminance, rgb_to_yiq
+from nst_core.stylizer import stylize
+
+from conftest import make_content, make_style
+
+QUICK = dict(size=64, iterations=8, multiscale=False)
+
+
+def run(engine, content=None, styles=None, **changes):
+    params = StyleParams.preset("standard", **{**QUICK, **changes})
+    events = []
+    result = engine.run(content or make_content(), styles or [make_style()], params, on_progress=events.append)
+    return result, events
+
+
+def test_a_short_run_lowers_the_loss(random_engine):
+    result, events = run(random_engine, iterations=12)
+    losses = [e.loss for e in events if e.event == "progress"]
+    assert len(losses) == 12
+    assert min(losses) < 0.8 * losses[0]
+    assert result.stats["loss"] == pytest.approx(min(losses)), "the lowest-loss iterate is returned"
+
+
+def test_adam_with_the_papers_settings_lowers_the_loss_too():
+    from nst_core.stylizer import Stylizer
+
+    # The paper's raw weights and eps=0.1 assume Caffe-scale activations (inputs in 0..255).
+    caffe_scale = Stylizer("vgg19", "random", "caffe", "cpu")
+    _, events = run(caffe_scale, iterations=12, optimizer="adam", learning_rate=5.0, adam_betas=(0.99, 0.999),
+                    adam_eps=0.1, loss_normalization="raw", content_weight=1e3, style_weight=1e-2)
+    losses = [e.loss for e in events if e.event == "progress"]
+    assert losses[-1] < losses[0] and all(b <= a * 1.001 for a, b in zip(losses, losses[1:]))
+
+
+def test_same_seed_same_result(random_engine):
+    a, _ = run(random_engine, init="noise", seed=7)
+    b, _ = run(random_engine, init="noise", seed=7)
+    c, _ = run(random_engine, init="noise", seed=8)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+
+
+def test_progress_events_describe_the_run(random_engine):
+    _, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96)
+    start = events[0]
+    assert start.event == "start" and start.working_size == (96, 64) and len(start.scales) >= 2
+    progress = [e for e in events if e.event == "progress"]
+    assert [e.iteration for e in progress] == list(range(1, 21)) and progress[-1].total == 20
+    fractions = [e.fraction for e in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert progress[0].eta is None and all(e.eta is not None for e in progress[1:])
+    assert all(len(e.ssim_factors) == 5 and all(0 <= f <= 1 for f in e.ssim_factors) for e in progress)
+    assert sorted({e.scale for e in progress}) == list(range(len(start.scales)))
+    assert all(e.image is not None and e.image.shape[1] == 3 for e in progress)
+    assert "image" not in progress[0].as_dict(), "iterates stay out of the protocol"
+
+
+def test_no_ssim_reports_no_factors(random_engine):
+    _, events = run(random_engine, iterations=2, use_ssim=False)
+    assert all(e.ssim_factors == [] for e in events if e.event == "progress")
+
+
+def test_alpha_is_carried_unchanged_and_the_result_has_the_contents_size(random_engine):
+    content = make_content(160, 100, alpha=True)
+    for upscale in ("resize", "detail", "tiles"):
+        result, _ = run(random_engine, content=content, size=64, iterations=2, upscale=upscale,
+                        refine_iterations=1, tile_size=128, tile_overlap=16)
+        assert result.image.size == (160, 100) and result.image.mode == "RGBA"
+        assert np.array_equal(np.asarray(result.image)[:, :, 3], np.asarray(content)[:, :, 3])
+        assert result.stats["upscale"] == upscale
+        assert result.stats["working_size"] == [64, 40]
+    assert result.stats["tiles"] == 2
+
+
+def test_stylised_pixels_differ_from_the_content(random_engine):
+    content = make_content()
+    result, _ = run(random_engine, content=content, iterations=10)
+    diff = np.abs(np.asarray(result.image, dtype=float) - np.asarray(content, dtype=float)).mean()
+    assert diff > 2.0
+
+
+def test_luminance_colour_preservation_keeps_the_contents_chroma(random_engine):
+    content = make_content()
+    result, _ = run(random_engine, content=content, iterations=15, preserve_colors="luminance")
+    got = rgb_to_yiq(np.asarray(result.image, dtype=np.float32))
+    want = rgb_to_yiq(np.asarray(content, dtype=np.float32))
+    inside = (np.asarray(result.image).min(axis=2) > 8) & (np.asarray(result.image).max(axis=2) < 247)  # unclipped
+    assert np.abs(got[..., 1:][inside] - want[..., 1:][inside]).mean() < 1.5
+    assert np.abs(got[..., 0] - want[..., 0]).mean() > 1.0, "the luminance was stylised"
+
+
+def test_several_styles_blend_and_are_checked(random_engine):
+    styles = [make_style(seed=1), make_style(seed=2)]
+    result, _ = run(random_engine, styles=styles, iterations=2, style_blend=(0.7, 0.3))
+    assert result.image.size == (96, 64)
+    with pytest.raises(BadInput, match="2 style image"):
+        run(random_engine, styles=styles, iterations=2, style_blend=(1.0,))
+
+
+def test_style_targets_are_cached_between_runs(random_engine, monkeypatch):
+    run(random_engine, iterations=1)
+    calls = []
+    original = random_engine.features
+
+    def counting(image, layers, params):
+        calls.append(tuple(layers))
+        return original(image, layers, params)
+
+    monkeypatch.setattr(random_engine, "features", counting)
+    run(random_engine, iterations=1)
+    style_passes = [c for c in calls if tuple(c) == StyleParams().style_layers]
+    assert style_passes == [], "the second run reuses the style Grams"
+
+
+def test_should_stop_cancels_within_one_iteration(random_engine):
+    seen = []
+
+    def on_progress(event):
+        if event.event == "progress":
+            seen.append(event.iteration)
+
+    with pytest.raises(Cancelled):
+        random_engine.run(make_content(), [make_style()], StyleParams(**QUICK, ),
+                          on_progress=on_progress, should_stop=lambda: len(seen) >= 3)
+    assert seen == [1, 2, 3]
+
+
+def test_one_call_function_writes_the_output(tmp_path, content_png, style_png):
+    out = tmp_path / "out.png"
+    result = stylize(content_png, [style_png], StyleParams(**QUICK), output=out, weights="random", device="cpu",
+                     backbone="vgg16")
+    assert out.is_file() and result.stats["output"] == str(out) and result.stats["backbone"] == "vgg16"
+    with pytest.raises(BadInput, match="one of the input images"):
+        stylize(content_png, [style_png], StyleParams(**QUICK), output=content_png, weights="random")
+
+
+def test_memory_cap_shrinks_the_working_size_and_says_so(random_engine, monkeypatch):
+    from nst_core import memory
+
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 64 * 48 * memory.bytes_per_pixel("vgg19", "lbfgs") / 0.6)
+    result, events = run(random_engine, content=make_content(192, 144), size=192, iterations=1, upscale="resize")
+    assert result.stats["capped"] and result.stats["working_size"][0] <= 64
+    assert any(e.event == "warning" and "capped" in e.message for e in events)
+    assert result.image.size == (192, 144)
+
+
+def test_out_of_memory_retries_smaller(random_engine, monkeypatch):
+    original = random_engine._run_once
+    sizes = []
+
+    def flaky(content, styles, blend, params, emit, should_stop):
+        sizes.append(params.size)
+        if len(sizes) == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(content, styles, blend, params, emit, should_stop)
+
+    monkeypatch.setattr(random_engine, "_run_once", flaky)
+    result, events = run(random_engine, size=96, iterations=1)
+    assert sizes == [96, 67] and any("retrying at 67" in e.message for e in events if e.event == "warning")
+
+
+def test_features_are_frozen(random_engine):
+    assert all(not p.requires_grad for p in random_engine.net.parameters())
+    assert isinstance(random_engine.net.features[-1], torch.nn.ReLU)
+    assert len(random_engine.net.features) == 32, "VGG-19 is cut after relu5_2 (index 31)"
