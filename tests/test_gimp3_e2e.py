@@ -5,7 +5,7 @@ GIMP 3 runs headless (gimp-console-3.0) in the Debian 13 chroot that tests/gimp3
 builds (NST_GIMP3_CHROOT, default ~/.cache/nst-gimp-dev/gimp3-trixie), or from the system when it
 has gimp-console-3.0. Neither there: the test is skipped, except with CI=true or NST_REQUIRE_GIMP=1,
 where it fails and says why. The engine is the real nst_core of this Python (NST_WEIGHTS=random, a
-64 px working size, 2 iterations, preset NST_E2E_PRESET or standard) once
+64 px working size, 8 iterations (NST_E2E_ITERATIONS), preset NST_E2E_PRESET or standard) once
 `python -m nst_core stylize --help` works here, else the fake engine; NST_E2E_ENGINE=fake or =real
 chooses. Run alone:
 
@@ -34,7 +34,13 @@ PROCEDURE = "python-fu-nst-style-transfer"
 GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
                    "style-weight", "content-weight", "use-ssim", "preserve-colors", "seed",
                    "device"]
-WORKING_SIZE, ITERATIONS = 64, 2
+WORKING_SIZE = 64
+# The fake engine needs no more than 2 iterations. The real one, with NST_WEIGHTS=random, hands back
+# its starting image (the content itself) after 2, so the "pixels differ" check needs a few more.
+ITERATIONS = {"fake": 2, "real": 8}
+# The target layer: smaller than the 160x120 canvas, offset, and larger than the working size (as
+# a user's layer usually is, so the engine scales its result up to the layer's size).
+TARGET_SIZE, TARGET_OFFSETS = [96, 64], [40, 30]
 PRESET = os.environ.get("NST_E2E_PRESET", "standard")
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
@@ -176,23 +182,25 @@ def gimp_session(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("gimp3-e2e")
     home = work_dir / "home"
     engine = choose_engine()
+    iterations = int(os.environ.get("NST_E2E_ITERATIONS") or ITERATIONS[engine])
     plug_ins = home / ".config" / "GIMP" / "3.0" / "plug-ins"
     folder, config, how = install_plugin(plug_ins, sys.executable, work_dir / "data")
     env = {"NST_WEIGHTS": "random", "TMPDIR": str(work_dir / "tmp")}
     (work_dir / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work_dir / "fake-python"))
-    print("\nGIMP 3 (%s %s), engine: %s, plug-in installed with %s into %s"
+    print("\nGIMP 3 (%s %s), engine: %s, %d iterations at %d px; plug-in installed with %s into %s"
           % (kind, root, engine if engine == "fake" else "real nst_core (%s)" % sys.executable,
-             how, folder))
+             iterations, WORKING_SIZE, how, folder))
     return dict(kind=kind, root=root, work_dir=work_dir, home=home, env=env, engine=engine,
-                config=config)
+                config=config, iterations=iterations)
 
 
 def scenario_params(session, scenario):
     return {"scenario": scenario, "content": str(REPO / "examples" / "chelsea.png"),
             "style": str(REPO / "examples" / "great_wave.jpg"), "size": WORKING_SIZE,
-            "iterations": ITERATIONS, "preset": PRESET, "temp_dir": session["env"]["TMPDIR"]}
+            "iterations": session["iterations"], "preset": PRESET, "temp_dir": session["env"]["TMPDIR"],
+            "target_size": TARGET_SIZE, "target_offsets": TARGET_OFFSETS}
 
 
 def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
@@ -219,7 +227,7 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
     before, after = found["before"], found["after"]
     target = [layer for layer in before if layer["name"] == "Photo"][0]
     results.append(check("target 'Photo' is smaller than the canvas with offsets",
-                         target["size"] == [64, 48] and target["offsets"] == [40, 30],
+                         target["size"] == TARGET_SIZE and target["offsets"] == TARGET_OFFSETS,
                          "%s at %s" % (target["size"], target["offsets"])))
     results.append(check("exactly one layer added", len(after) == len(before) + 1,
                          "%d -> %d layers" % (len(before), len(after))))
@@ -234,7 +242,7 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
               and new_layer.get("parent") == target_after["parent"],
               "new at %s, target at %s" % (new_layer.get("position"), target_after["position"])),
         check("same size and offsets as the target",
-              new_layer.get("size") == [64, 48] and new_layer.get("offsets") == [40, 30],
+              new_layer.get("size") == TARGET_SIZE and new_layer.get("offsets") == TARGET_OFFSETS,
               "%s at %s" % (new_layer.get("size"), new_layer.get("offsets"))),
         check("its pixels differ from the content's",
               new_layer.get("pixels_sha1") not in (None, target["pixels_sha1"])),
@@ -266,7 +274,7 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
                 if " -m nst_core stylize " in line]
     last = commands[-1].split() if commands else []
     expected = ["--progress", "jsonl", "--preset", PRESET, "--size", str(WORKING_SIZE),
-                "--iterations", str(ITERATIONS)]
+                "--iterations", str(session["iterations"])]
     if PRESET != "paper":
         expected += ["--content-weight", "0.5", "--style-weight", "2.5"]
     expected += ["--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]

@@ -65,7 +65,9 @@ def build_scene():
                                 Gimp.LayerMode.NORMAL)
     image.insert_layer(background, None, 0)
     background.fill(Gimp.FillType.WHITE)
-    target = load_layer(image, params["content"], "Photo", 64, 48, (40, 30))
+    width, height = params["target_size"]
+    target = load_layer(image, params["content"], "Photo", width, height,
+                        tuple(params["target_offsets"]))
     top = Gimp.Layer.new(image, "Top", 20, 20, Gimp.ImageType.RGBA_IMAGE, 60,
                          Gimp.LayerMode.NORMAL)
     image.insert_layer(top, None, 0)
