@@ -19,7 +19,7 @@ from .params import COLOR_MODES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from .protocol import JsonlWriter
 
 
-def _positive_int(text):
+def _int(text):
     try:
         value = int(text)
     except ValueError:
@@ -63,8 +63,8 @@ def build_parser():
     run.add_argument("--preset", choices=list(PRESETS), default="standard",
                      help="standard: multi-scale, a good result soonest; fast: a quick look; "
                           "paper: the paper's exact settings (default: standard)")
-    run.add_argument("--size", type=_positive_int, help="working long side in pixels (standard: 512)")
-    run.add_argument("--iterations", type=_positive_int, help="optimisation steps over all scales")
+    run.add_argument("--size", type=_int, help="working long side in pixels (standard: 512)")
+    run.add_argument("--iterations", type=_int, help="optimisation steps over all scales")
     run.add_argument("--content-weight", type=_number, help="content weight alpha")
     run.add_argument("--style-weight", type=_number, help="style weight beta")
     run.add_argument("--tv-weight", type=_number, help="total-variation smoothing weight")
@@ -81,12 +81,12 @@ def build_parser():
                      help="keep the content's colours (luminance when given bare)")
     run.add_argument("--style-blend", type=_number, nargs="+", metavar="W", help="one weight per style image")
     run.add_argument("--style-scale", type=_number, help="style size relative to the working size")
-    run.add_argument("--seed", type=_positive_int, help="random seed (default 0)")
+    run.add_argument("--seed", type=_int, help="random seed (default 0)")
     run.add_argument("--multiscale", action=argparse.BooleanOptionalAction, default=None,
                      help="coarse-to-fine optimisation")
     run.add_argument("--upscale", choices=UPSCALES,
                      help="how the result reaches the content's full size when that exceeds --size")
-    run.add_argument("--refine-iterations", type=_positive_int, help="steps per tile with --upscale tiles")
+    run.add_argument("--refine-iterations", type=_int, help="steps per tile with --upscale tiles")
     run.add_argument("--precision", choices=PRECISIONS, help="autocast dtype on CUDA")
     _add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
@@ -263,6 +263,8 @@ def cmd_stylize(args):
         from .imageio import check_output_path
 
         params = params_from_args(args)
+        if params.style_blend is not None and len(params.style_blend) != len(args.styles):
+            raise BadInput(f"--style-blend has {len(params.style_blend)} weight(s) for {len(args.styles)} style image(s)")
         for path in [args.content] + args.styles:
             if not os.path.exists(path):
                 raise BadInput(f"{'content' if path == args.content else 'style'} image not found: {path}")

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 from torch import nn
 
+from .ssim import GramSSIM
+
 
 def gram_matrix(features, mask=None):
     """G = F F^T / (H W) per image: N x C x H x W -> N x C x C, always in float32.
@@ -41,11 +43,12 @@ class StyleLoss(nn.Module):
     """Gram loss E = mean((G - A)^2) of one layer, times the SSIM factor (1 - SSIM(G~, A~)) / 2.
 
     Returns ``(loss, factor)``; ``factor`` is 1 without SSIM. Both factors carry gradients, as in the
-    reference implementation, which optimises the product.
+    reference implementation, which optimises the product. ``ssim_implementation`` "fast" is
+    :class:`nst_core.ssim.GramSSIM`; "pytorch_msssim" calls the library, for checking (same values, slower).
     """
 
     def __init__(self, target_gram, normalize, use_ssim=True, ssim_scaling="max",
-                 window=11, sigma=1.5):
+                 window=11, sigma=1.5, ssim_implementation="fast"):
         super().__init__()
         target_gram = target_gram.detach().float()
         if target_gram.dim() == 2:
@@ -56,12 +59,19 @@ class StyleLoss(nn.Module):
         # G~ = G / max|A|: entries land in about [0, 1], so SSIM's data range of 1 means what it says.
         self.ssim_divisor = max(float(target_gram.abs().max()), 1e-12) if ssim_scaling == "max" else 1.0
         self.window, self.sigma = window, sigma
+        self.fast_ssim = None
+        if use_ssim and ssim_implementation == "fast":
+            self.fast_ssim = GramSSIM(target_gram / self.ssim_divisor, 1.0, window, sigma)
 
     def ssim_factor(self, gram):
-        # Each N x C x C Gram is an N-image batch of one-channel C x C pictures.
-        g = (gram / self.ssim_divisor).unsqueeze(1)
-        a = (self.target / self.ssim_divisor).unsqueeze(1).expand_as(g)
-        similarity = ssim(g, a, data_range=1.0, win_size=self.window, win_sigma=self.sigma, size_average=True)
+        g = gram / self.ssim_divisor
+        if self.fast_ssim is not None:
+            similarity = self.fast_ssim(g)
+        else:
+            # Each N x C x C Gram is an N-image batch of one-channel C x C pictures.
+            g = g.unsqueeze(1)
+            a = (self.target / self.ssim_divisor).unsqueeze(1).expand_as(g)
+            similarity = ssim(g, a, data_range=1.0, win_size=self.window, win_sigma=self.sigma, size_average=True)
         return (1.0 - similarity) / 2.0
 
     def forward(self, features):

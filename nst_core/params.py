@@ -43,6 +43,7 @@ class StyleParams:
     ssim_scaling: str = "max"  # divide each Gram by max|A| before SSIM ("none": raw Grams)
     ssim_window: int = 11
     ssim_sigma: float = 1.5
+    ssim_implementation: str = "fast"  # or "pytorch_msssim": the library's call, same values, slower
     loss_normalization: str = "target"
     content_layers: Tuple[str, ...] = PAPER_CONTENT_LAYERS
     style_layers: Tuple[str, ...] = PAPER_STYLE_LAYERS
@@ -56,6 +57,7 @@ class StyleParams:
     multiscale: bool = True
     scale_step: float = math.sqrt(2.0)
     min_scale_size: int = 128  # long side of the first scale
+    coarse_share: float = 1.6  # each coarser scale gets this many times the steps of the next finer one
     style_scale: float = 1.0
     style_blend: Optional[Tuple[float, ...]] = None
     preserve_colors: Optional[str] = None
@@ -114,6 +116,7 @@ class StyleParams:
         need(isinstance(self.ssim_window, int) and self.ssim_window >= 3 and self.ssim_window % 2 == 1,
              "ssim-window must be an odd number >= 3")
         need(self.ssim_sigma > 0, "ssim-sigma must be > 0")
+        need(self.ssim_implementation in ("fast", "pytorch_msssim"), "ssim-implementation must be fast or pytorch_msssim")
         need(self.loss_normalization in NORMALIZATIONS, f"loss-normalization must be one of {NORMALIZATIONS}")
         need(len(self.content_layers) >= 1 or self.content_weight == 0, "at least one content layer is needed")
         need(len(self.style_layers) >= 1, "at least one style layer is needed")
@@ -130,6 +133,7 @@ class StyleParams:
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed must be a whole number >= 0")
         need(self.scale_step > 1.05, "scale-step must be > 1.05")
         need(MIN_SIZE <= self.min_scale_size, f"min-scale-size must be >= {MIN_SIZE}")
+        need(0.25 <= self.coarse_share <= 8, "coarse-share must lie between 0.25 and 8")
         need(math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8,
              "style-scale must lie between 0.05 and 8")
         if self.style_blend is not None:

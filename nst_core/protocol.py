@@ -24,7 +24,9 @@ def _finite(value):
 
 def encode_event(event, **fields):
     """One protocol line (without the newline)."""
-    return json.dumps(_finite({"event": event, **fields}), ensure_ascii=False, separators=(", ", ": "))
+    # ASCII with \u escapes: valid whatever encoding the caller's stdout has (a Windows code page, a
+    # file name that is not UTF-8), and every JSON reader decodes it.
+    return json.dumps(_finite({"event": event, **fields}), ensure_ascii=True, separators=(", ", ": "))
 
 
 class JsonlWriter:

@@ -66,7 +66,8 @@ def as_loaded(image, role):
 
 
 def _to_tensor(rgb, device):
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).to(device)
+    # contiguous: L-BFGS flattens gradients with .view(), which a permuted (strided) tensor refuses.
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
 
 
 def _to_numpy(tensor):
@@ -93,7 +94,7 @@ class Objective(nn.Module):
             {name: ContentLoss(target, normalize) for name, target in content_targets.items()})
         self.style_losses = nn.ModuleDict(
             {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
-                             params.ssim_sigma) for name, gram in style_grams.items()})
+                             params.ssim_sigma, params.ssim_implementation) for name, gram in style_grams.items()})
         self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
         self.content_weight = params.content_weight
         self.style_weight = params.style_weight
@@ -161,9 +162,9 @@ class Stylizer:
 
     def _autocast(self, params):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params.precision)
-        if dtype is None or self.device.type != "cuda":
-            return torch.autocast("cpu", enabled=False)
-        return torch.autocast("cuda", dtype=dtype)
+        if dtype is None or (self.device.type == "cpu" and dtype is not torch.bfloat16):
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _channels_last(self, params):
         return bool(params.channels_last)
@@ -234,7 +235,7 @@ class Stylizer:
         ``on_iterate(loss, parts, image)`` runs after each step, with the iterate that was evaluated. Pixels are clipped to 0..255 after every
         step, as in the paper, and the best iterate is the one with the lowest loss evaluated.
         """
-        x = x.detach().clone().requires_grad_(True)
+        x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = self._make_optimizer(x, params, previous_optimizer)
         best = (math.inf, None, 0)
         # L-BFGS skips curvature pairs with y.s < 1e-10, an absolute threshold: with normalised losses
@@ -271,6 +272,10 @@ class Stylizer:
             if loss < best[0]:
                 best = (loss, record["image"], step)
             on_iterate(loss, record["parts"], record["image"])
+        # The last step's result has not been evaluated yet: one forward pass tells if it is the best.
+        final_loss = self.evaluate(x.detach(), objective, params)[0]
+        if final_loss < best[0]:
+            best = (final_loss, x.detach().clone(), iterations + 1)
         return best[1], best[0], best[2], optimizer
 
     # ----- the whole run ----------------------------------------------------------------------
@@ -326,7 +331,8 @@ class Stylizer:
         half = params.precision in ("bf16", "fp16") and self.device.type == "cuda"
         limit = memory.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
         work, capped = working_size(content.size, params.size, limit)
-        stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size)
+        stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size,
+                             params.coarse_share)
         full = content.size
         upscale = params.upscale
         if work == full:
@@ -506,9 +512,10 @@ def _feather(width, height, overlap, device):
     """Blend weights: 1 inside, ramping down across the overlap so neighbouring tiles cross-fade."""
     def ramp(n):
         r = torch.ones(n, device=device)
-        if overlap > 0:
-            edge = torch.linspace(1.0 / (overlap + 1), 1.0, overlap, device=device)
-            r[:overlap] = torch.minimum(r[:overlap], edge)
-            r[-overlap:] = torch.minimum(r[-overlap:], edge.flip(0))
+        k = min(overlap, n // 2)  # a tile as small as the image itself has no neighbour to fade into
+        if k > 0:
+            edge = torch.linspace(1.0 / (k + 1), 1.0, k, device=device)
+            r[:k] = torch.minimum(r[:k], edge)
+            r[-k:] = torch.minimum(r[-k:], edge.flip(0))
         return r
     return (ramp(height)[:, None] * ramp(width)[None, :]).view(1, 1, height, width)

@@ -146,12 +146,14 @@ def _embedded_preprocessing(path):
     return meta.get("preprocessing") if isinstance(meta, dict) else None
 
 
-def _missing_message(architecture, reason):
+def _missing_message(architecture, reason, preprocessing=None):
     url, filename = DOWNLOADS[architecture]
-    return (f"no {architecture.upper()} weights found and the download failed ({reason}). "
+    preprocessing = preprocessing or "torchvision"
+    option = "" if preprocessing == "torchvision" else f" --weights-format {preprocessing}"
+    return (f"no {architecture.upper()} weights found ({reason}). "
             f"With internet: run `nst-core weights fetch`. Offline: get {filename} ({url}) elsewhere, then "
-            f"run `nst-core weights import FILE` or set NST_WEIGHTS=FILE. Expected file: "
-            f"{trimmed_path(architecture)}")
+            f"run `nst-core weights import FILE{option}` or set NST_WEIGHTS=FILE. Expected file: "
+            f"{trimmed_path(architecture, preprocessing)}")
 
 
 def resolve(architecture="auto", weights=None, preprocessing=None, download=True):
@@ -185,8 +187,14 @@ def resolve(architecture="auto", weights=None, preprocessing=None, download=True
         if preprocessing in (None, "torchvision") and os.path.isfile(cached):
             return WeightsSource("file", arch, "torchvision", cached, "torchvision cache")
     arch = "vgg19" if architecture == "auto" else architecture
-    if not download or os.environ.get("NST_OFFLINE"):
-        raise WeightsMissing(_missing_message(arch, "downloads are off"))
+    if preprocessing not in (None, "torchvision"):
+        # Only torchvision's own weights can be downloaded; Caffe-format ones must be imported.
+        raise WeightsMissing(_missing_message(arch, f"{preprocessing}-format weights are never downloaded",
+                                              preprocessing))
+    if os.environ.get("NST_OFFLINE"):
+        raise WeightsMissing(_missing_message(arch, "NST_OFFLINE is set, so nothing is downloaded"))
+    if not download:
+        raise WeightsMissing(_missing_message(arch, "not in any of the places searched"))
     return WeightsSource("file", arch, "torchvision", fetch(arch), "downloaded")
 
 
@@ -243,7 +251,7 @@ def fetch(architecture="vgg19", quiet=False):
         # A quick look first, so an offline machine hears about it in seconds rather than at a timeout.
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()
     except (urllib.error.URLError, OSError) as exc:
-        raise WeightsMissing(_missing_message(architecture, getattr(exc, "reason", exc))) from None
+        raise WeightsMissing(_missing_message(architecture, f"the download failed: {getattr(exc, 'reason', exc)}")) from None
     os.makedirs(os.path.dirname(target), exist_ok=True)
     fd, download = tempfile.mkstemp(prefix=f".{filename}-", dir=os.path.dirname(target))
     os.close(fd)
@@ -254,7 +262,7 @@ def fetch(architecture="vgg19", quiet=False):
                                        progress=not quiet)
         return save_trimmed(_read_state_dict(download), architecture, "torchvision", f"downloaded from {url}")
     except (urllib.error.URLError, OSError) as exc:
-        raise WeightsMissing(_missing_message(architecture, exc)) from None
+        raise WeightsMissing(_missing_message(architecture, f"the download failed: {exc}")) from None
     finally:
         if os.path.exists(download):
             os.unlink(download)

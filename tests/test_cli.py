@@ -272,13 +272,7 @@ def documented_choices():
     return found
 
 
-CHOICE_MISMATCH = pytest.mark.xfail(
-    strict=True, reason="stylize --backbone takes {auto,vgg19,vgg16} with default auto; PROTOCOL.md documents "
-                        "{vgg19,vgg16} with default vgg19")
-
-
-@pytest.mark.parametrize("option", [pytest.param(o, marks=CHOICE_MISMATCH) if o == "--backbone" else o
-                                    for o in sorted(documented_choices())])
+@pytest.mark.parametrize("option", sorted(documented_choices()))
 def test_documented_choices_and_defaults_are_the_parsers(option):
     from nst_core.cli import build_parser  # light: no torch
 
@@ -353,11 +347,7 @@ def test_jsonl_run_stream_is_start_progress_done(jsonl_run):
     assert stats["device"] == "cpu" and len(stats["ssim_factors"]) == 5
 
 
-@pytest.mark.parametrize("event_name", [
-    pytest.param("start", marks=pytest.mark.xfail(
-        strict=True, reason="the start event carries `weights` (a description of the weights in use), "
-                            "which PROTOCOL.md's Output stream table does not list")),
-    "progress", "done"])
+@pytest.mark.parametrize("event_name", ["start", "progress", "done"])
 def test_jsonl_run_events_have_the_documented_fields(jsonl_run, event_name):
     events = [e for e in parse_jsonl(jsonl_run["proc"].stdout) if e["event"] == event_name]
     assert events, f"no {event_name} event"
@@ -402,10 +392,6 @@ def test_progress_none_prints_nothing_and_writes_the_file(inputs):
     assert folder_listing(out.parent) == ["result.jpg"]
 
 
-@pytest.mark.xfail(strict=True, reason="jsonl events are written with the locale's stdout encoding, not UTF-8: "
-                                       "with a Windows code page (PYTHONIOENCODING=cp1252 here) a non-Latin "
-                                       "path in a message raises UnicodeEncodeError in JsonlWriter.emit: "
-                                       "traceback, exit 1, no error event")
 def test_jsonl_is_utf8_whatever_the_locale_says(inputs):
     missing = inputs / "\u732b.png"  # a cat, in a name no Windows code page can spell
     env = base_env(PYTHONIOENCODING="cp1252")
@@ -510,12 +496,7 @@ def test_argparse_error_without_jsonl_is_plain_usage(inputs):
 
 # ----- 4. weights -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("weights_format", [
-    None,
-    pytest.param("caffe", marks=pytest.mark.xfail(
-        strict=True, reason="with --weights-format caffe the engine looks only for "
-                            "vgg19-caffe-features.pth, but the weights_missing message names "
-                            "vgg19-torchvision-features.pth (weights._missing_message ignores the format)"))])
+@pytest.mark.parametrize("weights_format", [None, "caffe"])
 def test_weights_missing_offline_names_the_file_and_the_remedies(inputs, weights_format):
     env = isolated_env(inputs, NST_OFFLINE="1")
     fmt = ("--weights-format", weights_format) if weights_format else ()

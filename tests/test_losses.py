@@ -113,3 +113,29 @@ def test_tv_loss_by_hand():
     # Vertical differences: one of two per column is 1, horizontal likewise: mean 0.5 each way.
     assert TVLoss()(image).item() == pytest.approx(0.5 + 0.5)
     assert math.isclose(TVLoss()(torch.full((1, 3, 4, 4), 77.0)).item(), 0.0)
+
+
+@pytest.mark.parametrize("channels", [16, 64, 130])
+def test_fast_gram_ssim_equals_pytorch_msssim_in_value_and_gradient(channels):
+    from pytorch_msssim import ssim
+
+    from nst_core.ssim import GramSSIM
+
+    target = gram_matrix(features(10, channels=channels))[0]
+    target = target / target.max()
+    x = (gram_matrix(features(11, channels=channels))[0] / target.max()).requires_grad_(True)
+    fast = GramSSIM(target)(x)
+    library = ssim(x[None, None], target[None, None], data_range=1.0, win_size=11, win_sigma=1.5)
+    assert fast.item() == pytest.approx(library.item(), abs=1e-6)
+    (g_fast,) = torch.autograd.grad(fast, x)
+    (g_library,) = torch.autograd.grad(library, x)
+    torch.testing.assert_close(g_fast, g_library, rtol=1e-4, atol=1e-7)
+
+
+def test_both_ssim_implementations_give_the_same_style_loss():
+    a, g = features(12, channels=32), features(13, channels=32)
+    target = gram_matrix(a)[0]
+    fast = StyleLoss(target, normalize=True, ssim_implementation="fast")(g)
+    library = StyleLoss(target, normalize=True, ssim_implementation="pytorch_msssim")(g)
+    assert fast[0].item() == pytest.approx(library[0].item(), rel=1e-5)
+    assert fast[1].item() == pytest.approx(library[1].item(), abs=1e-6)

@@ -25,7 +25,10 @@ def test_a_short_run_lowers_the_loss(random_engine):
     losses = [e.loss for e in events if e.event == "progress"]
     assert len(losses) == 12
     assert min(losses) < 0.8 * losses[0]
-    assert result.stats["loss"] == pytest.approx(min(losses)), "the lowest-loss iterate is returned"
+    # The lowest-loss iterate is returned: one of those reported, or the last step's result if lower.
+    assert result.stats["loss"] <= min(losses) + 1e-12
+    if result.stats["best_iteration"] <= 12:
+        assert result.stats["loss"] == pytest.approx(losses[result.stats["best_iteration"] - 1])
 
 
 def test_adam_with_the_papers_settings_lowers_the_loss_too():

@@ -106,5 +106,12 @@ def test_offline_without_weights_says_what_to_do_quickly(clean_env, monkeypatch)
     assert time.perf_counter() - started < 3
     assert W.trimmed_path("vgg19") in message and "nst-core weights import" in message
     assert "vgg19-dcbb9e9d.pth" in message and "NST_WEIGHTS" in message
-    with pytest.raises(WeightsMissing, match="downloads are off"):
+    with pytest.raises(WeightsMissing, match="not in any of the places searched"):
         W.resolve("vgg19", download=False)
+
+
+def test_caffe_weights_are_never_downloaded_and_the_message_names_the_caffe_file(clean_env):
+    with pytest.raises(WeightsMissing) as info:
+        W.resolve("vgg16", preprocessing="caffe")
+    assert W.trimmed_path("vgg16", "caffe") in str(info.value)
+    assert "--weights-format caffe" in str(info.value)
