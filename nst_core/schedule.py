@@ -43,20 +43,20 @@ def working_size(content_size, requested_long_side, max_pixels=None):
 
 
 def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), min_long_side=128,
-                decay=1.6) -> List[Stage]:
+                coarse_share=1.0) -> List[Stage]:
     """Scales from small to ``final_size``, each ``step`` apart, with the iterations shared out.
 
-    Scale k steps below the final one gets ``decay ** k`` times the iterations of the final scale:
-    with decay below step**2 the coarse scales still take less time each than the fine ones.
+    Scale k steps below the final one gets ``coarse_share ** k`` times the iterations of the final
+    scale: below step**2 (2) the coarse scales take less time each than the fine ones.
     A budget too small to give every scale a useful share drops the coarsest scales first.
     """
     final_long = max(final_size)
     count = 1
     if multiscale:
-        while final_long / step ** count >= min_long_side:
+        while final_long / step ** count >= min_long_side - 0.5:  # sqrt(2)**4 is not quite 4
             count += 1
         count = max(1, min(count, iterations // MIN_ITERATIONS_PER_SCALE))
-    shares = [decay ** k for k in range(count - 1, -1, -1)]  # coarsest first
+    shares = [coarse_share ** k for k in range(count - 1, -1, -1)]  # coarsest first
     total = sum(shares)
     counts = [max(1, int(iterations * share / total)) for share in shares]
     counts[0] += iterations - sum(counts)  # rounding remainder to the cheapest scale

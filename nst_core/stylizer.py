@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import __version__, color, memory
+from . import __version__, color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, deepest_index
 from .errors import BadInput, Cancelled, OutOfMemory
@@ -145,7 +145,7 @@ class Stylizer:
 
     def __init__(self, backbone="auto", weights=None, weights_format=None, device="auto", download=True):
         self.source = weights_mod.resolve(backbone, weights, weights_format, download=download)
-        self.device = memory.pick_device(device)
+        self.device = devices.pick_device(device)
         last = deepest_index(self.source.architecture, [weights_mod.TRIM_LAYER])
         features = weights_mod.load_features(self.source, last)
         self.net = VGGFeatures(self.source.architecture, features, self.source.preprocessing).to(self.device)
@@ -161,16 +161,13 @@ class Stylizer:
     # ----- features and targets ---------------------------------------------------------------
 
     def _autocast(self, params):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params.precision)
-        if dtype is None or (self.device.type == "cpu" and dtype is not torch.bfloat16):
+        dtype = devices.autocast_dtype(self.device, params.precision)
+        if dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _channels_last(self, params):
-        return bool(params.channels_last)
-
     def features(self, image, layers, params):
-        if self._channels_last(params):
+        if params.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with self._autocast(params):
             return self.net(image, layers)
@@ -215,7 +212,7 @@ class Stylizer:
     def _make_optimizer(self, x, params, previous=None):
         if params.optimizer == "lbfgs":
             return torch.optim.LBFGS([x], lr=params.learning_rate, max_iter=1,
-                                     history_size=memory.LBFGS_HISTORY, tolerance_grad=-1, tolerance_change=-1)
+                                     history_size=devices.LBFGS_HISTORY, tolerance_grad=-1, tolerance_change=-1)
         optimizer = torch.optim.Adam([x], lr=params.learning_rate, betas=params.adam_betas, eps=params.adam_eps)
         if previous is not None:
             # Coarse-to-fine: Adam's moments are images too; resizing them keeps the step sizes it learnt.
@@ -305,9 +302,9 @@ class Stylizer:
             try:
                 return self._run_once(content, styles, blend, attempt_params, emit, should_stop)
             except (RuntimeError, MemoryError) as error:
-                if not (isinstance(error, MemoryError) or memory.is_out_of_memory(error)):
+                if not (isinstance(error, MemoryError) or devices.is_out_of_memory(error)):
                     raise
-                memory.release_cached(self.device)
+                devices.release_cached(self.device)
                 attempts += 1
                 smaller = int(attempt_params.size / math.sqrt(2))
                 if attempts > 3 or smaller < 64:
@@ -323,13 +320,13 @@ class Stylizer:
                 attempt_params = attempt_params.replace(size=smaller)
 
     def to_device(self, name):
-        self.device = memory.pick_device(name)
+        self.device = devices.pick_device(name)
         self.net.to(self.device)
         self._style_cache.clear()
 
     def _plan(self, content, params):
-        half = params.precision in ("bf16", "fp16") and self.device.type == "cuda"
-        limit = memory.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
+        half = devices.autocast_dtype(self.device, params.precision) is not None
+        limit = devices.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
         work, capped = working_size(content.size, params.size, limit)
         stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size,
                              params.coarse_share)
@@ -351,7 +348,7 @@ class Stylizer:
         work, capped, limit, stages, upscale, tiles = self._plan(content, params)
         if capped:
             emit(Warned(f"working size capped to {work[0]}x{work[1]} to fit the {self.device.type} memory "
-                        f"({memory.free_bytes(self.device) / 2**30:.1f} GB free); the result still has the "
+                        f"({devices.free_bytes(self.device) / 2**30:.1f} GB free); the result still has the "
                         f"content's full size"))
         total_iterations = sum(s.iterations for s in stages) + len(tiles) * params.refine_iterations
         emit(Started(version=__version__, device=str(self.device), backbone=self.architecture,
@@ -394,7 +391,11 @@ class Stylizer:
             if x is None:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, params.seed)
             else:
+                previous = (x.shape[-1], x.shape[-2])
                 x = resize(x, stage.size)
+                if params.carry_detail:
+                    # An upscaled image is blurred; the finest style layers would first have to undo that.
+                    x = (x + scaled_content - resize(resize(scaled_content, previous), stage.size)).clamp_(0, 255)
             grams = self.style_grams(style_tensors, masks, blend, round(max(stage.size) * params.style_scale),
                                      params, keys)
             objective = self.objective(scaled_content, grams, params)

@@ -11,7 +11,7 @@ def test_paper_preset_has_the_papers_settings():
     assert (p.size, p.iterations, p.optimizer, p.learning_rate) == (512, 1000, "adam", 5.0)
     assert p.adam_betas == (0.99, 0.999) and p.adam_eps == 0.1
     assert (p.content_weight, p.style_weight) == (1e3, 1e-2)
-    assert p.loss_normalization == "raw" and p.use_ssim and not p.multiscale
+    assert p.loss_normalization == "raw" and p.use_ssim and not p.multiscale and p.precision == "fp32"
     assert (p.ssim_window, p.ssim_sigma) == (11, 1.5)
     assert p.style_layers == PAPER_STYLE_LAYERS == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     assert p.content_layers == PAPER_CONTENT_LAYERS == ("relu5_2",)

@@ -7,7 +7,7 @@ from nst_core.stylizer import _feather, _tile_grid
 
 
 def test_stages_grow_by_sqrt2_to_the_final_size_and_share_the_budget():
-    stages = plan_stages((512, 384), 500)
+    stages = plan_stages((512, 384), 500, coarse_share=1.6)
     longs = [max(s.size) for s in stages]
     assert longs[-1] == 512 and stages[-1].size == (512, 384)
     assert longs[0] >= 128 and longs[0] / math.sqrt(2) < 128
@@ -18,6 +18,11 @@ def test_stages_grow_by_sqrt2_to_the_final_size_and_share_the_budget():
     assert counts == sorted(counts, reverse=True), "coarse, cheap scales get more steps"
     times = [s.iterations * s.pixels for s in stages]
     assert times[-1] > times[0], "but less time in all than the fine ones"
+
+
+def test_equal_shares_by_default():
+    counts = [s.iterations for s in plan_stages((512, 384), 500)]
+    assert len(counts) == 5 and max(counts) - min(counts) <= 1
 
 
 def test_single_scale_and_small_budgets():

