@@ -8,8 +8,10 @@ device has free now: not a guess, and re-read before every run.
 import psutil
 import torch
 
-# Peak bytes per working pixel of a forward + backward pass to relu5_2, float32, batch 1, measured
-# with benchmarks/memory_per_pixel.py (CPU: peak RSS growth; CUDA: max_memory_allocated).
+# Peak bytes per working pixel of a forward + backward pass to relu5_2, float32, batch 1, from the
+# peak RSS growth that benchmarks/speed_memory.py reports (VGG-19 at 512x384: 700 MB, 3.6 kB/pixel
+# with the loss terms and a few L-BFGS steps). VGG-16 scaled by its activations (it lacks three
+# full-resolution-quarter layers).
 BYTES_PER_PIXEL = {"vgg19": 3400, "vgg16": 2600}
 LBFGS_HISTORY = 100  # as torch's default; 20 reached a 5% higher loss after 200 steps
 # Half precision halves the activations but not the float32 image, Gram matrices or optimiser state.
@@ -37,7 +39,7 @@ def pick_device(name="auto"):
 def cpu_has_native_bf16():
     """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), the case in which bf16
     autocast was measured faster: 0.64 against 1.14 s per 512 px VGG-16 step on an AMD EPYC, with the
-    loss after 200 L-BFGS steps within 2% of float32's (benchmarks/README.md)."""
+    loss after 200 L-BFGS or 150 Adam steps within 2% of float32's (benchmarks/README.md)."""
     try:
         with open("/proc/cpuinfo") as handle:
             flags = next((line for line in handle if line.startswith("flags")), "")

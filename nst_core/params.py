@@ -61,7 +61,6 @@ class StyleParams:
     # coarse scales cheap (they cost 1/2, 1/4, ... of a full-size step); measured, giving them more
     # steps did not lower the full-size loss any sooner.
     coarse_share: float = 1.0
-    carry_detail: bool = True  # going up a scale, add the content detail the smaller scale could not hold
     style_scale: float = 1.0
     style_blend: Optional[Tuple[float, ...]] = None
     preserve_colors: Optional[str] = None

@@ -227,14 +227,17 @@ class Stylizer:
         return optimizer
 
     def optimize(self, x, objective, iterations, params, on_iterate, should_stop, previous_optimizer=None):
-        """Minimise ``objective`` from ``x`` for ``iterations`` steps; returns the lowest-loss iterate.
+        """Minimise ``objective`` from ``x`` for ``iterations`` steps.
+
+        Returns the lowest-loss iterate, its loss, its step (``iterations + 1``: the last step's result),
+        its loss terms, and the optimiser (whose state a next scale may carry on).
 
         ``on_iterate(loss, parts, image)`` runs after each step, with the iterate that was evaluated. Pixels are clipped to 0..255 after every
         step, as in the paper, and the best iterate is the one with the lowest loss evaluated.
         """
         x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = self._make_optimizer(x, params, previous_optimizer)
-        best = (math.inf, None, 0)
+        best = (math.inf, None, 0, None)  # loss, image, step, loss terms
         # L-BFGS skips curvature pairs with y.s < 1e-10, an absolute threshold: with normalised losses
         # and 0..255 pixels the gradients are ~1e-6 and it would take tiny steps for many iterations.
         # Scaling the loss so the first gradient averages 1 in size fixes that without moving the optimum.
@@ -267,13 +270,13 @@ class Stylizer:
             if not math.isfinite(loss):
                 raise FloatingPointError("the loss became NaN or infinite; try a smaller learning rate")
             if loss < best[0]:
-                best = (loss, record["image"], step)
+                best = (loss, record["image"], step, record["parts"])
             on_iterate(loss, record["parts"], record["image"])
         # The last step's result has not been evaluated yet: one forward pass tells if it is the best.
-        final_loss = self.evaluate(x.detach(), objective, params)[0]
+        final_loss, final_parts = self.evaluate(x.detach(), objective, params)
         if final_loss < best[0]:
-            best = (final_loss, x.detach().clone(), iterations + 1)
-        return best[1], best[0], best[2], optimizer
+            best = (final_loss, x.detach().clone(), iterations + 1, final_parts)
+        return best[1], best[0], best[2], best[3], optimizer
 
     # ----- the whole run ----------------------------------------------------------------------
 
@@ -391,18 +394,13 @@ class Stylizer:
             if x is None:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, params.seed)
             else:
-                previous = (x.shape[-1], x.shape[-2])
                 x = resize(x, stage.size)
-                if params.carry_detail:
-                    # An upscaled image is blurred; the finest style layers would first have to undo that.
-                    x = (x + scaled_content - resize(resize(scaled_content, previous), stage.size)).clamp_(0, 255)
             grams = self.style_grams(style_tensors, masks, blend, round(max(stage.size) * params.style_scale),
                                      params, keys)
             objective = self.objective(scaled_content, grams, params)
-            x, best_loss, best_step, optimizer = self.optimize(
+            x, best_loss, best_step, final_parts, optimizer = self.optimize(
                 x, objective, stage.iterations, params, reporter("stylize", index, stage.pixels), should_stop,
                 optimizer if params.optimizer == "adam" else None)
-        final_parts = self.evaluate(x, objective, params)[1]
 
         result = x
         if upscale in ("resize", "detail", "tiles"):
@@ -453,7 +451,7 @@ class Stylizer:
         for x0, y0, w, h in tiles:
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
             objective = self.objective(full_content[region], grams, params)
-            refined, _, _, _ = self.optimize(canvas[region], objective, params.refine_iterations, params,
+            refined, _, _, _, _ = self.optimize(canvas[region], objective, params.refine_iterations, params,
                                              reporter("refine", scale_index, w * h), should_stop)
             feather = _feather(w, h, params.tile_overlap, canvas.device)
             out[region] += refined * feather

@@ -476,6 +476,17 @@ def test_no_gimp_found(machine):
     assert snapshot(machine.root) == before
 
 
+def test_no_gimp_installs_the_engine_only(machine):
+    gimp3 = machine.profile(".config", "GIMP", "3.0")  # there, and still left alone
+    result = machine.run("--no-weights", "--no-gimp")
+    assert result.returncode == 0, result.stderr
+    assert not (gimp3 / "plug-ins" / PLUGIN).exists()
+    assert "engine only" in result.stdout and "Neural Style Transfer..." not in result.stdout
+    assert machine.manifest()["plugin_folders"] == []
+    result = machine.run("--no-gimp", "--gimp-plugin-dir", str(gimp3 / "plug-ins"))
+    assert result.returncode == ExitCode.USAGE and "--no-gimp" in result.stderr
+
+
 @pytest.mark.parametrize("mode, expected", [("fail", "doctor --json"), ("garbage", "JSON"),
                                             ("torch_error", "torch cannot be imported: ImportError")])
 def test_a_failing_engine_check_leaves_nothing_behind(machine, mode, expected):

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     gimp = parser.add_argument_group("GIMP")
     gimp.add_argument("--gimp-plugin-dir", metavar="DIR", action="append", default=[],
                       help="install into this plug-ins folder instead of the GIMP profiles found (repeatable)")
+    gimp.add_argument("--no-gimp", action="store_true",
+                      help="install the engine only, no plug-in (headless machines, scripts, batch work)")
     gimp.add_argument("--gimp-version", metavar="VERSION",
                       help="the GIMP version of the --gimp-plugin-dir folders (2.10 or 3.x), when their "
                            "path does not say (it picks the plug-in's interpreter line)")
@@ -104,6 +106,8 @@ def install_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error("--engine-python uses an existing engine: it does not go with --venv or --python")
     if args.weights_format and not args.weights:
         parser.error("--weights-format describes an imported file: give it with --weights FILE")
+    if args.no_gimp and args.gimp_plugin_dir:
+        parser.error("--no-gimp installs no plug-in: it does not go with --gimp-plugin-dir")
     gimp_version = None
     if args.gimp_version:
         try:
@@ -121,6 +125,7 @@ def install_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         weights_backbone=args.weights_backbone,
         weights_format=args.weights_format,
         gimp_plugin_dirs=[_absolute(d) for d in args.gimp_plugin_dir],
+        no_gimp=args.no_gimp,
         gimp_version=gimp_version,
         data_dir=_absolute(args.data_dir),
         demo=args.demo,

@@ -52,6 +52,7 @@ class InstallOptions:
     weights_backbone: Optional[str] = None
     weights_format: Optional[str] = None
     gimp_plugin_dirs: List[Path] = field(default_factory=list)
+    no_gimp: bool = False  # the engine only: no plug-in anywhere
     gimp_version: Optional[str] = None
     data_dir: Optional[Path] = None
     demo: bool = False
@@ -129,6 +130,8 @@ class InstallPlan:
 
 
 def _plugin_targets(options: InstallOptions, facts: HostFacts) -> List[PluginTarget]:
+    if options.no_gimp:
+        return []
     if options.gimp_plugin_dirs:
         targets = []
         for folder in options.gimp_plugin_dirs:

@@ -51,7 +51,8 @@ def execute_install(plan: InstallPlan, verbose: bool = False) -> InstallReport:
         _prepare_engine(plan, previous, changes, report, verbose)
         engine_ready = True
         _prepare_weights(plan, changes, report)
-        _install_plugin(plan, previous, changes, report)
+        if plan.targets:  # none with --no-gimp
+            _install_plugin(plan, previous, changes, report)
         make_dirs_recorded(plan.logs_dir, changes.created_dirs)  # where the plug-in writes its logs
     except InstallError as error:
         if engine_ready and report.venv_action:

@@ -42,7 +42,10 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
     lines.append("  logs:     %s" % plan.logs_dir)
     lines.append("  record:   %s" % plan.manifest_path)
     lines.append("")
-    lines.append("Next: restart GIMP, open an image, then choose %s" % MENU_PATH)
+    if plan.targets:
+        lines.append("Next: restart GIMP, open an image, then choose %s" % MENU_PATH)
+    else:
+        lines.append("Next (engine only, no plug-in): %s -m nst_core stylize CONTENT STYLE -o OUT" % python)
     if weights_missing:
         lines.append("Still to do: the engine needs its weights before the first use. Either let it "
                      "download them once:")
