@@ -43,7 +43,7 @@ def working_size(content_size, requested_long_side, max_pixels=None):
 
 
 def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), min_long_side=128,
-                coarse_share=1.0) -> List[Stage]:
+                coarse_share=1.0, max_scales=12) -> List[Stage]:
     """Scales from small to ``final_size``, each ``step`` apart, with the iterations shared out.
 
     Scale k steps below the final one gets ``coarse_share ** k`` times the iterations of the final
@@ -55,7 +55,7 @@ def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), mi
     if multiscale:
         while final_long / step ** count >= min_long_side - 0.5:  # sqrt(2)**4 is not quite 4
             count += 1
-        count = max(1, min(count, iterations // MIN_ITERATIONS_PER_SCALE))
+        count = max(1, min(count, max_scales, iterations // MIN_ITERATIONS_PER_SCALE))
     shares = [coarse_share ** k for k in range(count - 1, -1, -1)]  # coarsest first
     total = sum(shares)
     counts = [max(1, int(iterations * share / total)) for share in shares]

@@ -332,7 +332,7 @@ class Stylizer:
         limit = devices.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
         work, capped = working_size(content.size, params.size, limit)
         stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size,
-                             params.coarse_share)
+                             params.coarse_share, params.max_scales)
         full = content.size
         upscale = params.upscale
         if work == full:

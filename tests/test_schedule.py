@@ -20,9 +20,17 @@ def test_stages_grow_by_sqrt2_to_the_final_size_and_share_the_budget():
     assert times[-1] > times[0], "but less time in all than the fine ones"
 
 
-def test_equal_shares_by_default():
-    counts = [s.iterations for s in plan_stages((512, 384), 500)]
-    assert len(counts) == 5 and max(counts) - min(counts) <= 1
+def test_the_default_schedule_starts_at_half_size_and_spends_most_steps_at_full_size():
+    from nst_core import StyleParams
+
+    p = StyleParams()
+    stages = plan_stages((512, 384), p.iterations, p.multiscale, p.scale_step, p.min_scale_size, p.coarse_share,
+                         p.max_scales)
+    assert [max(s.size) for s in stages] == [256, 362, 512]
+    assert stages[-1].iterations / p.iterations > 0.7
+    assert sum(s.iterations for s in stages) == p.iterations
+    equal = [s.iterations for s in plan_stages((512, 384), 500)]
+    assert len(equal) == 5 and max(equal) - min(equal) <= 1
 
 
 def test_single_scale_and_small_budgets():
