@@ -207,8 +207,8 @@ def main():
     parser.add_argument("--weights-format", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--evaluations", type=int, default=300, help="the reference's L-BFGS closure calls")
-    parser.add_argument("--methods", nargs="+",
-                        default=["reference", "default", "default-x3", "single-scale", "default-shipped", "paper"])
+    methods = ["reference", "default", "default-x3", "single-scale", "default-shipped", "paper"]
+    parser.add_argument("--methods", nargs="+", choices=methods, default=methods)
     parser.add_argument("--large", default="4096x3072", help="WxH of the large-layer memory run ('' to skip)")
     parser.add_argument("--large-options", nargs=argparse.REMAINDER, default=[],
                         help="extra stylize options for the large run (last on the line)")

@@ -1,8 +1,8 @@
 """Choosing the device, the precision that is fastest on it, and how many pixels fit in its memory.
 
 The estimate is a measured cost per pixel of one forward and backward pass through the trimmed
-network (``benchmarks/memory_per_pixel.py`` prints it), plus the optimiser's state, against what the
-device has free now: not a guess, and re-read before every run.
+network (``BYTES_PER_PIXEL`` below, from ``benchmarks/speed_memory.py``), plus the optimiser's state,
+against what the device has free now, re-read before every run.
 """
 
 import psutil

@@ -1,8 +1,8 @@
 """Sizes and the iteration budget of a coarse-to-fine run (pure arithmetic, no torch).
 
-A VGG iteration costs about its pixel count, so a scale sqrt(2) smaller costs half as much: the
-schedule puts most iterations where they are cheap and a few at the full working size, where they
-add the fine strokes.
+A VGG iteration costs about its pixel count, so a scale sqrt(2) smaller costs half as much. How the
+steps are shared between scales is the caller's choice (``coarse_share``); the standard preset gives
+most of them to the full size, where measured quality is decided (benchmarks/README.md).
 """
 
 import math

@@ -5,7 +5,7 @@ Gaussian window, valid filtering, K1 = 0.01, K2 = 0.03), restructured because th
 for five C x C Grams on every iteration:
 - the Gaussian blur runs as two depthwise 1-D convolutions; pytorch_msssim's grouped 2-D convolution
   of a one-channel image took 0.45 s forward + backward for a 512 x 512 Gram on one CPU thread, this
-  takes 0.07 s (tests/test_ssim.py holds the two equal);
+  takes 0.07 s (tests/test_losses.py holds the two equal);
 - the target's mean and variance maps are blurred once, not on every call.
 """
 

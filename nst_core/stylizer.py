@@ -8,6 +8,7 @@ optimisation loop and reports every iterate through a callback.
 """
 
 import hashlib
+import contextlib
 import math
 import os
 import time
@@ -163,7 +164,8 @@ class Stylizer:
     def _autocast(self, params):
         dtype = devices.autocast_dtype(self.device, params.precision)
         if dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
+            # Not torch.autocast(enabled=False): older torch rejects device_type "mps" even then.
+            return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
     def features(self, image, layers, params):
@@ -177,7 +179,8 @@ class Stylizer:
         total = {}
         for tensor, mask, weight, key in zip(style_tensors, masks, blend, keys):
             size = _fit(tensor.shape[-1], tensor.shape[-2], size_long)
-            cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers))
+            cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers),
+                         devices.autocast_dtype(self.device, params.precision))
             grams = self._style_cache.get(cache_key)
             if grams is None:
                 with torch.no_grad():
@@ -309,17 +312,18 @@ class Stylizer:
                     raise
                 devices.release_cached(self.device)
                 attempts += 1
-                smaller = int(attempt_params.size / math.sqrt(2))
+                ran_at = max(self._plan(content, attempt_params)[0])  # the content or a cap may be smaller
+                smaller = int(ran_at / math.sqrt(2))
                 if attempts > 3 or smaller < 64:
                     if self.device.type != "cpu":
-                        emit(Warned(f"{self.device.type} ran out of memory even at {attempt_params.size} px; "
+                        emit(Warned(f"{self.device.type} ran out of memory even at {ran_at} px; "
                                     "continuing on the CPU (slower)"))
                         self.to_device("cpu")
                         attempt_params, attempts = params, 0
                         continue
-                    raise OutOfMemory(f"out of memory even at a working size of {attempt_params.size} px: "
+                    raise OutOfMemory(f"out of memory even at a working size of {ran_at} px: "
                                       "close other programs or use a smaller --size") from None
-                emit(Warned(f"out of memory at {attempt_params.size} px; retrying at {smaller} px"))
+                emit(Warned(f"out of memory at {ran_at} px; retrying at {smaller} px"))
                 attempt_params = attempt_params.replace(size=smaller)
 
     def to_device(self, name):

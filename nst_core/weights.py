@@ -191,7 +191,7 @@ def resolve(architecture="auto", weights=None, preprocessing=None, download=True
         # Only torchvision's own weights can be downloaded; Caffe-format ones must be imported.
         raise WeightsMissing(_missing_message(arch, f"{preprocessing}-format weights are never downloaded",
                                               preprocessing))
-    if os.environ.get("NST_OFFLINE"):
+    if offline():
         raise WeightsMissing(_missing_message(arch, "NST_OFFLINE is set, so nothing is downloaded"))
     if not download:
         raise WeightsMissing(_missing_message(arch, "not in any of the places searched"))
@@ -261,11 +261,16 @@ def fetch(architecture="vgg19", quiet=False):
         torch.hub.download_url_to_file(url, download, hash_prefix=filename.split("-")[1][:8],
                                        progress=not quiet)
         return save_trimmed(_read_state_dict(download), architecture, "torchvision", f"downloaded from {url}")
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:  # RuntimeError: torch.hub's hash check
         raise WeightsMissing(_missing_message(architecture, f"the download failed: {exc}")) from None
     finally:
         if os.path.exists(download):
             os.unlink(download)
+
+
+def offline():
+    """NST_OFFLINE set to anything but empty, 0, false or no: never download."""
+    return os.environ.get("NST_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def sha256(path):
