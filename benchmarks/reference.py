@@ -1,8 +1,8 @@
 """A straightforward reference implementation to measure the engine against.
 
 Written the way the PyTorch neural-style tutorial does it: the whole VGG ``features`` (no
-truncation) run layer by layer with the losses taken at the named layers, ``LBFGS([image])`` with its defaults stepped until
-a number of closure evaluations is reached, pixels clamped inside the closure, float32 throughout.
+truncation) run layer by layer with the losses taken at the named layers, ``LBFGS([image])`` with
+its defaults stepped until a number of closure evaluations is reached, pixels clamped inside the closure, float32 throughout.
 The loss terms are the engine's own modules (the same formulas), with SSIM computed by the plain
 ``pytorch_msssim.ssim`` call that METHOD.md names, as a straightforward implementation would; the
 engine's faster GramSSIM gives the same values (tests/test_losses.py).

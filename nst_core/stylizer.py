@@ -7,8 +7,8 @@ optimisation loop and reports every iterate through a callback.
     result.save("cat-wave.png")
 """
 
-import hashlib
 import contextlib
+import hashlib
 import math
 import os
 import time
