@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,10 +34,7 @@ SHARED_WEIGHTS = os.path.join(os.path.dirname(REPO), "shared", "data", "weights"
 
 PAPER_LOSS = {"loss_normalization": "raw", "content_weight": 1e3, "style_weight": 1e-2}
 
-
-def peak_rss_bytes():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+from speed_memory import peak_rss_bytes  # noqa: E402  (after the sys.path lines above)
 
 
 def _images(args, size):

@@ -5,6 +5,8 @@ network (``BYTES_PER_PIXEL`` below, from ``benchmarks/speed_memory.py``), plus t
 against what the device has free now, re-read before every run.
 """
 
+import functools
+
 import psutil
 import torch
 
@@ -36,6 +38,7 @@ def pick_device(name="auto"):
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=None)  # asked on every forward pass; the CPU does not change
 def cpu_has_native_bf16():
     """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), the case in which bf16
     autocast was measured faster: 0.64 against 1.14 s per 512 px VGG-16 step on an AMD EPYC, with the
