@@ -3,9 +3,10 @@
 Written the way the PyTorch neural-style tutorial does it: the whole VGG ``features`` (no
 truncation) run layer by layer with the losses taken at the named layers, ``LBFGS([image])`` with
 its defaults stepped until a number of closure evaluations is reached, pixels clamped inside the closure, float32 throughout.
-The loss terms are the engine's own modules (the same formulas), with SSIM computed by the plain
-``pytorch_msssim.ssim`` call that METHOD.md names, as a straightforward implementation would; the
-engine's faster GramSSIM gives the same values (tests/test_losses.py).
+The loss terms are the engine's own modules (the same formulas), with the Gram matrix as the
+tutorial computes it (one product, autograd's backward) and SSIM by the plain ``pytorch_msssim.ssim``
+call that METHOD.md names, as a straightforward implementation would; the engine's faster Gram and
+GramSSIM give the same values (tests/test_losses.py).
 """
 
 import time
@@ -14,7 +15,7 @@ import torch
 from torchvision.models import vgg as tv_vgg
 
 from nst_core.backbone import ARCHITECTURES, Preprocess, layer_names
-from nst_core.losses import ContentLoss, StyleLoss, gram_matrix
+from nst_core.losses import ContentLoss, StyleLoss
 from nst_core.weights import _feature_tensors, _read_state_dict
 
 
@@ -29,6 +30,13 @@ def whole_features(architecture, weights_path=None):
                     module.weight.copy_(tensors[index]["weight"])
                     module.bias.copy_(tensors[index]["bias"])
     return features.eval().requires_grad_(False)
+
+
+def tutorial_gram(features):
+    """G = F F^T / (H W), float32, as the PyTorch tutorial writes it."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
 
 
 class ReferenceNST:
@@ -55,7 +63,7 @@ class ReferenceNST:
             content_acts = self._activations(content, params.content_layers)
             style_acts = self._activations(style, params.style_layers)
         content_losses = {n: ContentLoss(content_acts[n], normalize) for n in params.content_layers}
-        style_losses = {n: StyleLoss(gram_matrix(style_acts[n]), normalize, params.use_ssim, params.ssim_scaling,
+        style_losses = {n: StyleLoss(tutorial_gram(style_acts[n]), normalize, params.use_ssim, params.ssim_scaling,
                                      params.ssim_window, params.ssim_sigma, ssim_implementation="pytorch_msssim")
                         for n in params.style_layers}
         layer_weights = dict(zip(params.style_layers, params.layer_weights()))
@@ -73,7 +81,8 @@ class ReferenceNST:
             opt.zero_grad()
             acts = self._activations(image, list(params.content_layers) + list(params.style_layers))
             content_term = sum(loss(acts[n]) for n, loss in content_losses.items())
-            style_term = sum(layer_weights[n] * loss(acts[n])[0] for n, loss in style_losses.items())
+            style_term = sum(layer_weights[n] * loss.compare(tutorial_gram(acts[n]))[0]
+                             for n, loss in style_losses.items())
             total = params.content_weight * content_term + params.style_weight * style_term
             total.backward()
             count[0] += 1

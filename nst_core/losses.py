@@ -12,6 +12,28 @@ from torch import nn
 from .ssim import GramSSIM
 
 
+class _Gram(torch.autograd.Function):
+    """F F^T / n with a backward pass of one matrix product instead of autograd's two and a sum.
+
+    G is symmetric, so dL/dF = (dG + dG^T) F / n. That product runs in F's own dtype: under bf16
+    autocast the features and the convolutions' backward are bf16 already, and the float32 copy of F
+    that autograd would otherwise keep for the backward pass is not kept.
+    """
+
+    @staticmethod
+    def forward(ctx, flat, divisor):
+        ctx.save_for_backward(flat)
+        ctx.divisor = divisor
+        full = flat.float()
+        return full @ full.transpose(1, 2) / divisor
+
+    @staticmethod
+    def backward(ctx, grad):
+        (flat,) = ctx.saved_tensors
+        symmetric = (grad + grad.transpose(1, 2)).to(flat.dtype)
+        return (symmetric @ flat).div_(ctx.divisor), None
+
+
 def gram_matrix(features, mask=None):
     """G = F F^T / (H W) per image: N x C x H x W -> N x C x C, always in float32.
 
@@ -19,9 +41,9 @@ def gram_matrix(features, mask=None):
     for nothing; then the divisor is the mask's sum instead of H W.
     """
     n, c, h, w = features.shape
-    flat = features.float().reshape(n, c, h * w)
     if mask is None:
-        return flat @ flat.transpose(1, 2) / (h * w)
+        return _Gram.apply(features.reshape(n, c, h * w), float(h * w))
+    flat = features.float().reshape(n, c, h * w)
     weights = F.interpolate(mask.float(), size=(h, w), mode="area").reshape(n, 1, h * w)
     return (flat * weights) @ flat.transpose(1, 2) / weights.sum(dim=2, keepdim=True).clamp_min(1e-8)
 
@@ -75,7 +97,10 @@ class StyleLoss(nn.Module):
         return (1.0 - similarity) / 2.0
 
     def forward(self, features):
-        gram = gram_matrix(features)
+        return self.compare(gram_matrix(features))
+
+    def compare(self, gram):
+        """The loss of a Gram matrix already computed (N x C x C, float32)."""
         error = F.mse_loss(gram, self.target.expand_as(gram)) * self.scale
         if not self.use_ssim:
             return error, torch.ones((), device=gram.device)

@@ -139,3 +139,19 @@ def test_both_ssim_implementations_give_the_same_style_loss():
     library = StyleLoss(target, normalize=True, ssim_implementation="pytorch_msssim")(g)
     assert fast[0].item() == pytest.approx(library[0].item(), rel=1e-5)
     assert fast[1].item() == pytest.approx(library[1].item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_gram_matrix_gradient_equals_autograds_of_the_plain_product(dtype, tolerance):
+    torch.manual_seed(3)
+    base = torch.rand(2, 8, 6, 5) * 3
+    upstream = torch.randn(2, 8, 8)  # not symmetric: the backward must symmetrise it itself
+    plain = base.clone().requires_grad_(True)
+    flat = plain.reshape(2, 8, 30)
+    ((flat @ flat.transpose(1, 2) / 30) * upstream).sum().backward()
+    ours = base.to(dtype).requires_grad_(True)
+    gram = gram_matrix(ours)
+    assert gram.dtype == torch.float32
+    (gram * upstream).sum().backward()
+    assert ours.grad.dtype == dtype
+    torch.testing.assert_close(ours.grad.float(), plain.grad, rtol=tolerance, atol=tolerance * plain.grad.abs().max())

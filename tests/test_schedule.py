@@ -66,3 +66,16 @@ def test_feather_weights_are_positive_and_ramp_at_the_edges():
     weights = _feather(100, 80, 16, "cpu")[0, 0]
     assert weights.min() > 0 and weights[40, 50] == 1.0
     assert weights[40, 0] < weights[40, 8] < weights[40, 16]
+
+
+def test_the_default_runs_a_256_px_request_on_one_scale_and_451_px_on_three():
+    from nst_core import StyleParams
+
+    p = StyleParams()
+
+    def plan(size):
+        return [max(s.size) for s in plan_stages(size, p.iterations, p.multiscale, p.scale_step, p.min_scale_size,
+                                                 p.coarse_share, p.max_scales)]
+
+    assert plan((256, 170)) == [256]
+    assert plan((451, 300)) == [225, 319, 451]
