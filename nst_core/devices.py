@@ -11,9 +11,10 @@ import psutil
 import torch
 
 # Peak bytes per working pixel of a forward + backward pass to relu5_2, float32, batch 1, from the
-# peak RSS growth that benchmarks/speed_memory.py reports (VGG-19 at 512x384: 700 MB, 3.6 kB/pixel
+# peak RSS growth that benchmarks/speed_memory.py reported (VGG-19 at 512x384: 700 MB, 3.6 kB/pixel
 # with the loss terms and a few L-BFGS steps). VGG-16 scaled by its activations (it lacks three
-# full-resolution-quarter layers).
+# full-resolution-quarter layers). Since the one-product Gram backward it measures 650 MB there: the
+# estimate is kept on the safe side.
 BYTES_PER_PIXEL = {"vgg19": 3400, "vgg16": 2600}
 LBFGS_HISTORY = 100  # as torch's default; 20 reached a 5% higher loss after 200 steps
 # Half precision halves the activations but not the float32 image, Gram matrices or optimiser state.
