@@ -2,7 +2,8 @@
 
 Written the way the PyTorch neural-style tutorial does it: the whole VGG ``features`` (no
 truncation) run layer by layer with the losses taken at the named layers, ``LBFGS([image])`` with
-its defaults stepped until a number of closure evaluations is reached, pixels clamped inside the closure, float32 throughout.
+its defaults stepped until a number of closure evaluations is reached, pixels clamped inside the
+closure, float32 throughout.
 The loss terms are the engine's own modules (the same formulas), with the Gram matrix as the
 tutorial computes it (one product, autograd's backward) and SSIM by the plain ``pytorch_msssim.ssim``
 call that METHOD.md names, as a straightforward implementation would; the engine's faster Gram and

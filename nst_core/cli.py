@@ -87,7 +87,8 @@ def build_parser():
     run.add_argument("--upscale", choices=UPSCALES,
                      help="how the result reaches the content's full size when that exceeds --size")
     run.add_argument("--refine-iterations", type=_int, help="steps per tile with --upscale tiles")
-    run.add_argument("--precision", choices=PRECISIONS, help="autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)")
     _add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")

@@ -20,12 +20,19 @@ def test_stages_grow_by_sqrt2_to_the_final_size_and_share_the_budget():
     assert times[-1] > times[0], "but less time in all than the fine ones"
 
 
+def default_plan(size):
+    """The stages the standard preset plans for a working size."""
+    from nst_core import StyleParams
+
+    p = StyleParams()
+    return plan_stages(size, p.iterations, p.multiscale, p.scale_step, p.min_scale_size, p.coarse_share, p.max_scales)
+
+
 def test_the_default_schedule_starts_at_half_size_and_spends_most_steps_at_full_size():
     from nst_core import StyleParams
 
     p = StyleParams()
-    stages = plan_stages((512, 384), p.iterations, p.multiscale, p.scale_step, p.min_scale_size, p.coarse_share,
-                         p.max_scales)
+    stages = default_plan((512, 384))
     assert [max(s.size) for s in stages] == [256, 362, 512]
     assert stages[-1].iterations / p.iterations > 0.7
     assert sum(s.iterations for s in stages) == p.iterations
@@ -69,13 +76,5 @@ def test_feather_weights_are_positive_and_ramp_at_the_edges():
 
 
 def test_the_default_runs_a_256_px_request_on_one_scale_and_451_px_on_three():
-    from nst_core import StyleParams
-
-    p = StyleParams()
-
-    def plan(size):
-        return [max(s.size) for s in plan_stages(size, p.iterations, p.multiscale, p.scale_step, p.min_scale_size,
-                                                 p.coarse_share, p.max_scales)]
-
-    assert plan((256, 170)) == [256]
-    assert plan((451, 300)) == [225, 319, 451]
+    assert [max(s.size) for s in default_plan((256, 170))] == [256]
+    assert [max(s.size) for s in default_plan((451, 300))] == [225, 319, 451]

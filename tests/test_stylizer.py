@@ -170,7 +170,6 @@ def test_out_of_memory_retries_smaller(random_engine, monkeypatch):
     assert sizes == [96, 67] and any("retrying at 67" in e.message for e in events if e.event == "warning")
 
 
-
 def test_out_of_memory_retries_below_the_size_that_ran(random_engine, monkeypatch):
     # The content (96 px wide) is smaller than the requested 512: the retry must shrink from 96, not 512.
     original = random_engine._run_once
@@ -186,6 +185,7 @@ def test_out_of_memory_retries_below_the_size_that_ran(random_engine, monkeypatc
     _, events = run(random_engine, content=make_content(96, 72), size=512, iterations=1)
     assert working == [96, 67]
     assert any("out of memory at 96 px; retrying at 67" in e.message for e in events if e.event == "warning")
+
 
 def test_features_are_frozen(random_engine):
     assert all(not p.requires_grad for p in random_engine.net.parameters())

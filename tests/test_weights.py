@@ -110,7 +110,6 @@ def test_offline_without_weights_says_what_to_do_quickly(clean_env, monkeypatch)
         W.resolve("vgg19", download=False)
 
 
-
 @pytest.mark.parametrize("value, refuses", [("1", True), ("yes", True), ("0", False), ("false", False), ("", False)])
 def test_nst_offline_means_what_it_says(clean_env, monkeypatch, value, refuses):
     def network(*args, **kwargs):
@@ -122,6 +121,7 @@ def test_nst_offline_means_what_it_says(clean_env, monkeypatch, value, refuses):
         W.resolve("vgg19")
     assert ("NST_OFFLINE is set" in str(info.value)) == refuses
     assert ("the download failed" in str(info.value)) == (not refuses)
+
 
 def test_caffe_weights_are_never_downloaded_and_the_message_names_the_caffe_file(clean_env):
     with pytest.raises(WeightsMissing) as info:

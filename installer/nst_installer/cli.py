@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--no-weights", action="store_true",
                         help="skip the weights; the summary says how to add them later")
     weights.add_argument("--weights-backbone", choices=("vgg19", "vgg16"),
-                         help="the network the weights are for (default: detected from --weights FILE; vgg19 to download)")
+                         help="the network the weights are for "
+                              "(default: detected from --weights FILE; vgg19 to download)")
     weights.add_argument("--weights-format", choices=("torchvision", "caffe"),
                          help="the preprocessing the imported weights expect (default: torchvision)")
     gimp = parser.add_argument_group("GIMP")
