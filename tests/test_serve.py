@@ -9,6 +9,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import socket
 import ssl
@@ -510,6 +511,25 @@ def test_malformed_jobs_are_400(service, images, tmp_path, fields, parts, fragme
                                  for name in parts])
     status, answer = refused(service, images, tmp_path, raw=raw)
     assert status == 400 and fragment in answer["message"]
+
+
+def documented_endpoints():
+    text = (REPO / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text.split("## HTTP transport", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `(GET|POST|DELETE) (/v1/[a-zA-Z/]+)` \|", section, re.MULTILINE)
+
+
+def test_protocol_documents_every_endpoint_and_each_answers(service):
+    endpoints = documented_endpoints()
+    assert {path for _, path in endpoints} == {"/v1/health", "/v1/jobs", "/v1/jobs/ID/result",
+                                              "/v1/jobs/ID/cancel", "/v1/jobs/ID/stop", "/v1/jobs/ID"}
+    for method, path in endpoints:
+        status, answer = service.call(method, path.replace("ID", "no-such-job"),
+                                      body=b"" if method == "POST" else None)
+        assert status not in (405, 500), (method, path, answer)
+        if status == 404:  # a job that does not exist, not an address that does not
+            assert "no such job" in answer["message"], (method, path, answer)
+    service.wait_idle()
 
 
 def test_unknown_address_is_a_json_404(service):
