@@ -277,7 +277,7 @@ class Service:
         self.waiting = []
         self.running = None
         self.receiving = 0  # requests holding a place while their upload arrives
-        self.counters = {"jobs_done": 0, "jobs_failed": 0, "jobs_cancelled": 0, "engine_loads": 1}
+        self.counters = {"jobs_done": 0, "jobs_failed": 0, "jobs_cancelled": 0}
         self.cache = _count_style_cache(stylizer)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-engine")
         self.wakeup = asyncio.Event()
@@ -569,7 +569,7 @@ def build_app(service):
                                                 "stop_and_keep); POST .../cancel ends it without a result")
         if job.finished_at is None:
             if job.state in ("queued", "receiving"):
-                service.drop_waiting(job, "stopped before it started")
+                service.drop_waiting(job, "stop requested over HTTP")
             else:
                 job.keep_requested.set()
         return web.json_response({"id": job.id, "state": job.state if job.finished_at else "stopping"})
