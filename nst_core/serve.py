@@ -698,6 +698,15 @@ def is_loopback(host):
         return False
 
 
+def exposure_warning(host):
+    """What to tell the person who binds an address other machines can reach (None for loopback)."""
+    if is_loopback(host):
+        return None
+    return (f"{host} is reachable from other machines and this service speaks plain HTTP: images and the "
+            "token would cross the network unencrypted. Put a TLS proxy in front (nginx: docs/SERVICE.md), "
+            "let only the proxy reach this port, and keep the token file secret.")
+
+
 async def _main(args, stylizer, token, token_file):
     from aiohttp import web
 
@@ -711,11 +720,9 @@ async def _main(args, stylizer, token, token_file):
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"nst-core serve: listening on {url} ({stylizer.device}, {stylizer.source.describe()}); "
           f"token file {token_file}", flush=True)
-    if not is_loopback(args.host):
-        print(f"nst-core serve: WARNING: {args.host} is reachable from other machines and this service speaks "
-              "plain HTTP: images and the token cross the network unencrypted. Put a TLS proxy in front "
-              "(nginx: docs/SERVICE.md), let only the proxy reach this port, and keep the token secret.",
-              file=sys.stderr, flush=True)
+    warning = exposure_warning(args.host)
+    if warning:
+        print(f"nst-core serve: WARNING: {warning}", file=sys.stderr, flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

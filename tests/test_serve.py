@@ -97,17 +97,15 @@ def images(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    root = tmp_path_factory.mktemp("service")
+def start_service(root, *options):
+    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far)."""
     tmpdir = root / "tmp"
     tmpdir.mkdir()
     token_file = root / "data" / "service-token"
     env = dict(os.environ, NST_DATA_DIR=str(root / "data"), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     process = subprocess.Popen(
-        engine_command("serve", "--port", "0", "--weights", "random", "--device", "cpu", "--queue", "1",
-                       "--max-upload-mb", "1", "--max-pixels", MAX_PIXELS),
+        engine_command("serve", "--port", "0", "--weights", "random", "--device", "cpu", *options),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=str(REPO))
     lines = queue.Queue()
@@ -121,15 +119,29 @@ def service(tmp_path_factory):
         pytest.fail(f"the service did not start: {''.join(stderr)}")
     assert "listening on http://127.0.0.1:" in first, first + "".join(stderr)
     url = first.split("listening on ", 1)[1].split()[0]
-    yield Service(process, url, token_file, tmpdir)
-    process.terminate()
+    service = Service(process, url, token_file, tmpdir)
+    service.stdout, service.stderr = lines, stderr
+    return service
+
+
+def stop_service(service):
+    """SIGTERM, as a service manager stops it: exit 0 within a minute, no traceback."""
+    service.process.terminate()
     try:
-        code = process.wait(timeout=60)
+        code = service.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        process.kill()
+        service.process.kill()
         pytest.fail("the service did not stop within 60 s of SIGTERM")
-    assert code == 0, "".join(stderr)
-    assert "Traceback" not in "".join(stderr), "".join(stderr)
+    assert code == 0, "".join(service.stderr)
+    assert "Traceback" not in "".join(service.stderr), "".join(service.stderr)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    service = start_service(tmp_path_factory.mktemp("service"), "--queue", "1", "--max-upload-mb", "1",
+                            "--max-pixels", MAX_PIXELS)
+    yield service
+    stop_service(service)
 
 
 def job_body(images, params, content="content.png", styles=("style.png",)):
@@ -234,6 +246,18 @@ def test_token_file_that_others_can_read_is_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(BadInput, match="chmod 600"):
         load_or_create_token(str(path))
+
+
+@pytest.mark.parametrize("host,exposed", [("127.0.0.1", False), ("localhost", False), ("::1", False),
+                                          ("127.0.0.2", False), ("0.0.0.0", True), ("192.0.2.10", True),
+                                          ("::", True), ("gpu.example.org", True)])
+def test_binding_beyond_loopback_warns_and_says_how_to_add_tls(host, exposed):
+    from nst_core.serve import exposure_warning
+
+    warning = exposure_warning(host)
+    assert (warning is not None) == exposed
+    if exposed:
+        assert "TLS" in warning and "docs/SERVICE.md" in warning
 
 
 # ----- jobs ---------------------------------------------------------------------------------------
@@ -370,6 +394,30 @@ def test_a_client_that_vanishes_cancels_its_job_and_frees_its_place(service, ima
     assert service.job_folders() == []
     events, _ = run_job(service, images, QUICK)  # and the service still works
     assert events[-1]["event"] == "done"
+
+
+def test_stopping_the_service_cancels_its_jobs_and_removes_their_files(tmp_path, images):
+    service = start_service(tmp_path, "--queue", "2")
+    running = submit(service, images, LONG)
+    waiting = submit(service, images, QUICK)
+    try:
+        running.until("progress")
+        waiting.until("queued")
+        assert len(service.job_folders()) == 1  # the waiting job's uploads (the running one's are decoded)
+        stop_service(service)
+        for stream in (running, waiting):  # each client is told, before the connection closes
+            end = stream.until("done", "error")
+            assert end["code"] == "cancelled" and "the service is stopping" in end["message"]
+    finally:
+        running.close()
+        waiting.close()
+    assert service.job_folders() == []
+    assert "stopped" in "".join(iter_queue(service.stdout))
+
+
+def iter_queue(lines):
+    while not lines.empty():
+        yield lines.get()
 
 
 # ----- refused requests: 4xx with a JSON error, before any work ----------------------------------
