@@ -29,6 +29,7 @@ from conftest import REPO, engine_command, make_content, make_style
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
 
 from nst_core.client import multipart  # noqa: E402
+from test_cli import check_fields, documented_events  # noqa: E402  (the CLI tests' reading of PROTOCOL.md)
 
 SERVICE_DOC = REPO / "docs" / "SERVICE.md"
 QUICK = {"size": 64, "iterations": 2, "ssim": False}
@@ -289,6 +290,37 @@ def test_two_jobs_in_a_row_reuse_the_network_and_the_style_targets(service, imag
     assert service.job_folders() == []
 
 
+def http_events_table():
+    """{event: documented fields} of the HTTP section's stream table (its own events only)."""
+    text = (REPO / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text.split("## HTTP transport", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`\w+`", cells[0]):
+            table[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2].split(":")[0]))
+    return table
+
+
+def test_stream_events_have_the_documented_fields(service, images):
+    events, _ = run_job(service, images, dict(QUICK, ssim=True))
+    engine_events = documented_events()
+    http_events = http_events_table()
+    assert http_events["accepted"] == {"id", "result", "cancel", "stop"}
+    assert http_events["queued"] == {"id", "position"}
+    for event in events:
+        name = event["event"]
+        if name in ("accepted", "queued"):
+            assert set(event) - {"event"} == http_events[name], event
+        elif name == "done":  # over HTTP, output is the result's path, not a file's
+            check_fields(event, engine_events["done"])
+            assert event["output"] == f"/v1/jobs/{events[0]['id']}/result"
+        else:
+            check_fields(event, engine_events[name])
+    assert {e["event"] for e in events} == {"accepted", "start", "progress", "done"}
+    service.wait_idle()
+
+
 def test_same_seed_same_result_whatever_ran_between(service, images):
     seeded = dict(QUICK, seed=3, init="noise")
     _, first = run_job(service, images, seeded)
@@ -444,6 +476,7 @@ def refused(service, images, tmp_path, content_bytes=None, params=QUICK, styles=
     status, answer = service.call("POST", "/v1/jobs", body=body, headers={"Content-Type": content_type})
     assert isinstance(answer, dict), answer
     assert answer["event"] == "error" and answer["message"] and "Traceback" not in answer["message"]
+    check_fields(answer, documented_events()["error"])  # shaped as the protocol's error event
     after = service.wait_idle()["stats"]
     assert after["jobs_done"] + after["jobs_failed"] + after["jobs_cancelled"] == \
         before["jobs_done"] + before["jobs_failed"] + before["jobs_cancelled"], "no job may have run"
