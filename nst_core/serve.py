@@ -609,9 +609,15 @@ async def _receive(request, job, service):
             break
         name = part.name
         if name == "params":
-            raw = await part.read(decode=False)
-            if len(raw) > MAX_PARAMS_BYTES:
-                raise BadInput(f"the params part is over {MAX_PARAMS_BYTES // 1024} KB")
+            raw = bytearray()
+            while True:  # in chunks, so an endless part is refused at the limit instead of held whole
+                chunk = await part.read_chunk(1 << 14)
+                if not chunk:
+                    break
+                raw += chunk
+                if len(raw) > MAX_PARAMS_BYTES:
+                    raise BadInput(f"the params part is over {MAX_PARAMS_BYTES // 1024} KB: send only the "
+                                   "parameters, as a JSON object")
             total += len(raw)
             params_text = raw.decode("utf-8", "replace")
             continue

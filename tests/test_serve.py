@@ -582,7 +582,8 @@ def test_bad_parameters_say_what_to_do(service, images, tmp_path, params, fragme
     ({}, ["content"], "at least one part 'style'"),
     ({}, ["content", "content", "style"], "more than one 'content'"),
     ({}, ["content", "mask"], "unexpected part 'mask'"),
-], ids=["json-body", "no-content", "params-not-json", "no-style", "two-contents", "unknown-part"])
+    ({"params": " " * 70000 + "{}"}, ["content", "style"], "params part is over 64 KB"),
+], ids=["json-body", "no-content", "params-not-json", "no-style", "two-contents", "unknown-part", "params-huge"])
 def test_malformed_jobs_are_400(service, images, tmp_path, fields, parts, fragment):
     if parts is None:
         raw = (b"{}", "application/json")
