@@ -535,6 +535,13 @@ def test_non_image_upload_is_400(service, images, tmp_path):
     assert str(service.tmpdir) not in answer["message"]  # no server-side paths
 
 
+def test_tiny_image_is_400(service, images, tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (10, 40)).save(buffer, format="PNG")
+    status, answer = refused(service, images, tmp_path, content_bytes=buffer.getvalue())
+    assert status == 400 and "10x40 pixels: too small" in answer["message"]
+
+
 def cli_message(images, tmp_path, *options):
     """What ``nst-core stylize`` itself says about these options (it answers before importing torch)."""
     proc = subprocess.run(engine_command("stylize", images / "content.png", images / "style.png", "-o",
