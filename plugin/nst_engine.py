@@ -237,8 +237,6 @@ def close_quietly(handle):
         pass
 
 
-
-
 def log_line(text):
     return to_bytes("(client) %s\n" % text)
 

@@ -264,15 +264,14 @@ def failure_message(error_event, returncode, log_path, log_tail, engine_python):
 
 
 class RunRecord(object):
-    """What one run has said so far, event by event: its start, its last step, its warnings and
-    how it ended; checks the protocol version on `start`. A transport feeds it every event."""
+    """What one run has said so far, event by event: its start, its last step and how it ended;
+    checks the protocol version on `start`. A transport feeds it every event."""
 
     def __init__(self, clock=time.time):
         self.clock = clock
         self.started_at = clock()
         self.start = None
         self.last_progress = None
-        self.warnings = []
         self.done = None
         self.error = None
 
@@ -284,8 +283,6 @@ class RunRecord(object):
             self.last_progress = None  # a new attempt (after an out-of-memory retry) counts anew
         elif kind == "progress":
             self.last_progress = event
-        elif kind == "warning" and event.get("message"):
-            self.warnings.append(event["message"])
         elif kind == "done":
             self.done = event
         elif kind == "error":
@@ -302,7 +299,7 @@ class RunRecord(object):
 
     def outcome(self, returncode, failure_code=None):
         """One line for the log: how the run ended, after how long, at which step."""
-        if failure_code is None and returncode == 0 and self.done is not None:
+        if failure_code is None and returncode == 0:
             how = "done"
         else:
             code = failure_code or (self.error or {}).get("code") \

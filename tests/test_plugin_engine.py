@@ -526,3 +526,19 @@ def test_caller_exception_is_in_the_log(fake_engine, pictures, tmp_path):
     log = (tmp_path / "logs" / "nst_engine.log").read_text()
     assert "(client) outcome: cancelled (exit code 4) after " in log
     assert "ended by the caller (Boom)" in log
+
+
+def test_run_record_outcome_says_how_long_and_how_far():
+    now = [100.0]
+    record = nst_protocol.RunRecord(clock=lambda: now[0])
+    assert record.outcome(3) == "error weights_missing (exit code 3) after 0.0 s, no step done"
+    record.add({"event": "start", "protocol": 1})
+    record.add({"event": "progress", "iteration": 40, "total": 300})
+    now[0] = 112.5
+    assert record.outcome(4) == "cancelled (exit code 4) after 12.5 s, step 40 of 300"
+    assert record.outcome(-9) == "error internal (exit code -9) after 12.5 s, step 40 of 300"
+    record.add({"event": "error", "code": "out_of_memory"})
+    assert record.outcome(5).startswith("error out_of_memory (exit code 5)")
+    assert record.outcome(0, "protocol").startswith("error protocol (exit code 0)")
+    record.add({"event": "start", "protocol": 1})  # a new attempt after an out-of-memory warning
+    assert record.outcome(0) == "done (exit code 0) after 12.5 s, no step done"
