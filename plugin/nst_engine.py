@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
-"""Client side of the nst_core engine protocol (docs/PROTOCOL.md), for the GIMP plug-in.
+"""The command-line transport of the nst_core engine client (docs/PROTOCOL.md), for the GIMP plug-in
+and the installer's demo.
 
 Pure Python that runs unchanged on GIMP 2.10's Python 2.7 and on GIMP 3's Python 3: no GIMP import,
 no torch. It reads the installer's config, builds the engine's command line and a clean environment,
-runs the engine in its own process, turns its JSON lines into events, and turns failures into one
-message for a person that says what happened, what to do and where the engine's log is.
+runs each job in an engine process of its own (SubprocessEngine), and keeps the engine's log. What
+the events mean and what to tell a person lives in nst_protocol.py, shared with other transports.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +15,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+
+from nst_protocol import EngineError, RunRecord, failure_message, parse_event_line
 
 CONFIG_FILE_NAME = "nst_config.json"
 ENGINE_PYTHON_ENV = "NST_ENGINE_PYTHON"
@@ -22,56 +26,9 @@ LOG_FILE_NAME = "nst_engine.log"
 # The log is appended to run after run; past this size the old part moves to a ".1" file.
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 
-PRESETS = ("standard", "fast", "paper")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-# The paper preset is the paper's exact formulation: its weights are part of the definition.
-PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
-
-PROTOCOL_VERSION = 1
-
-# Exit codes of `nst_core stylize` (PROTOCOL.md, "Exit codes").
-EXIT_CODE_NAMES = {
-    0: "ok",
-    1: "internal",
-    2: "bad_input",
-    3: "weights_missing",
-    4: "cancelled",
-    5: "out_of_memory",
-}
-
-# What the user can do about each kind of failure; the engine's own message says what happened.
-ADVICE_BY_CODE = {
-    "internal": "This is a bug or an unexpected failure in the engine; the log has the details.",
-    "bad_input": "Check the layers and the parameters (for example the working size).",
-    "weights_missing": ("The engine needs the VGG weights once. Fetch them with: "
-                        "\"{python}\" -m nst_core weights fetch   (offline: "
-                        "\"{python}\" -m nst_core weights import FILE)."),
-    "cancelled": "The engine was stopped before it finished; the image was not changed.",
-    "out_of_memory": ("The device ran out of memory. Try a smaller working size, the 'fast' "
-                      "preset, or the 'cpu' device."),
-}
-
 WINDOWS = sys.platform.startswith("win")
-try:
-    TEXT_TYPES = (str, unicode)  # Python 2.7: json gives unicode strings
-except NameError:
-    TEXT_TYPES = (str,)
 # On Windows a console program started from GIMP would flash a console window without this flag.
 CREATE_NO_WINDOW = 0x08000000
-
-
-class EngineError(Exception):
-    """A failure to report to the user: `message` says what happened and what to do.
-
-    `code` is one of the protocol's error codes (bad_input, weights_missing, ...) or one of the
-    plug-in's own: not_configured, engine_missing, bad_parameter, protocol.
-    """
-
-    def __init__(self, code, message, log_path=None):
-        Exception.__init__(self, message)
-        self.code = code
-        self.message = message
-        self.log_path = log_path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,50 +115,9 @@ def load_config(plugin_dir, environ=None):
 # Command line and environment
 
 
-def format_float(value):
-    """Shortest exact text for a float, the same on Python 2.7 and 3."""
-    return repr(float(value))
-
-
-def engine_options(preset="standard", iterations=0, size=0, style_weight=1.0,
-                   content_weight=1.0, use_ssim=True, preserve_colors=False, seed=0,
-                   device="auto"):
-    """The stylize options for the dialog's values (PROTOCOL.md; 0 means "the preset's value")."""
-    if preset not in PRESETS:
-        raise EngineError("bad_parameter", "Unknown quality preset %r: use one of %s."
-                          % (preset, ", ".join(PRESETS)))
-    if device not in DEVICES:
-        raise EngineError("bad_parameter", "Unknown device %r: use one of %s."
-                          % (device, ", ".join(DEVICES)))
-    for label, value in (("Iterations", iterations), ("Working size", size), ("Seed", seed)):
-        if int(value) != value or value < 0:
-            raise EngineError("bad_parameter", "%s must be a whole number, 0 or more (got %r)."
-                              % (label, value))
-    for label, value in (("Style weight", style_weight), ("Content weight", content_weight)):
-        if not (value >= 0.0 and value < float("inf")):
-            raise EngineError("bad_parameter", "%s must be 0 or more (got %r)." % (label, value))
-    if preset not in PRESETS_WITH_FIXED_WEIGHTS and style_weight == 0 and content_weight == 0:
-        raise EngineError("bad_parameter",
-                          "Style weight and content weight are both 0: raise at least one.")
-
-    options = ["--preset", preset]
-    if size > 0:
-        options += ["--size", str(int(size))]
-    if iterations > 0:
-        options += ["--iterations", str(int(iterations))]
-    if preset not in PRESETS_WITH_FIXED_WEIGHTS:
-        options += ["--content-weight", format_float(content_weight),
-                    "--style-weight", format_float(style_weight)]
-    options.append("--ssim" if use_ssim else "--no-ssim")
-    if preserve_colors:
-        options.append("--preserve-colors")
-    options += ["--seed", str(int(seed)), "--device", device]
-    return options
-
-
-def build_command(engine_python, content_path, style_path, output_path, options):
-    return ([engine_python, "-m", "nst_core", "stylize", content_path, style_path,
-             "-o", output_path, "--progress", "jsonl"] + list(options))
+def build_command(engine_python, content_path, style_paths, output_path, options):
+    return ([engine_python, "-m", "nst_core", "stylize", content_path] + list(style_paths)
+            + ["-o", output_path, "--progress", "jsonl"] + list(options))
 
 
 def clean_environment(environ):
@@ -221,71 +137,6 @@ def clean_environment(environ):
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env
-
-
-# ---------------------------------------------------------------------------------------------
-# The event stream
-
-
-def parse_event_line(line):
-    """One stdout line as an event dict, or None for anything that is not a JSON event."""
-    if isinstance(line, bytes):
-        line = line.decode("utf-8", "replace")
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(event, dict) or not isinstance(event.get("event"), TEXT_TYPES):
-        return None
-    return event
-
-
-def format_duration(seconds):
-    seconds = int(round(max(0.0, float(seconds))))
-    if seconds < 60:
-        return "%d s" % seconds
-    if seconds < 3600:
-        return "%d min %02d s" % (seconds // 60, seconds % 60)
-    return "%d h %02d min" % (seconds // 3600, (seconds % 3600) // 60)
-
-
-def progress_fraction(event):
-    """The progress bar's value (0..1) for a progress event, None when it has none."""
-    try:
-        fraction = float(event.get("fraction"))
-    except (TypeError, ValueError):
-        try:
-            fraction = float(event["iteration"]) / float(event["total"])
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return None
-    return min(1.0, max(0.0, fraction))
-
-
-def progress_text(event):
-    """The progress bar's text for an event, None for events that do not change it."""
-    kind = event.get("event")
-    if kind == "start":
-        working = event.get("working_size") or []
-        size = ("%dx%d" % (working[0], working[1])) if len(working) == 2 else "?"
-        return "Style transfer: starting on %s, working size %s" % (event.get("device", "?"), size)
-    if kind == "progress":
-        phase = "refining" if event.get("phase") == "refine" else "iteration"
-        text = "Style transfer: %s %s of %s" % (phase, event.get("iteration", "?"),
-                                                 event.get("total", "?"))
-        eta = event.get("eta")
-        if isinstance(eta, (int, float)):
-            text += ", about %s left" % format_duration(eta)
-        else:
-            text += ", estimating the time left"
-        return text
-    if kind == "warning":
-        return "Style transfer: %s" % event.get("message", "")
-    if kind == "done":
-        return "Style transfer: done, adding the layer"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,38 +189,6 @@ def read_log_tail(path, start_offset, max_lines=6):
 
 
 # ---------------------------------------------------------------------------------------------
-# Failure messages
-
-
-def failure_message(error_event, returncode, log_path, log_tail, engine_python):
-    """One message for a person: what happened, what to do, and where the log is."""
-    if error_event is not None:
-        code = error_event.get("code") or EXIT_CODE_NAMES.get(returncode, "internal")
-        what = error_event.get("message") or "The engine reported an error (%s)." % code
-    else:
-        code = EXIT_CODE_NAMES.get(returncode, "internal")
-        if returncode is not None and returncode < 0:
-            what = "The engine was killed by signal %d before it finished." % -returncode
-        else:
-            what = "The engine stopped with exit code %s without saying why." % returncode
-        if log_tail:
-            what += " Its last words: " + " | ".join(log_tail[-3:])
-        if any("No module named" in line and "nst_core" in line for line in log_tail):
-            code = "engine_missing"
-            what += (" The Python at %s does not have nst_core installed: run the installer "
-                     "again." % engine_python)
-    parts = [what]
-    advice = ADVICE_BY_CODE.get(code)
-    # The engine's own message already says what to do; our advice is for when it said nothing
-    # (a crash, a Python without nst_core), and the reassurance that a cancelled run changed nothing.
-    if advice and (error_event is None or code == "cancelled"):
-        parts.append(advice.format(python=engine_python))
-    if log_path:
-        parts.append("Engine log: %s" % log_path)
-    return code, " ".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------
 # Running the engine
 
 
@@ -404,27 +223,6 @@ def wait_for_exit(process, timeout):
     return True
 
 
-def stop_engine(process, grace_seconds=10.0):
-    """Asks the engine to stop (cancel line, then end of stdin), and forces it if it must."""
-    if process.poll() is not None:
-        return
-    try:
-        process.stdin.write(b"cancel\n")
-        process.stdin.flush()
-    except (IOError, OSError, ValueError):
-        pass  # it may already have closed its end
-    close_quietly(process.stdin)
-    if wait_for_exit(process, grace_seconds):
-        return
-    try:
-        process.terminate()
-        if not wait_for_exit(process, 5.0):
-            process.kill()
-            process.wait()
-    except OSError:
-        pass
-
-
 def to_bytes(text):
     """UTF-8 bytes of text; Python 2.7's str is bytes already (and may hold non-ASCII paths)."""
     if isinstance(text, bytes):
@@ -439,65 +237,152 @@ def close_quietly(handle):
         pass
 
 
-def run_engine(command, env, log_dir, fallback_log_dir, on_event=None, output_path=None):
-    """Runs the engine to its end and returns its `done` event.
+def log_line(text):
+    return to_bytes("(client) %s\n" % text)
 
-    on_event(event) is called for every event, in order (for the progress bar). Any failure raises
-    EngineError with a message for a person that names the log. If on_event raises, the engine is
-    stopped before the exception goes on.
+
+class SubprocessEngine(object):
+    """Runs each job in an engine process of its own: `PYTHON -m nst_core stylize ... --progress
+    jsonl`, with its stderr appended to the engine log (in log_dir, else fallback_log_dir).
+
+    run(job, on_event=None) runs a nst_protocol.Job to its end and returns its `done` event (with
+    "log_path" added); on_event(event) is called for every event, in order. Any failure raises
+    EngineError with a message for a person that names the log; if on_event raises (or Ctrl-C
+    arrives), the engine is stopped before the exception goes on. cancel() and stop() may be called
+    from on_event or from another thread while run() works; with no run under way they do nothing.
+    The log gets the command line and, at the end, one line with the run's outcome.
     """
-    log_file, log_path = open_log(log_dir, fallback_log_dir)
-    with log_file:
-        header = "\n===== %s  plug-in pid %d\n%s\n" % (
-            time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
-            " ".join('"%s"' % part if " " in part else part for part in command))
-        log_file.write(to_bytes(header))
-        log_file.flush()
-        start_offset = log_file.tell()  # what the engine writes from here on is this run's
-        process = start_engine(command, env, log_file)
-        done_event = error_event = None
-        stray_lines = []
-        try:
-            for raw_line in iter(process.stdout.readline, b""):
-                event = parse_event_line(raw_line)
-                if event is None:
-                    if raw_line.strip():
-                        stray_lines.append(raw_line.decode("utf-8", "replace").rstrip()[:300])
-                    continue
-                if event["event"] == "done":
-                    done_event = event
-                elif event["event"] == "error":
-                    error_event = event
-                if on_event is not None:
-                    on_event(event)
-            # The run is over: now (and not before) our end of stdin may close.
-            close_quietly(process.stdin)
-            returncode = process.wait()
-        finally:
-            if process.poll() is None:
-                stop_engine(process)
-            close_quietly(process.stdout)
-        if stray_lines:
-            log_file.write(to_bytes("(plug-in) unexpected stdout lines:\n%s\n"
-                                    % "\n".join(stray_lines[-20:])))
-            log_file.flush()
 
-    if returncode == 0 and done_event is not None and error_event is None:
-        produced = done_event.get("output") or output_path
-        if output_path and not os.path.isfile(output_path):
-            raise EngineError("protocol", "The engine said it was done but wrote no result at %s. "
-                              "Engine log: %s" % (output_path, log_path), log_path)
-        if not produced:
-            raise EngineError("protocol", "The engine finished without naming its result. "
-                              "Engine log: %s" % log_path, log_path)
-        done_event["log_path"] = log_path
-        return done_event
-    if returncode == 0 and error_event is None:
-        # Exit 0 without `done`: not the protocol, most likely not nst_core at all.
-        code, message = "protocol", ("The engine exited without a result or an error (is %s the "
-                                     "engine's Python?). Engine log: %s" % (command[0], log_path))
-    else:
-        code, message = failure_message(error_event, returncode, log_path,
-                                        read_log_tail(log_path, start_offset) + stray_lines[-3:],
-                                        command[0])
-    raise EngineError(code, message, log_path)
+    def __init__(self, engine_python, log_dir, fallback_log_dir, env=None):
+        self.engine_python = engine_python
+        self.log_dir = log_dir
+        self.fallback_log_dir = fallback_log_dir
+        self.env = clean_environment(os.environ) if env is None else env
+        self._process = None
+        self._stdin_lock = threading.Lock()
+
+    def cancel(self):
+        """Ends the run under way without a result: run() then raises EngineError("cancelled")."""
+        return self._send(b"cancel\n")
+
+    def stop(self):
+        """Ends the run under way early, keeping the best result so far: run() returns its `done`
+        event. Needs an engine that knows the `stop` command (docs/PROTOCOL.md "Stopping"); an
+        older one ignores the line and runs to its end."""
+        return self._send(b"stop\n")
+
+    def _send(self, line):
+        """Writes a command line to the running engine; False when there is none to take it."""
+        with self._stdin_lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                return False
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+                return True
+            except (IOError, OSError, ValueError):
+                return False  # the engine closed its end (it is ending), or we closed ours
+
+    def _close_stdin(self, process):
+        with self._stdin_lock:
+            close_quietly(process.stdin)
+
+    def _shut_down(self, process, grace_seconds=10.0):
+        """Asks the engine to stop (cancel line, then end of stdin), and forces it if it must."""
+        self._send(b"cancel\n")
+        self._close_stdin(process)
+        if wait_for_exit(process, grace_seconds):
+            return
+        try:
+            process.terminate()
+            if not wait_for_exit(process, 5.0):
+                process.kill()
+                process.wait()
+        except OSError:
+            pass
+
+    def run(self, job, on_event=None):
+        command = build_command(self.engine_python, job.content, job.styles, job.output,
+                                job.options)
+        log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
+        with log_file:
+            header = "\n===== %s  client pid %d\n%s\n" % (
+                time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
+                " ".join('"%s"' % part if " " in part else part for part in command))
+            log_file.write(to_bytes(header))
+            log_file.flush()
+            start_offset = log_file.tell()  # what the engine writes from here on is this run's
+            record = RunRecord()
+            process = start_engine(command, self.env, log_file)
+            with self._stdin_lock:
+                self._process = process
+            stray_lines = []
+            result = None
+            try:
+                try:
+                    returncode = self._follow(process, record, on_event, stray_lines)
+                except EngineError as exc:  # the engine speaks a protocol we do not
+                    returncode = None
+                    result = EngineError(exc.code, "%s Engine log: %s" % (exc.message, log_path),
+                                         log_path)
+            except BaseException as exc:  # on_event raised, or Ctrl-C
+                self._end_process(process, log_file, stray_lines)
+                log_file.write(log_line("outcome: %s; ended by the caller (%s)"
+                                        % (record.outcome(process.returncode),
+                                           type(exc).__name__)))
+                raise
+            self._end_process(process, log_file, stray_lines)
+            if result is None:
+                result = self._conclude(record, returncode, job, command, log_path,
+                                        read_log_tail(log_path, start_offset) + stray_lines[-3:])
+            failed = isinstance(result, EngineError)
+            log_file.write(log_line("outcome: " + record.outcome(
+                process.returncode, result.code if failed else None)))
+        if failed:
+            raise result
+        return result
+
+    def _follow(self, process, record, on_event, stray_lines):
+        """Reads the engine's events to the end of its output; returns its exit code."""
+        for raw_line in iter(process.stdout.readline, b""):
+            event = parse_event_line(raw_line)
+            if event is None:
+                if raw_line.strip():
+                    stray_lines.append(raw_line.decode("utf-8", "replace").rstrip()[:300])
+                continue
+            record.add(event)
+            if on_event is not None:
+                on_event(event)
+        # The run is over: now (and not before) our end of stdin may close.
+        self._close_stdin(process)
+        return process.wait()
+
+    def _end_process(self, process, log_file, stray_lines):
+        """Makes sure the engine has ended, and logs what it printed outside the protocol."""
+        if process.poll() is None:
+            self._shut_down(process)
+        close_quietly(process.stdout)
+        with self._stdin_lock:
+            self._process = None
+        if stray_lines:
+            log_file.write(log_line("unexpected stdout lines:\n%s" % "\n".join(stray_lines[-20:])))
+
+    def _conclude(self, record, returncode, job, command, log_path, log_tail):
+        """The run's `done` event, or the EngineError that says why there is none."""
+        if returncode == 0 and record.done is not None and record.error is None:
+            done = record.done
+            if job.output and not os.path.isfile(job.output):
+                return EngineError("protocol", "The engine said it was done but wrote no result at "
+                                   "%s. Engine log: %s" % (job.output, log_path), log_path)
+            if not (done.get("output") or job.output):
+                return EngineError("protocol", "The engine finished without naming its result. "
+                                   "Engine log: %s" % log_path, log_path)
+            return dict(done, log_path=log_path)
+        if returncode == 0 and record.error is None:
+            # Exit 0 without `done`: not the protocol, most likely not nst_core at all.
+            return EngineError("protocol", "The engine exited without a result or an error (is %s "
+                               "the engine's Python?). Engine log: %s" % (command[0], log_path),
+                               log_path)
+        code, message = failure_message(record.error, returncode, log_path, log_tail, command[0])
+        return EngineError(code, message, log_path)

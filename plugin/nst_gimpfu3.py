@@ -7,8 +7,9 @@ names and return conventions but call GIMP 3's API (Gimp 3.0, GimpUi 3.0, Gio, G
 
 register() takes the plain gimpfu description. main() turns it into a Gimp.PlugIn subclass with one
 Gimp.ImageProcedure per registration: each PF_* parameter becomes a GIMP 3 argument named like the
-gimpfu one with "-" for "_" (style_layer -> style-layer), PF_OPTION becomes a choice argument, and
-in interactive mode a GimpUi.ProcedureDialog replaces gimpfu's dialog (GIMP 3 remembers the last
+gimpfu one with "-" for "_" (style_layer -> style-layer), PF_OPTION becomes a choice argument (its
+choices named by an optional sixth element, which gimpfu ignores, else after their labels), and in
+interactive mode a GimpUi.ProcedureDialog replaces gimpfu's dialog (GIMP 3 remembers the last
 values itself). When the procedure runs, the config's values are turned back into the positional
 arguments a gimpfu function expects (a choice back into its index).
 
@@ -24,43 +25,29 @@ import re
 import sys
 import traceback
 
-# The PF_* values of GIMP 2.10's gimpfu, so that code comparing them behaves the same.
+# The PF_* values of GIMP 2.10's gimpfu for the parameter types this shim translates (and PF_COLOR,
+# which it refuses), so that code comparing them behaves the same.
 PF_INT8, PF_INT16, PF_INT32 = 0, 1, 2
-PF_INT = PF_INT32
 PF_FLOAT = 3
 PF_STRING = 4
-PF_VALUE = PF_STRING
-PF_COLOR = PF_COLOUR = 10
-PF_DISPLAY = 12
+PF_COLOR = 10
 PF_IMAGE = 13
 PF_LAYER = 14
 PF_CHANNEL = 15
 PF_DRAWABLE = 16
 PF_TOGGLE = 1000
-PF_BOOL = PF_TOGGLE
 PF_SLIDER = 1001
 PF_SPINNER = 1002
-PF_ADJUSTMENT = PF_SPINNER
-PF_FILE = 1004
 PF_TEXT = 1009
-PF_FILENAME = 1011
-PF_DIRNAME = 1012
 PF_OPTION = 1013
 
 # GIMP's int range (G_MININT..G_MAXINT) and double range, for parameters gimpfu gives no bounds.
 INT_RANGE = (-2147483648, 2147483647)
 DOUBLE_RANGE = (-sys.float_info.max, sys.float_info.max)
 
-# Run modes, the same numbers as Gimp.RunMode (and gimpfu's RUN_*).
-RUN_INTERACTIVE, RUN_NONINTERACTIVE, RUN_WITH_LAST_VALS = 0, 1, 2
-
 
 class error(RuntimeError):  # noqa: N801 - gimpfu's name
     """gimpfu.error: a failure with a message for the user."""
-
-
-class CancelError(RuntimeError):
-    pass
 
 
 def fail(message):
@@ -148,7 +135,8 @@ def argument_name(gimpfu_name):
 
 
 def choice_nick(label):
-    """A choice's GIMP 3 name: the label's words before " (", lower case, "-" between words."""
+    """A choice's GIMP 3 name when the parameter names none: the label's words before " (", lower
+    case, "-" between words."""
     head = label.split(" (")[0]
     return re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-") or "choice"
 
@@ -214,7 +202,12 @@ def argument_specs(params):
             spec = ArgumentSpec("string", gimp_name, nick, blurb, default or "")
         elif pf_type == PF_OPTION:
             labels = list(param[4])
-            nicks = choice_nicks(labels)
+            # An optional sixth element names the choices (GIMP 2.10's gimpfu ignores it); without
+            # it the names come from the labels.
+            nicks = list(param[5]) if len(param) > 5 else choice_nicks(labels)
+            if len(nicks) != len(labels) or len(set(nicks)) != len(nicks):
+                raise ValueError("the choice names %r of %s do not match its %d options one to one"
+                                 % (nicks, name, len(labels)))
             index = int(default or 0)
             if not 0 <= index < len(labels):
                 raise ValueError("default %r of %s is not an index of its options" % (default, name))
@@ -403,9 +396,6 @@ class Gimp3Pdb(object):
     def gimp_item_get_parent(self, item):
         return item.get_parent()
 
-    def gimp_item_get_image(self, item):
-        return item.get_image()
-
     def gimp_item_set_visible(self, item, visible):
         item.set_visible(bool(visible))
 
@@ -420,9 +410,6 @@ class Gimp3Pdb(object):
 
     def gimp_item_is_layer_mask(self, item):
         return item.is_layer_mask()
-
-    def gimp_item_is_channel(self, item):
-        return item.is_channel()
 
     def gimp_drawable_width(self, drawable):
         return drawable.get_width()
@@ -474,9 +461,6 @@ class Gimp3Pdb(object):
 
     def gimp_progress_set_text(self, text):
         gi().Gimp.progress_set_text(text)
-
-    def gimp_image_list(self):
-        return list(gi().Gimp.get_images())
 
 
 class Gimp3Gimp(object):

@@ -31,35 +31,34 @@ except ImportError:
                              PF_OPTION, PF_SPINNER, PF_FLOAT, PF_TOGGLE)
 
 import nst_engine
+import nst_protocol
 import nst_runfiles
 
 PROCEDURE_NAME = "python-fu-nst-style-transfer"
 
 # GIMP enum values, the same numbers in GIMP 2.10 and 3 (GimpImageBaseType, GimpAddMaskType,
 # GimpMaskApplyMode); the shim turns them into GIMP 3's enum objects.
-IMAGE_RGB, IMAGE_GRAY, IMAGE_INDEXED = 0, 1, 2
+IMAGE_RGB, IMAGE_INDEXED = 0, 2
 ADD_MASK_FROM_SELECTION = 4
 MASK_DISCARD = 1
 
-# Choice lists: gimpfu passes the index. The GIMP 3 shim names each choice after the words before
-# " (" (standard, fast, paper; auto, cpu, cuda, mps), the values a PDB caller passes on GIMP 3.
-PRESET_LABELS = (
-    "Standard (SSIM-weighted, balanced)",
-    "Fast (quick preview)",
-    "Paper (the paper's exact method)",
-)
-DEVICE_LABELS = (
-    "Auto (CUDA, then MPS, then CPU)",
-    "CPU",
-    "CUDA (NVIDIA GPU)",
-    "MPS (Apple GPU)",
-)
+# Choice lists: gimpfu passes the index into the labels; the engine's names for the choices travel
+# beside them (a sixth element, which GIMP 2.10's gimpfu ignores and the GIMP 3 shim uses as the
+# choice's name, the value a PDB caller passes on GIMP 3).
+def choice_labels(choices):
+    return tuple(label for _name, label in choices)
+
+
+def choice_names(choices):
+    return tuple(name for name, _label in choices)
+
 
 PARAMETERS = [
     (PF_IMAGE, "image", "Input image", None),
     (PF_DRAWABLE, "drawable", "Layer to style", None),
     (PF_LAYER, "style_layer", "_Style layer (from any open image)", None),
-    (PF_OPTION, "preset", "_Quality preset", 0, PRESET_LABELS),
+    (PF_OPTION, "preset", "_Quality preset", 0, choice_labels(nst_protocol.PRESET_CHOICES),
+     choice_names(nst_protocol.PRESET_CHOICES)),
     (PF_SPINNER, "iterations", "_Iterations (0 = the preset's)", 0, (0, 10000, 10)),
     (PF_SPINNER, "size", "Working si_ze, long side in px (0 = the preset's)", 0, (0, 8192, 32)),
     # The fifth element of a PF_FLOAT is ignored by GIMP 2.10's gimpfu; the shim uses it as the
@@ -71,7 +70,8 @@ PARAMETERS = [
     (PF_TOGGLE, "use_ssim", "Use SSI_M weighting", True),
     (PF_TOGGLE, "preserve_colors", "_Preserve the layer's colors", False),
     (PF_SPINNER, "seed", "Random s_eed", 0, (0, 2147483647, 1)),
-    (PF_OPTION, "device", "_Device", 0, DEVICE_LABELS),
+    (PF_OPTION, "device", "_Device", 0, choice_labels(nst_protocol.DEVICE_CHOICES),
+     choice_names(nst_protocol.DEVICE_CHOICES)),
 ]
 
 HELP = """Paints the active layer in the style of the style layer (neural style transfer after
@@ -96,8 +96,8 @@ class StyleTransferSettings(object):
 
     def __init__(self, preset_index, iterations, size, style_weight, content_weight, use_ssim,
                  preserve_colors, seed, device_index):
-        self.preset = choice_name(PRESET_LABELS, preset_index, "quality preset")
-        self.device = choice_name(DEVICE_LABELS, device_index, "device")
+        self.preset = choice_name(nst_protocol.PRESET_CHOICES, preset_index, "quality preset")
+        self.device = choice_name(nst_protocol.DEVICE_CHOICES, device_index, "device")
         # GIMP 2.10's spinner hands over floats: the engine wants whole numbers.
         self.iterations = int(round(iterations))
         self.size = int(round(size))
@@ -108,24 +108,24 @@ class StyleTransferSettings(object):
         self.preserve_colors = bool(preserve_colors)
 
     def engine_options(self):
-        return nst_engine.engine_options(
+        return nst_protocol.engine_options(
             preset=self.preset, iterations=self.iterations, size=self.size,
             style_weight=self.style_weight, content_weight=self.content_weight,
             use_ssim=self.use_ssim, preserve_colors=self.preserve_colors, seed=self.seed,
             device=self.device)
 
 
-def choice_name(labels, index, what):
-    """The engine's name for a choice index: the label's first word, lower case."""
+def choice_name(choices, index, what):
+    """The engine's name for a choice index."""
     try:
         index = int(index)
     except (TypeError, ValueError):
         index = -1
-    if not 0 <= index < len(labels):
-        raise nst_engine.EngineError(
+    if not 0 <= index < len(choices):
+        raise nst_protocol.EngineError(
             "bad_parameter", "The %s must be a number from 0 to %d (got %r)."
-            % (what, len(labels) - 1, index))
-    return labels[index].split(" (")[0].strip().lower()
+            % (what, len(choices) - 1, index))
+    return choices[index][0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,11 +249,11 @@ class ProgressReporter(object):
         pdb.gimp_progress_set_text(text)
 
     def on_event(self, event):
-        text = nst_engine.progress_text(event)
+        text = nst_protocol.progress_text(event)
         if text:
             pdb.gimp_progress_set_text(text)
         if event.get("event") == "progress":
-            fraction = nst_engine.progress_fraction(event)
+            fraction = nst_protocol.progress_fraction(event)
             if fraction is not None:
                 gimp.progress_update(fraction)
         elif event.get("event") == "warning" and event.get("message"):
@@ -273,7 +273,7 @@ def style_transfer(image, drawable, style_layer, preset, iterations, size, style
         add_styled_layer(image, drawable, style_layer, StyleTransferSettings(
             preset, iterations, size, style_weight, content_weight, use_ssim, preserve_colors,
             seed, device))
-    except nst_engine.EngineError as exc:
+    except nst_protocol.EngineError as exc:
         fail("Neural Style Transfer: " + exc.message)
 
 
@@ -282,7 +282,7 @@ def add_styled_layer(image, drawable, style_layer, settings):
     folder of its own; raises EngineError with a message for the user."""
     problem = target_problem(image, drawable) or style_problem(style_layer, drawable)
     if problem:
-        raise nst_engine.EngineError("bad_input", problem)
+        raise nst_protocol.EngineError("bad_input", problem)
     options = settings.engine_options()
     config = nst_engine.load_config(PLUGIN_DIR)
 
@@ -291,7 +291,7 @@ def add_styled_layer(image, drawable, style_layer, settings):
     try:
         run_dir = nst_runfiles.make_run_folder(runs_root)
     except (IOError, OSError) as exc:
-        raise nst_engine.EngineError(
+        raise nst_protocol.EngineError(
             "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
             "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
             % (runs_root, exc))
@@ -301,11 +301,10 @@ def add_styled_layer(image, drawable, style_layer, settings):
         content_png = export_layer_png(drawable, os.path.join(run_dir, "content.png"))
         style_png = export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
         result_png = os.path.join(run_dir, "result.png")
-        command = nst_engine.build_command(config.engine_python, content_png, style_png,
-                                           result_png, options)
+        engine = nst_engine.SubprocessEngine(config.engine_python, config.log_dir, runs_root)
         progress.say("Neural Style Transfer: starting the engine")
-        nst_engine.run_engine(command, nst_engine.clean_environment(os.environ),
-                              config.log_dir, runs_root, progress.on_event, result_png)
+        engine.run(nst_protocol.Job(content_png, [style_png], result_png, options),
+                   progress.on_event)
         # Only now, after the engine succeeded, is the image touched: a cancelled run (GIMP kills
         # the plug-in) can never leave a partial layer behind.
         insert_result_layer(image, drawable, result_png,

@@ -22,12 +22,30 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, engine_command, make_content, make_style
+from protocol_checks import (KNOWN_EVENTS, PROTOCOL_DOC, check_fields, documented_events, documented_exit_codes,
+                             documented_protocol_version, parse_jsonl)
 
-PROTOCOL_DOC = REPO / "docs" / "PROTOCOL.md"
-EXIT_NAMES = {0: "ok", 1: "internal", 2: "bad_input", 3: "weights_missing", 4: "cancelled", 5: "out_of_memory"}
+from nst_core import errors
+
+sys.path.insert(0, str(REPO / "plugin"))
+sys.path.insert(0, str(REPO / "installer"))
+import nst_protocol  # noqa: E402  (the plug-in's protocol client: a copy of some contract facts)
+
+
+def _engine_exit_names():
+    """{exit code: protocol name} from nst_core/errors.py, the source of the exit codes."""
+    names = {0: "ok"}
+    pending = [errors.NSTError]
+    while pending:
+        cls = pending.pop()
+        names[cls.exit_code] = cls.code
+        pending.extend(cls.__subclasses__())
+    return names
+
+
+EXIT_NAMES = _engine_exit_names()
 # Small and quick: one scale of 64 px, no SSIM (its Gram-matrix SSIM is the costly part on a CPU).
 QUICK = ("--size", "64", "--device", "cpu", "--weights", "random", "--no-ssim")
-KNOWN_EVENTS = {"start", "warning", "progress", "done", "error"}
 
 
 # ----- helpers --------------------------------------------------------------------------------
@@ -48,19 +66,6 @@ def run_engine(*args, env=None, timeout=120, stdin=subprocess.DEVNULL):
     return proc
 
 
-def parse_jsonl(stdout):
-    """stdout of a ``--progress jsonl`` run: only JSON objects, one per line, each with an ``event``."""
-    events = []
-    for number, line in enumerate(stdout.splitlines(), 1):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            pytest.fail(f"stdout line {number} is not JSON: {line!r}")
-        assert isinstance(event, dict) and isinstance(event.get("event"), str), f"line {number}: {line!r}"
-        events.append(event)
-    return events
-
-
 def isolated_env(root, **extra):
     """The environment with the engine's data folder and torch's cache in empty folders under ``root``."""
     env = base_env()
@@ -72,53 +77,6 @@ def isolated_env(root, **extra):
     return env
 
 
-def _strip_parentheses(text):
-    """(top-level text, {name: text of the parenthesis right after `name`})."""
-    top, notes, depth, current, last_name = [], {}, 0, [], None
-    for token in re.split(r"(\(|\)|`[^`]*`)", text):
-        if token == "(":
-            depth += 1
-            if depth == 1:
-                current = []
-                continue
-        elif token == ")":
-            depth -= 1
-            if depth == 0:
-                if last_name is not None and last_name not in notes:
-                    notes[last_name] = "".join(current)
-                continue
-        if depth == 0:
-            top.append(token)
-            if token.startswith("`"):
-                last_name = token.strip("`")
-            elif token.strip(" ,"):
-                last_name = None
-        else:
-            current.append(token)
-    return "".join(top), notes
-
-
-def documented_events():
-    """{event: (fields, open, {field: (subfields, open)})} from the table in PROTOCOL.md's "Output stream".
-
-    ``open`` is True where the doc says "and more" (then a superset is allowed)."""
-    text = PROTOCOL_DOC.read_text(encoding="utf-8")
-    section = text.split("## Output stream", 1)[1].split("\n## ", 1)[0]
-    table = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 3 or not re.fullmatch(r"`\w+`", cells[0]):
-            continue
-        top, notes = _strip_parentheses(cells[2])
-        fields = set(re.findall(r"`(\w+)`", top))
-        nested = {}
-        for name, note in notes.items():
-            if note.strip().startswith("object:"):
-                nested[name] = (set(re.findall(r"`(\w+)`", note)), "and more" in note)
-        table[cells[0].strip("`")] = (fields, "and more" in top, nested)
-    return table
-
-
 def documented_options():
     """Every ``--option`` of the Invocation section's table."""
     text = PROTOCOL_DOC.read_text(encoding="utf-8")
@@ -128,19 +86,6 @@ def documented_options():
         if line.startswith("| `-"):
             options.update(re.findall(r"--[a-z][a-z-]*", line.split("|")[1]))
     return options
-
-
-def check_fields(event, spec):
-    fields, open_, nested = spec
-    keys = set(event) - {"event"}
-    assert fields <= keys, f"{event['event']} lacks {sorted(fields - keys)}: {event}"
-    if not open_:
-        assert keys <= fields, f"{event['event']} has fields PROTOCOL.md does not list: {sorted(keys - fields)}"
-    for name, (subfields, sub_open) in nested.items():
-        inner = set(event[name])
-        assert subfields <= inner, f"{event['event']}.{name} lacks {sorted(subfields - inner)}"
-        if not sub_open:
-            assert inner <= subfields, f"{event['event']}.{name} has unlisted {sorted(inner - subfields)}"
 
 
 def check_error_run(proc, code, *words):
@@ -647,3 +592,107 @@ def test_failed_run_keeps_the_older_file_at_the_output_path(inputs):
     check_error_run(proc, "bad_input", "not an image")
     assert out.read_bytes() == old
     assert folder_listing(out.parent) == ["result.png"]
+
+
+# ----- 8. the contract's copies outside the engine ------------------------------------------------
+# The plug-in, the installer and the fakes cannot import the engine (no torch there), so they keep
+# copies of some contract facts; each copy is compared here with the engine's own value.
+
+def stylize_parser():
+    from nst_core.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    return commands["stylize"]
+
+
+def stylize_choices(option):
+    return tuple(next(a for a in stylize_parser()._actions if option in a.option_strings).choices)
+
+
+def test_exit_codes_in_the_doc_are_the_engines():
+    assert len(EXIT_NAMES) > 3, "nst_core.errors gave no exit codes"
+    assert documented_exit_codes() == EXIT_NAMES
+
+
+def test_exit_code_copies_are_the_engines():
+    from fakes import fake_engine
+    from nst_installer import engine as installer_engine
+
+    assert nst_protocol.EXIT_CODE_NAMES == EXIT_NAMES
+    assert fake_engine.EXIT_CODES == {name: code for code, name in EXIT_NAMES.items() if code != 0}
+    assert installer_engine.WEIGHTS_MISSING == errors.WeightsMissing.exit_code
+
+
+def test_plugin_presets_are_the_engines():
+    from nst_core.params import PRESETS
+
+    assert nst_protocol.PRESETS == tuple(PRESETS) == stylize_choices("--preset")
+    # The presets whose loss weights are part of their definition (the plug-in sends none for them).
+    fixed = {name for name, values in PRESETS.items() if {"content_weight", "style_weight"} <= set(values)}
+    assert set(nst_protocol.PRESETS_WITH_FIXED_WEIGHTS) == fixed
+
+
+def test_plugin_devices_are_the_engines():
+    assert nst_protocol.DEVICES == stylize_choices("--device")
+    from nst_core import devices
+
+    if hasattr(devices, "DEVICES"):  # the engine's own list, where it keeps one
+        assert nst_protocol.DEVICES == tuple(devices.DEVICES)
+
+
+def test_plugin_choices_are_explicit_pairs():
+    for choices in (nst_protocol.PRESET_CHOICES, nst_protocol.DEVICE_CHOICES):
+        assert all(len(pair) == 2 and pair[0] and pair[1] for pair in choices)
+        assert len({name for name, _ in choices}) == len(choices)
+
+
+def test_plugin_protocol_version_is_the_documented_one(jsonl_run):
+    assert nst_protocol.PROTOCOL_VERSION == documented_protocol_version()
+    start = next(e for e in parse_jsonl(jsonl_run["proc"].stdout) if e["event"] == "start")
+    assert start["protocol"] == nst_protocol.PROTOCOL_VERSION
+    nst_protocol.check_protocol(start)  # the client accepts what the engine sends
+
+
+def dialog_cases():
+    """The plug-in dialog's values: its defaults, then each number at either end of its range, for
+    every preset and device."""
+    from fakes.fake_gimpfu import FakeGimp
+    from fakes.plugin_setup import forget_plugin_modules, import_plugin
+
+    try:
+        parameters = import_plugin(REPO / "plugin", FakeGimp()).PARAMETERS
+    finally:
+        forget_plugin_modules()
+    by_name = {param[1]: param for param in parameters}
+    defaults = {name: by_name[name][3] for name in ("iterations", "size", "style_weight", "content_weight",
+                                                    "use_ssim", "preserve_colors", "seed")}
+    cases = [dict(defaults)]
+    for name in ("iterations", "size", "style_weight", "content_weight", "seed"):
+        low, high = by_name[name][4][:2]
+        cases += [dict(defaults, **{name: low}), dict(defaults, **{name: high})]
+    cases.append(dict(defaults, use_ssim=False, preserve_colors=True))
+    return [dict(case, preset=preset, device=device) for case in cases
+            for preset in nst_protocol.PRESETS for device in nst_protocol.DEVICES[:2]] + \
+        [dict(defaults, preset="standard", device=device) for device in nst_protocol.DEVICES]
+
+
+def test_plugin_options_are_stylize_options_with_valid_values():
+    from nst_core.cli import params_from_args
+
+    known = {flag for action in stylize_parser()._actions for flag in action.option_strings}
+    cases = dialog_cases()
+    assert len(cases) > 30
+    for values in cases:
+        options = nst_protocol.engine_options(**values)
+        assert {word for word in options if word.startswith("--")} <= known, options
+        args = stylize_parser().parse_args(["c.png", "s.png", "-o", "r.png"] + options)
+        params = params_from_args(args)  # raises BadInput on a value StyleParams refuses
+        assert args.preset == values["preset"] and args.device == values["device"]
+        for name in ("size", "iterations"):
+            if values[name]:
+                assert getattr(params, name) == values[name]
+        assert (params.seed, params.use_ssim) == (values["seed"], values["use_ssim"])
+        assert params.preserve_colors == ("luminance" if values["preserve_colors"] else None)
+        if values["preset"] not in nst_protocol.PRESETS_WITH_FIXED_WEIGHTS:
+            assert (params.style_weight, params.content_weight) == (values["style_weight"],
+                                                                   values["content_weight"])

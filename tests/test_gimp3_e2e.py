@@ -14,6 +14,7 @@ chooses. Run alone:
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -96,6 +97,21 @@ def choose_engine():
         pytest.fail("the real engine is required (NST_E2E_ENGINE=real, CI=true or NST_REQUIRE_GIMP=1) "
                     "but `%s -m nst_core stylize --help` fails" % sys.executable)
     return "fake"
+
+
+def engine_python_for_this_checkout(work_dir):
+    """The engine interpreter to install: this Python, or, when its own nst_core (seen without
+    PYTHONPATH, as the plug-in starts it) is another checkout's (an editable install made from
+    another worktree), a wrapper that puts this checkout's first, so the real engine is this one."""
+    env = dict((key, value) for key, value in os.environ.items() if key != "PYTHONPATH")
+    found = subprocess.run([sys.executable, "-c", "import nst_core; print(nst_core.__file__)"],
+                           capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    if found.returncode == 0 and Path(found.stdout.strip()).resolve().parent == REPO / "nst_core":
+        return sys.executable
+    wrapper = work_dir / "engine-python"
+    wrapper.write_text('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (REPO, sys.executable))
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def install_plugin(plug_ins_dir, engine_python, data_dir):
@@ -185,13 +201,14 @@ def gimp_session(tmp_path_factory):
     engine = choose_engine()
     iterations = int(os.environ.get("NST_E2E_ITERATIONS") or ITERATIONS[engine])
     plug_ins = home / ".config" / "GIMP" / "3.0" / "plug-ins"
-    folder, config, how = install_plugin(plug_ins, sys.executable, work_dir / "data")
+    engine_python = engine_python_for_this_checkout(work_dir)
+    folder, config, how = install_plugin(plug_ins, engine_python, work_dir / "data")
     env = {"NST_WEIGHTS": "random", "TMPDIR": str(work_dir / "tmp")}
     (work_dir / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work_dir / "fake-python"))
     print("\nGIMP 3 (%s %s), engine: %s, %d iterations at %d px; plug-in installed with %s into %s"
-          % (kind, root, engine if engine == "fake" else "real nst_core (%s)" % sys.executable,
+          % (kind, root, engine if engine == "fake" else "real nst_core (%s)" % engine_python,
              iterations, WORKING_SIZE, how, folder))
     return dict(kind=kind, root=root, work_dir=work_dir, home=home, env=env, engine=engine,
                 config=config, iterations=iterations)
@@ -281,6 +298,12 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
     expected += ["--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]
     results.append(check("every PDB argument reached the engine's command line",
                          last[-len(expected):] == expected, " ".join(last[-len(expected):])))
+    outcomes = [line for line in (log.read_text().splitlines() if log.exists() else [])
+                if line.startswith("(client) outcome:")]
+    results.append(check("the log records the run's outcome (done, seconds, steps)",
+                         bool(outcomes) and outcomes[-1].startswith("(client) outcome: done (exit code 0)")
+                         and re.search(r"s, step (\d+) of \1$", outcomes[-1]) is not None,
+                         outcomes[-1] if outcomes else "no outcome line"))
     if not all(results):
         print(gimp_output[-3000:])
     assert all(results)

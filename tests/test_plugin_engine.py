@@ -1,4 +1,5 @@
-"""The plug-in's engine client (plugin/nst_engine.py) against docs/PROTOCOL.md and a fake engine."""
+"""The engine client (plugin/nst_protocol.py, plugin/nst_engine.py) against docs/PROTOCOL.md and a fake
+engine."""
 
 import json
 import os
@@ -12,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from fakes.fake_engine import write_fake_engine
+from protocol_checks import check_event, documented_events
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))
 import nst_engine  # noqa: E402
-from nst_engine import EngineError  # noqa: E402
+import nst_protocol  # noqa: E402
+from nst_protocol import EngineError  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -24,27 +27,27 @@ from nst_engine import EngineError  # noqa: E402
 
 
 def test_default_options_are_the_standard_preset_with_balanced_weights():
-    assert nst_engine.engine_options() == [
+    assert nst_protocol.engine_options() == [
         "--preset", "standard", "--content-weight", "1.0", "--style-weight", "1.0", "--ssim",
         "--seed", "0", "--device", "auto"]
 
 
 def test_size_and_iterations_are_passed_only_when_set():
-    options = nst_engine.engine_options(iterations=120, size=384)
+    options = nst_protocol.engine_options(iterations=120, size=384)
     assert options[options.index("--size") + 1] == "384"
     assert options[options.index("--iterations") + 1] == "120"
-    assert "--size" not in nst_engine.engine_options(size=0)
-    assert "--iterations" not in nst_engine.engine_options(iterations=0)
+    assert "--size" not in nst_protocol.engine_options(size=0)
+    assert "--iterations" not in nst_protocol.engine_options(iterations=0)
 
 
 def test_paper_preset_gets_no_weights():
-    options = nst_engine.engine_options(preset="paper", style_weight=5.0, content_weight=2.0)
+    options = nst_protocol.engine_options(preset="paper", style_weight=5.0, content_weight=2.0)
     assert "--style-weight" not in options and "--content-weight" not in options
     assert options[:2] == ["--preset", "paper"]
 
 
 def test_every_switch_maps_to_its_engine_option():
-    options = nst_engine.engine_options(preset="fast", style_weight=2.5, content_weight=0.25,
+    options = nst_protocol.engine_options(preset="fast", style_weight=2.5, content_weight=0.25,
                                         use_ssim=False, preserve_colors=True, seed=42,
                                         device="cpu")
     assert options == ["--preset", "fast", "--content-weight", "0.25", "--style-weight", "2.5",
@@ -62,13 +65,13 @@ def test_every_switch_maps_to_its_engine_option():
 ])
 def test_nonsense_values_are_refused_with_a_message(kwargs, words):
     with pytest.raises(EngineError) as caught:
-        nst_engine.engine_options(**kwargs)
+        nst_protocol.engine_options(**kwargs)
     assert caught.value.code == "bad_parameter"
     assert words in caught.value.message
 
 
 def test_command_line_follows_the_protocol():
-    command = nst_engine.build_command("/env/bin/python", "/t/c.png", "/t/s.png", "/t/r.png",
+    command = nst_engine.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
                                        ["--preset", "fast"])
     assert command == ["/env/bin/python", "-m", "nst_core", "stylize", "/t/c.png", "/t/s.png",
                        "-o", "/t/r.png", "--progress", "jsonl", "--preset", "fast"]
@@ -144,42 +147,42 @@ def test_broken_config_file_is_reported(tmp_path):
 
 
 def test_event_lines_are_parsed_and_everything_else_ignored():
-    assert nst_engine.parse_event_line(b'{"event": "start", "protocol": 1}\n') == {
+    assert nst_protocol.parse_event_line(b'{"event": "start", "protocol": 1}\n') == {
         "event": "start", "protocol": 1}
-    assert nst_engine.parse_event_line('{"event": "done", "output": "/x.png"}')["output"] == \
+    assert nst_protocol.parse_event_line('{"event": "done", "output": "/x.png"}')["output"] == \
         "/x.png"
     for junk in (b"hello\n", b"", b"{broken", b'{"no_event": 1}', b"[1, 2]", b'{"event": 3}'):
-        assert nst_engine.parse_event_line(junk) is None
+        assert nst_protocol.parse_event_line(junk) is None
 
 
 def test_progress_text_shows_iteration_and_time_left():
     event = {"event": "progress", "iteration": 12, "total": 300, "fraction": 0.04, "eta": 80.4}
-    assert nst_engine.progress_text(event) == \
+    assert nst_protocol.progress_text(event) == \
         "Style transfer: iteration 12 of 300, about 1 min 20 s left"
     event["eta"] = None
-    assert nst_engine.progress_text(event).endswith("estimating the time left")
-    assert "refining" in nst_engine.progress_text(dict(event, phase="refine"))
+    assert nst_protocol.progress_text(event).endswith("estimating the time left")
+    assert "refining" in nst_protocol.progress_text(dict(event, phase="refine"))
     start = {"event": "start", "device": "cuda", "working_size": [512, 384]}
-    assert nst_engine.progress_text(start) == \
+    assert nst_protocol.progress_text(start) == \
         "Style transfer: starting on cuda, working size 512x384"
-    assert nst_engine.progress_text({"event": "something-new"}) is None
+    assert nst_protocol.progress_text({"event": "something-new"}) is None
 
 
 def test_progress_fraction_is_clamped_and_falls_back_to_iterations():
-    assert nst_engine.progress_fraction({"fraction": 0.5}) == 0.5
-    assert nst_engine.progress_fraction({"fraction": 1.7}) == 1.0
-    assert nst_engine.progress_fraction({"iteration": 3, "total": 12}) == 0.25
-    assert nst_engine.progress_fraction({}) is None
+    assert nst_protocol.progress_fraction({"fraction": 0.5}) == 0.5
+    assert nst_protocol.progress_fraction({"fraction": 1.7}) == 1.0
+    assert nst_protocol.progress_fraction({"iteration": 3, "total": 12}) == 0.25
+    assert nst_protocol.progress_fraction({}) is None
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 s"), (59.4, "59 s"), (61, "1 min 01 s"),
                                            (3725, "1 h 02 min")])
 def test_durations_read_naturally(seconds, text):
-    assert nst_engine.format_duration(seconds) == text
+    assert nst_protocol.format_duration(seconds) == text
 
 
 def test_failure_message_uses_the_engines_words_and_names_the_log():
-    code, message = nst_engine.failure_message(
+    code, message = nst_protocol.failure_message(
         {"event": "error", "code": "out_of_memory", "message": "CUDA ran out of memory."}, 5,
         "/logs/nst_engine.log", [], "/env/bin/python")
     assert code == "out_of_memory"
@@ -187,18 +190,18 @@ def test_failure_message_uses_the_engines_words_and_names_the_log():
 
 
 def test_failure_message_of_a_cancelled_run_says_the_image_is_unchanged():
-    code, message = nst_engine.failure_message(
+    code, message = nst_protocol.failure_message(
         {"event": "error", "code": "cancelled", "message": "cancelled (SIGTERM)"}, 4, "/l.log",
         [], "/py")
     assert code == "cancelled" and "the image was not changed" in message
 
 
 def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
-    code, message = nst_engine.failure_message(None, 3, "/l/x.log", ["no weights here"], "/py")
+    code, message = nst_protocol.failure_message(None, 3, "/l/x.log", ["no weights here"], "/py")
     assert code == "weights_missing"
     assert "exit code 3" in message and "no weights here" in message
     assert '"/py" -m nst_core weights fetch' in message
-    code, message = nst_engine.failure_message(None, 5, "/l/x.log", [], "/py")
+    code, message = nst_protocol.failure_message(None, 5, "/l/x.log", [], "/py")
     assert code == "out_of_memory" and "smaller working size" in message
 
 
@@ -223,16 +226,23 @@ def pictures(tmp_path):
     return str(content), str(style), str(tmp_path / "result.png")
 
 
-def run_fake(engine, pictures, tmp_path, mode=None, env_extra=None, on_event=None):
+def fake_client(engine, tmp_path, mode=None, env_extra=None):
     env = nst_engine.clean_environment(os.environ)
     if mode:
         env["FAKE_ENGINE_MODE"] = mode
     env.update(env_extra or {})
+    return nst_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
+                                       env)
+
+
+def fake_job(pictures):
     content, style, result = pictures
-    command = nst_engine.build_command(engine, content, style, result,
-                                       nst_engine.engine_options(size=64, iterations=2))
-    return nst_engine.run_engine(command, env, str(tmp_path / "logs"), str(tmp_path / "fallback"),
-                                 on_event, result)
+    return nst_protocol.Job(content, [style], result,
+                            nst_protocol.engine_options(size=64, iterations=2))
+
+
+def run_fake(engine, pictures, tmp_path, mode=None, env_extra=None, on_event=None):
+    return fake_client(engine, tmp_path, mode, env_extra).run(fake_job(pictures), on_event)
 
 
 def test_successful_run_streams_events_and_returns_done(fake_engine, pictures, tmp_path):
@@ -341,16 +351,16 @@ def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, t
     script.write_text(textwrap.dedent("""
         import os, sys
         sys.path.insert(0, %r)
-        import nst_engine
+        import nst_engine, nst_protocol
         env = nst_engine.clean_environment(os.environ)
         env["FAKE_ENGINE_MODE"] = "hang"
         env["FAKE_ENGINE_MARKER"] = %r
         def on_event(event):
             print(event["event"], flush=True)
-        command = nst_engine.build_command(%r, %r, %r, %r, [])
-        nst_engine.run_engine(command, env, %r, %r, on_event)
-    """ % (str(REPO / "plugin"), str(marker), fake_engine, pictures[0], pictures[1],
-           pictures[2], str(tmp_path / "logs"), str(tmp_path / "fb"))))
+        engine = nst_engine.SubprocessEngine(%r, %r, %r, env)
+        engine.run(nst_protocol.Job(%r, [%r], %r), on_event)
+    """ % (str(REPO / "plugin"), str(marker), fake_engine, str(tmp_path / "logs"),
+           str(tmp_path / "fb"), pictures[0], pictures[1], pictures[2])))
     stand_in = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
     try:
         assert stand_in.stdout.readline().strip() == b"start"
@@ -365,3 +375,170 @@ def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, t
         if stand_in.poll() is None:
             stand_in.kill()
         stand_in.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocol version, the fake's fields, the run's outcome in the log, cancel and stop
+
+
+@pytest.mark.parametrize("version", [1, 1.0])
+def test_the_known_protocol_is_accepted(version):
+    nst_protocol.check_protocol({"event": "start", "protocol": version})
+
+
+def test_a_newer_protocol_says_to_update_the_plugin():
+    with pytest.raises(EngineError) as caught:
+        nst_protocol.check_protocol({"event": "start", "protocol": 2, "version": "9.0"})
+    assert caught.value.code == "protocol"
+    assert "protocol version 2" in caught.value.message and "nst-core 9.0" in caught.value.message
+    assert "update the plug-in" in caught.value.message and "installer" in caught.value.message
+
+
+@pytest.mark.parametrize("version", [0, None, "1", True])
+def test_an_unknown_protocol_says_to_reinstall(version):
+    with pytest.raises(EngineError) as caught:
+        nst_protocol.check_protocol({"event": "start", "protocol": version})
+    assert caught.value.code == "protocol" and "run the installer again" in caught.value.message
+
+
+def test_engine_with_a_newer_protocol_is_stopped_with_that_message(fake_engine, pictures, tmp_path):
+    events = []
+    with pytest.raises(EngineError) as caught:
+        run_fake(fake_engine, pictures, tmp_path, env_extra={"FAKE_ENGINE_PROTOCOL": "2"},
+                 on_event=events.append)
+    assert caught.value.code == "protocol" and "update the plug-in" in caught.value.message
+    assert "Engine log: %s" % (tmp_path / "logs" / "nst_engine.log") in caught.value.message
+    assert events == [], "events of an unknown protocol reached the caller"
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    assert "(client) outcome: error protocol" in log
+
+
+def fake_events(engine, pictures, tmp_path, mode, **env_extra):
+    events = []
+    try:
+        run_fake(engine, pictures, tmp_path, mode=mode, env_extra=env_extra,
+                 on_event=events.append)
+    except EngineError:
+        pass
+    return events
+
+
+@pytest.mark.parametrize("mode", ["ok", "weights_missing", "bad_input", "out_of_memory"])
+def test_fake_engine_events_have_the_documented_fields(fake_engine, pictures, tmp_path, mode):
+    """The same checks tests/test_cli.py makes on the real engine's events."""
+    events = fake_events(fake_engine, pictures, tmp_path, mode, FAKE_ENGINE_WARN="a note")
+    assert events, "the fake engine sent no event"
+    table = documented_events()
+    for event in events:
+        check_event(event, table)
+    assert events[-1]["event"] == ("done" if mode == "ok" else "error")
+
+
+def test_fake_engine_stopped_early_sends_documented_events(fake_engine, pictures, tmp_path):
+    events = []
+    engine = fake_client(fake_engine, tmp_path, mode="hang")
+
+    def on_event(event):
+        events.append(event)
+        if event["event"] == "progress":
+            engine.stop()
+    engine.run(fake_job(pictures), on_event)
+    for event in events:
+        check_event(event)
+
+
+def test_successful_run_logs_its_outcome(fake_engine, pictures, tmp_path):
+    run_fake(fake_engine, pictures, tmp_path)
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    outcome = [line for line in log.splitlines() if line.startswith("(client) outcome:")]
+    assert len(outcome) == 1, log
+    assert outcome[0].startswith("(client) outcome: done (exit code 0) after ")
+    assert outcome[0].endswith(" s, step 3 of 3")
+    assert log.index("-m nst_core stylize") < log.index("(client) outcome:")
+
+
+def test_failed_run_logs_its_error_code(fake_engine, pictures, tmp_path):
+    with pytest.raises(EngineError):
+        run_fake(fake_engine, pictures, tmp_path, mode="weights_missing")
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    assert "(client) outcome: error weights_missing (exit code 3) after " in log
+    assert log.rstrip().endswith("no step done")
+
+
+def test_cancel_ends_the_run_without_a_result(fake_engine, pictures, tmp_path):
+    marker = tmp_path / "stopped"
+    engine = fake_client(fake_engine, tmp_path, mode="hang",
+                         env_extra={"FAKE_ENGINE_MARKER": str(marker)})
+    assert engine.cancel() is False  # no run under way: nothing to do, no error
+
+    def on_event(event):
+        if event["event"] == "progress":
+            assert engine.cancel() is True
+    with pytest.raises(EngineError) as caught:
+        engine.run(fake_job(pictures), on_event)
+    assert caught.value.code == "cancelled" and "the image was not changed" in caught.value.message
+    assert marker.read_text() == "cancelled through stdin\n"
+    assert not os.path.exists(pictures[2])
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    assert "(client) outcome: cancelled (exit code 4) after " in log and "step 1 of 3" in log
+    assert engine.cancel() is False  # the run is over
+
+
+def test_cancel_from_another_thread(fake_engine, pictures, tmp_path):
+    import threading
+    engine = fake_client(fake_engine, tmp_path, mode="hang")
+    started = threading.Event()
+
+    def on_event(event):
+        if event["event"] == "progress":
+            started.set()
+    canceller = threading.Thread(target=lambda: started.wait(30) and engine.cancel())
+    canceller.start()
+    with pytest.raises(EngineError) as caught:
+        engine.run(fake_job(pictures), on_event)
+    canceller.join(10)
+    assert caught.value.code == "cancelled"
+
+
+def test_stop_keeps_the_result_so_far(fake_engine, pictures, tmp_path):
+    marker = tmp_path / "stopped"
+    engine = fake_client(fake_engine, tmp_path, mode="hang",
+                         env_extra={"FAKE_ENGINE_MARKER": str(marker)})
+
+    def on_event(event):
+        if event["event"] == "progress":
+            assert engine.stop() is True
+    done = engine.run(fake_job(pictures), on_event)
+    assert marker.read_text() == "stopped through stdin\n"
+    assert done["output"] == os.path.abspath(pictures[2]) and os.path.isfile(pictures[2])
+    assert done["stats"]["iterations"] == 1
+
+
+def test_caller_exception_is_in_the_log(fake_engine, pictures, tmp_path):
+    class Boom(Exception):
+        pass
+
+    def on_event(event):
+        if event["event"] == "progress":
+            raise Boom()
+    with pytest.raises(Boom):
+        run_fake(fake_engine, pictures, tmp_path, mode="hang", on_event=on_event)
+    log = (tmp_path / "logs" / "nst_engine.log").read_text()
+    assert "(client) outcome: cancelled (exit code 4) after " in log
+    assert "ended by the caller (Boom)" in log
+
+
+def test_run_record_outcome_says_how_long_and_how_far():
+    now = [100.0]
+    record = nst_protocol.RunRecord(clock=lambda: now[0])
+    assert record.outcome(3) == "error weights_missing (exit code 3) after 0.0 s, no step done"
+    record.add({"event": "start", "protocol": 1})
+    record.add({"event": "progress", "iteration": 40, "total": 300})
+    now[0] = 112.5
+    assert record.outcome(4) == "cancelled (exit code 4) after 12.5 s, step 40 of 300"
+    assert record.outcome(-9) == "error internal (exit code -9) after 12.5 s, step 40 of 300"
+    record.add({"event": "error", "code": "out_of_memory"})
+    assert record.outcome(5).startswith("error out_of_memory (exit code 5)")
+    assert record.outcome(0, "protocol").startswith("error protocol (exit code 0)")
+    record.add({"event": "start", "protocol": 1})  # a new attempt after an out-of-memory warning
+    assert record.outcome(0) == "done (exit code 0) after 12.5 s, no step done"

@@ -48,7 +48,7 @@ def find_python27():
 
 def test_plugin_files_exist():
     names = sorted(path.name for path in PLUGIN_DIR.glob("*.py"))
-    assert {"nst_style_transfer.py", "nst_gimpfu3.py", "nst_engine.py"} <= set(names)
+    assert {"nst_style_transfer.py", "nst_gimpfu3.py", "nst_engine.py", "nst_protocol.py"} <= set(names)
 
 
 def test_vermin_finds_nothing_newer_than_python_27():
@@ -103,26 +103,26 @@ def test_engine_client_runs_the_engine_under_python27(python27, tmp_path):
     script.write_text(textwrap.dedent("""
         import json, os, sys
         sys.path.insert(0, %r)
-        import nst_engine, nst_runfiles
+        import nst_engine, nst_protocol, nst_runfiles
         root = nst_runfiles.runs_root(%r)
         nst_runfiles.sweep_stale_runs(root)
         run_dir = nst_runfiles.make_run_folder(root)
         events = []
-        options = nst_engine.engine_options(preset="fast", iterations=2, size=64)
-        command = nst_engine.build_command(%r, %r, %r, %r, options)
+        options = nst_protocol.engine_options(preset="fast", iterations=2, size=64)
+        job = nst_protocol.Job(%r, [%r], %r, options)
         env = nst_engine.clean_environment(os.environ)
-        done = nst_engine.run_engine(command, env, %r, root, events.append, %r)
+        done = nst_engine.SubprocessEngine(%r, %r, root, env).run(job, events.append)
         nst_runfiles.remove_run_folder(run_dir)
         try:
             env["FAKE_ENGINE_MODE"] = "weights_missing"
-            nst_engine.run_engine(command, env, %r, root, None, %r)
+            nst_engine.SubprocessEngine(%r, %r, root, env).run(job)
             failure = None
-        except nst_engine.EngineError as exc:
+        except nst_protocol.EngineError as exc:
             failure = [exc.code, exc.message]
         print(json.dumps({"events": [e["event"] for e in events], "done": done["output"],
                           "failure": failure, "left": os.listdir(root)}))
-    """ % (str(PLUGIN_DIR), str(tmp_path), engine, content, style, result,
-           str(tmp_path / "logs"), result, str(tmp_path / "logs"), result)))
+    """ % (str(PLUGIN_DIR), str(tmp_path), content, style, result, engine,
+           str(tmp_path / "logs"), engine, str(tmp_path / "logs"))))
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.pop("FAKE_ENGINE_MODE", None)
     out = subprocess.run([python27, str(script)], capture_output=True, text=True, timeout=120,

@@ -189,7 +189,7 @@ def run_install(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     _print_lines(install_summary(report, _uninstall_command(args)))
     if plan.demo:
         print()
-        result = run_demo(plan.engine.python, plan.demo)
+        result = run_demo(plan.engine.python, plan.demo, log_dir=plan.logs_dir)
         print("Demo result: %s" % result)
     return ExitCode.OK
 

@@ -1,17 +1,29 @@
-"""``--demo``: one small run of the installed engine on the sample images, with a progress bar."""
+"""``--demo``: one small run of the installed engine on the sample images, with a progress bar.
+
+The run goes through the plug-in's own engine client (plugin/nst_engine.py and nst_protocol.py in this
+checkout), so the protocol is read in one place: events, progress text, failure messages, cancelling.
+"""
 
 from __future__ import annotations
 
-import json
-import subprocess
+import importlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from types import ModuleType
+from typing import List, Optional, TextIO, Tuple
 
-from .engine import WEIGHTS_MISSING, engine_argv
 from .errors import ExitCode, InstallError
 from .plan import DemoPlan
+
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "plugin"  # the checkout's plug-in source
+
+
+def load_client() -> Tuple[ModuleType, ModuleType]:
+    """The engine client from the checkout's plugin/ folder: (nst_protocol, nst_engine)."""
+    if str(CLIENT_DIR) not in sys.path:
+        sys.path.insert(0, str(CLIENT_DIR))
+    return importlib.import_module("nst_protocol"), importlib.import_module("nst_engine")
 
 
 class ProgressBar:
@@ -43,68 +55,37 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _progress_text(event: Dict[str, object]) -> str:
-    text = "iteration %s/%s" % (event.get("iteration", "?"), event.get("total", "?"))
-    eta = event.get("eta")
-    if isinstance(eta, (int, float)):
-        text += ", about %ds left" % max(0, int(eta))
-    return text
-
-
-def demo_argv(python: Path, demo: DemoPlan) -> List[str]:
+def demo_options(demo: DemoPlan) -> List[str]:
     # The "fast" preset keeps the full-size refinement short; size and iterations keep it to a minute or
     # two on a laptop CPU.
-    return engine_argv(python, "stylize", str(demo.content), str(demo.style), "-o", str(demo.output),
-                       "--preset", "fast", "--size", str(demo.size), "--iterations", str(demo.iterations),
-                       "--progress", "jsonl")
+    return ["--preset", "fast", "--size", str(demo.size), "--iterations", str(demo.iterations)]
 
 
-def run_demo(python: Path, demo: DemoPlan, bar: Optional[ProgressBar] = None) -> Path:
-    """Stylize the sample images; return the result's path. The engine's stdin stays an open pipe for
-    the whole run: by the protocol, its end-of-file means "cancel"."""
+def run_demo(python: Path, demo: DemoPlan, bar: Optional[ProgressBar] = None,
+             log_dir: Optional[Path] = None) -> Path:
+    """Stylize the sample images; return the result's path. The engine's log (its stderr and the run's
+    outcome) goes to ``log_dir``, else to the temporary folder. Ctrl-C stops the engine (the client
+    cancels it) and goes on as KeyboardInterrupt."""
+    protocol, client = load_client()
     bar = bar or ProgressBar()
     print("Demo: stylizing %s with %s at %d px (%d iterations) ..."
           % (demo.content.name, demo.style.name, demo.size, demo.iterations), flush=True)
-    done: Optional[Dict[str, object]] = None
-    error: Optional[Dict[str, object]] = None
-    with tempfile.TemporaryFile() as stderr_file:
-        try:
-            process = subprocess.Popen(demo_argv(python, demo), stdout=subprocess.PIPE, stderr=stderr_file,
-                                       stdin=subprocess.PIPE)
-        except OSError as failure:
-            raise InstallError(ExitCode.DEMO, "cannot start the engine %s: %s" % (python, failure))
-        try:
-            for raw in process.stdout:
-                try:
-                    event = json.loads(raw.decode("utf-8", errors="replace"))
-                except ValueError:
-                    continue  # the protocol allows only JSON here; ignore anything else
-                if not isinstance(event, dict):
-                    continue
-                kind = event.get("event")
-                if kind == "progress":
-                    bar.update(float(event.get("fraction") or 0.0), _progress_text(event))
-                elif kind == "done":
-                    done = event
-                elif kind == "error":
-                    error = event
-            status = process.wait()
-        except KeyboardInterrupt:
-            process.stdin.write(b"cancel\n")  # the engine stops within one iteration and writes nothing
-            process.stdin.close()
-            process.wait()
-            raise
-        finally:
-            bar.finish()
-            if process.stdin and not process.stdin.closed:
-                process.stdin.close()
-        stderr_file.seek(0)
-        stderr_tail = "\n".join(stderr_file.read().decode("utf-8", "replace").strip().splitlines()[-5:])
-    if status == 0 and done is not None:
-        return Path(str(done.get("output") or demo.output))
-    message = str((error or {}).get("message") or stderr_tail or "no message")
-    if status == WEIGHTS_MISSING:
-        raise InstallError(ExitCode.DEMO, "the demo needs the weights: " + message,
-                           "The installation itself is complete; add the weights as the message says.")
-    raise InstallError(ExitCode.DEMO, "the demo run failed (engine exit status %d): %s" % (status, message),
-                       "The installation itself is complete.")
+    engine = client.SubprocessEngine(str(python), str(log_dir or ""), tempfile.gettempdir())
+    job = protocol.Job(str(demo.content), [str(demo.style)], str(demo.output), demo_options(demo))
+
+    def show(event):
+        fraction = protocol.progress_fraction(event) if event.get("event") == "progress" else None
+        if fraction is not None:
+            bar.update(fraction, protocol.progress_text(event))
+
+    try:
+        done = engine.run(job, show)
+    except protocol.EngineError as failure:
+        if failure.code == "weights_missing":
+            raise InstallError(ExitCode.DEMO, "the demo needs the weights: " + failure.message,
+                               "The installation itself is complete; add the weights as the message says.")
+        raise InstallError(ExitCode.DEMO, "the demo run failed: %s" % failure.message,
+                           "The installation itself is complete.")
+    finally:
+        bar.finish()
+    return Path(str(done.get("output") or demo.output))

@@ -244,7 +244,9 @@ def weights_file_path(python: Path, backbone: Optional[str], weights_format: Opt
     return Path(lines[-1].strip())
 
 
-WEIGHTS_MISSING = 3  # the engine's exit code when no weights could be found or downloaded
+# The engine's exit code when no weights could be found or downloaded (source: nst_core/errors.py; the
+# installer cannot import the engine, so tests/test_cli.py compares this copy with it).
+WEIGHTS_MISSING = 3
 
 
 def prepare_weights(python: Path, engine_args: Sequence[str], offline_hint: str) -> Optional[Path]:

@@ -15,9 +15,11 @@ FAKE_ENGINE_MODE_FILE  a file holding the mode, read at each start (overrides FA
 FAKE_ENGINE_RECORD  a JSON file to write argv, pid, parent pid and some environment variables to.
 FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (hang mode).
 FAKE_ENGINE_WARN    a warning message to send.
+FAKE_ENGINE_PROTOCOL  the protocol version its `start` event gives (default 1).
 
 In every mode that succeeds it first checks that its stdin is still open: the protocol says a
-closed stdin means "the caller died, stop".
+closed stdin means "the caller died, stop". Its events carry the fields docs/PROTOCOL.md lists
+(tests/test_plugin_engine.py checks them with the checks tests/test_cli.py makes on the real engine).
 """
 
 import json
@@ -77,21 +79,26 @@ def stdin_closed():
 
 
 def wait_for_stop(marker):
-    """Like the engine: `cancel` on stdin or end-of-file stops the run."""
-    stop = threading.Event()
+    """Like the engine: `cancel` on stdin or end-of-file cancels the run; returns when `stop`
+    asks it to finish with the result so far."""
+    ended = threading.Event()
+    command = []
 
     def watch():
         for line in sys.stdin:
-            if line.strip() == "cancel":
+            if line.strip() in ("cancel", "stop"):
+                command.append(line.strip())
                 break
-        stop.set()
+        ended.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    while not stop.wait(0.05):
+    while not ended.wait(0.05):
         pass
     if marker:
         with open(marker, "w") as handle:
-            handle.write("stopped through stdin\n")
+            handle.write("%s through stdin\n" % ("stopped" if command == ["stop"] else "cancelled"))
+    if command == ["stop"]:
+        return
     emit("error", code="cancelled", exit_code=4, message="Cancelled.")
     sys.exit(4)
 
@@ -127,13 +134,14 @@ def main():
                          "RuntimeError: fake engine crashed on purpose\n")
         sys.exit(1)
 
-    from PIL import Image, ImageOps  # only the modes that make a picture need pillow
+    from PIL import Image  # only the modes that make a picture need pillow
     image = Image.open(content)
     image.load()
     Image.open(style).load()
-    emit("start", protocol=1, version="0.0-fake", device="cpu", backbone="vgg19",
-         content_size=list(image.size), working_size=list(image.size), iterations=3,
-         scales=[list(image.size)], upscale="none")
+    size = list(image.size)
+    emit("start", protocol=int(os.environ.get("FAKE_ENGINE_PROTOCOL", "1")), version="0.0-fake",
+         device="cpu", backbone="vgg19", weights="fake weights (none loaded)", content_size=size,
+         working_size=size, iterations=3, scales=[size], upscale="none")
     if os.environ.get("FAKE_ENGINE_WARN"):
         emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
     if mode == "hang":
@@ -141,6 +149,9 @@ def main():
              loss=1.0, content_loss=0.5, style_loss=0.5, tv_loss=0.0, ssim_factors=[],
              elapsed=0.1, eta=None)
         wait_for_stop(os.environ.get("FAKE_ENGINE_MARKER"))
+        write_result(image, output)
+        emit("done", output=os.path.abspath(output), stats=stats(size, iterations=1))
+        sys.exit(0)
     for iteration in (1, 2, 3):
         emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0,
              phase="stylize", scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0,
@@ -151,13 +162,26 @@ def main():
         emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
         sys.exit(4)
     if mode != "no_output":
-        rgba = image.convert("RGBA")
-        inverted = ImageOps.invert(rgba.convert("RGB")).convert("RGBA")
-        inverted.putalpha(rgba.getchannel("A"))
-        inverted.save(output, "PNG")
-    emit("done", output=os.path.abspath(output),
-         stats={"seconds": 0.03, "iterations": 3, "device": "cpu"})
+        write_result(image, output)
+    emit("done", output=os.path.abspath(output), stats=stats(size, iterations=3))
     sys.exit(0)
+
+
+def write_result(image, output):
+    """The content's pixels inverted, its alpha kept."""
+    from PIL import ImageOps
+    rgba = image.convert("RGBA")
+    inverted = ImageOps.invert(rgba.convert("RGB")).convert("RGBA")
+    inverted.putalpha(rgba.getchannel("A"))
+    inverted.save(output, "PNG")
+
+
+def stats(size, iterations):
+    """The `done` event's stats, with every field PROTOCOL.md lists."""
+    return {"seconds": 0.01 * iterations, "iterations": iterations, "best_iteration": iterations,
+            "device": "cpu", "working_size": size, "output_size": size, "upscale": "none",
+            "loss": 1.0, "content_loss": 0.5, "style_loss": 0.5, "ssim_factors": [0.2],
+            "scales": [size], "capped": False}
 
 
 if __name__ == "__main__":

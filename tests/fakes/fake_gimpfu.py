@@ -119,9 +119,6 @@ class FakePdb(object):
     def gimp_image_base_type(self, image):
         return self._world.check_image(image).base_type
 
-    def gimp_image_list(self):
-        return list(self._world.images)
-
     def gimp_image_insert_layer(self, image, layer, parent, position):
         self._world.check_image(image)
         if layer.image is not None and layer.image is not image:
@@ -171,9 +168,6 @@ class FakePdb(object):
     def gimp_item_get_parent(self, item):
         return self._world.check_item(item).parent
 
-    def gimp_item_get_image(self, item):
-        return self._world.check_item(item).image
-
     def gimp_item_set_visible(self, item, visible):
         self._world.check_item(item).visible = bool(visible)
 
@@ -190,9 +184,6 @@ class FakePdb(object):
 
     def gimp_item_is_layer_mask(self, item):
         return int(self._world.check_item(item).kind == "mask")
-
-    def gimp_item_is_channel(self, item):
-        return int(self._world.check_item(item).kind in ("channel", "mask"))
 
     # drawables and layers
 

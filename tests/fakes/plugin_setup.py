@@ -11,7 +11,7 @@ from fakes.fake_gimpfu import FakeGimp
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO / "plugin"
-PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_runfiles", "nst_gimpfu3")
+PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_protocol", "nst_runfiles", "nst_gimpfu3")
 
 
 def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0"):

@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+"""The protocol half of the nst_core engine client (docs/PROTOCOL.md): what a job is, what its events
+mean, and what to tell a person about them. No transport here: no process, no pipe, no socket, no
+file; nst_engine.py runs jobs in an engine process, and another transport (an HTTP service) can sit
+beside it, behind the same interface:
+
+    engine.run(job, on_event=None) -> the `done` event (a dict), or raises EngineError
+    engine.cancel()                -> the run ends as cancelled, nothing written
+    engine.stop()                  -> the run ends early with the best result so far (engines that
+                                      know the `stop` command)
+
+Imported by the GIMP plug-in (Python 2.7 on GIMP 2.10, Python 3 on GIMP 3) and by the installer's
+demo (Python 3.8+): standard library only, Python 2.7-compatible, no torch. Where a fact of the
+contract is copied here (exit codes, preset and device names, the protocol version), a test in
+tests/test_cli.py compares the copy with the engine's own value.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import time
+
+# The major version of docs/PROTOCOL.md this client speaks (the `protocol` field of `start`). Every
+# bump there removes or renames something, so a client reads only the versions it was written for.
+PROTOCOL_VERSION = 1
+SUPPORTED_PROTOCOLS = (1,)
+
+# Exit codes of `nst_core stylize` and their protocol names (PROTOCOL.md "Exit codes"; source:
+# nst_core/errors.py).
+EXIT_CODE_NAMES = {
+    0: "ok",
+    1: "internal",
+    2: "bad_input",
+    3: "weights_missing",
+    4: "cancelled",
+    5: "out_of_memory",
+}
+
+# (engine name, label for a person). The names are the engine's `--preset` and `--device` choices
+# (source: nst_core/params.py PRESETS and the CLI's --device); the labels are what the dialog shows.
+PRESET_CHOICES = (
+    ("standard", "Standard (SSIM-weighted, balanced)"),
+    ("fast", "Fast (quick preview)"),
+    ("paper", "Paper (the paper's exact method)"),
+)
+DEVICE_CHOICES = (
+    ("auto", "Auto (CUDA, then MPS, then CPU)"),
+    ("cpu", "CPU"),
+    ("cuda", "CUDA (NVIDIA GPU)"),
+    ("mps", "MPS (Apple GPU)"),
+)
+PRESETS = tuple(name for name, _label in PRESET_CHOICES)
+DEVICES = tuple(name for name, _label in DEVICE_CHOICES)
+# The paper preset is the paper's exact formulation: its weights are part of the definition.
+PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
+
+# What the user can do about each kind of failure; the engine's own message says what happened.
+ADVICE_BY_CODE = {
+    "internal": "This is a bug or an unexpected failure in the engine; the log has the details.",
+    "bad_input": "Check the layers and the parameters (for example the working size).",
+    "weights_missing": ("The engine needs the VGG weights once. Fetch them with: "
+                        "\"{python}\" -m nst_core weights fetch   (offline: "
+                        "\"{python}\" -m nst_core weights import FILE)."),
+    "cancelled": "The engine was stopped before it finished; the image was not changed.",
+    "out_of_memory": ("The device ran out of memory. Try a smaller working size, the 'fast' "
+                      "preset, or the 'cpu' device."),
+}
+
+try:
+    TEXT_TYPES = (str, unicode)  # Python 2.7: json gives unicode strings
+except NameError:
+    TEXT_TYPES = (str,)
+
+
+class EngineError(Exception):
+    """A failure to report to the user: `message` says what happened and what to do.
+
+    `code` is one of the protocol's error codes (bad_input, weights_missing, cancelled, ...) or one
+    of the client's own: not_configured, engine_missing, bad_parameter, protocol.
+    """
+
+    def __init__(self, code, message, log_path=None):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.log_path = log_path
+
+
+class Job(object):
+    """One stylize run: input files, where the result goes, and the stylize options
+    (engine_options()), the same for every transport."""
+
+    def __init__(self, content, styles, output, options=()):
+        self.content = content
+        self.styles = list(styles)
+        self.output = output
+        self.options = list(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# The job's options
+
+
+def format_float(value):
+    """Shortest exact text for a float, the same on Python 2.7 and 3."""
+    return repr(float(value))
+
+
+def engine_options(preset="standard", iterations=0, size=0, style_weight=1.0,
+                   content_weight=1.0, use_ssim=True, preserve_colors=False, seed=0,
+                   device="auto"):
+    """The stylize options for the dialog's values (PROTOCOL.md; 0 means "the preset's value")."""
+    if preset not in PRESETS:
+        raise EngineError("bad_parameter", "Unknown quality preset %r: use one of %s."
+                          % (preset, ", ".join(PRESETS)))
+    if device not in DEVICES:
+        raise EngineError("bad_parameter", "Unknown device %r: use one of %s."
+                          % (device, ", ".join(DEVICES)))
+    for label, value in (("Iterations", iterations), ("Working size", size), ("Seed", seed)):
+        if int(value) != value or value < 0:
+            raise EngineError("bad_parameter", "%s must be a whole number, 0 or more (got %r)."
+                              % (label, value))
+    for label, value in (("Style weight", style_weight), ("Content weight", content_weight)):
+        if not (value >= 0.0 and value < float("inf")):
+            raise EngineError("bad_parameter", "%s must be 0 or more (got %r)." % (label, value))
+    if preset not in PRESETS_WITH_FIXED_WEIGHTS and style_weight == 0 and content_weight == 0:
+        raise EngineError("bad_parameter",
+                          "Style weight and content weight are both 0: raise at least one.")
+
+    options = ["--preset", preset]
+    if size > 0:
+        options += ["--size", str(int(size))]
+    if iterations > 0:
+        options += ["--iterations", str(int(iterations))]
+    if preset not in PRESETS_WITH_FIXED_WEIGHTS:
+        options += ["--content-weight", format_float(content_weight),
+                    "--style-weight", format_float(style_weight)]
+    options.append("--ssim" if use_ssim else "--no-ssim")
+    if preserve_colors:
+        options.append("--preserve-colors")
+    options += ["--seed", str(int(seed)), "--device", device]
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+def parse_event_line(line):
+    """One line of the stream as an event dict, or None for anything that is not a JSON event."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), TEXT_TYPES):
+        return None
+    return event
+
+
+def check_protocol(start_event):
+    """Raises EngineError("protocol") when the `start` event's protocol is not one this client
+    reads: the engine and the client come from different releases."""
+    version = start_event.get("protocol")
+    if version in SUPPORTED_PROTOCOLS and not isinstance(version, bool):
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > PROTOCOL_VERSION:
+        raise EngineError(
+            "protocol",
+            "The engine (nst-core %s) speaks protocol version %d, newer than this client's %d: "
+            "update the plug-in by running the installer of the engine's release again, so that "
+            "both come from one release." % (start_event.get("version", "?"), version,
+                                               PROTOCOL_VERSION))
+    raise EngineError(
+        "protocol",
+        "The engine (nst-core %s) speaks protocol version %r, which this client (version %d) "
+        "does not know: run the installer again, so that the engine and the plug-in come from "
+        "one release." % (start_event.get("version", "?"), version, PROTOCOL_VERSION))
+
+
+def format_duration(seconds):
+    seconds = int(round(max(0.0, float(seconds))))
+    if seconds < 60:
+        return "%d s" % seconds
+    if seconds < 3600:
+        return "%d min %02d s" % (seconds // 60, seconds % 60)
+    return "%d h %02d min" % (seconds // 3600, (seconds % 3600) // 60)
+
+
+def progress_fraction(event):
+    """The progress bar's value (0..1) for a progress event, None when it has none."""
+    try:
+        fraction = float(event.get("fraction"))
+    except (TypeError, ValueError):
+        try:
+            fraction = float(event["iteration"]) / float(event["total"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+    return min(1.0, max(0.0, fraction))
+
+
+def progress_text(event):
+    """The progress bar's text for an event, None for events that do not change it."""
+    kind = event.get("event")
+    if kind == "start":
+        working = event.get("working_size") or []
+        size = ("%dx%d" % (working[0], working[1])) if len(working) == 2 else "?"
+        return "Style transfer: starting on %s, working size %s" % (event.get("device", "?"), size)
+    if kind == "progress":
+        phase = "refining" if event.get("phase") == "refine" else "iteration"
+        text = "Style transfer: %s %s of %s" % (phase, event.get("iteration", "?"),
+                                                 event.get("total", "?"))
+        eta = event.get("eta")
+        if isinstance(eta, (int, float)):
+            text += ", about %s left" % format_duration(eta)
+        else:
+            text += ", estimating the time left"
+        return text
+    if kind == "warning":
+        return "Style transfer: %s" % event.get("message", "")
+    if kind == "done":
+        return "Style transfer: done, adding the layer"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures and outcomes
+
+
+def failure_message(error_event, returncode, log_path, log_tail, engine_python):
+    """One message for a person: what happened, what to do, and where the log is.
+
+    error_event: the run's `error` event or None; returncode: the engine's exit code (None when
+    unknown, negative for a signal); log_tail: the last lines the engine wrote to its log.
+    """
+    if error_event is not None:
+        code = error_event.get("code") or EXIT_CODE_NAMES.get(returncode, "internal")
+        what = error_event.get("message") or "The engine reported an error (%s)." % code
+    else:
+        code = EXIT_CODE_NAMES.get(returncode, "internal")
+        if returncode is not None and returncode < 0:
+            what = "The engine was killed by signal %d before it finished." % -returncode
+        else:
+            what = "The engine stopped with exit code %s without saying why." % returncode
+        if log_tail:
+            what += " Its last words: " + " | ".join(log_tail[-3:])
+        if any("No module named" in line and "nst_core" in line for line in log_tail):
+            code = "engine_missing"
+            what += (" The Python at %s does not have nst_core installed: run the installer "
+                     "again." % engine_python)
+    parts = [what]
+    advice = ADVICE_BY_CODE.get(code)
+    # The engine's own message already says what to do; our advice is for when it said nothing
+    # (a crash, a Python without nst_core), and the reassurance that a cancelled run changed nothing.
+    if advice and (error_event is None or code == "cancelled"):
+        parts.append(advice.format(python=engine_python))
+    if log_path:
+        parts.append("Engine log: %s" % log_path)
+    return code, " ".join(parts)
+
+
+class RunRecord(object):
+    """What one run has said so far, event by event: its start, its last step and how it ended;
+    checks the protocol version on `start`. A transport feeds it every event."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.started_at = clock()
+        self.start = None
+        self.last_progress = None
+        self.done = None
+        self.error = None
+
+    def add(self, event):
+        kind = event.get("event")
+        if kind == "start":
+            check_protocol(event)
+            self.start = event
+            self.last_progress = None  # a new attempt (after an out-of-memory retry) counts anew
+        elif kind == "progress":
+            self.last_progress = event
+        elif kind == "done":
+            self.done = event
+        elif kind == "error":
+            self.error = event
+
+    def seconds(self):
+        return self.clock() - self.started_at
+
+    def steps_text(self):
+        if self.last_progress is None:
+            return "no step done"
+        return "step %s of %s" % (self.last_progress.get("iteration", "?"),
+                                  self.last_progress.get("total", "?"))
+
+    def outcome(self, returncode, failure_code=None):
+        """One line for the log: how the run ended, after how long, at which step."""
+        if failure_code is None and returncode == 0:
+            how = "done"
+        else:
+            code = failure_code or (self.error or {}).get("code") \
+                or EXIT_CODE_NAMES.get(returncode, "internal")
+            how = "cancelled" if code == "cancelled" else "error %s" % code
+        return "%s (exit code %s) after %.1f s, %s" % (how, returncode, self.seconds(),
+                                                      self.steps_text())
