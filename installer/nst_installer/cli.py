@@ -52,14 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     weights = parser.add_argument_group("weights")
     choice = weights.add_mutually_exclusive_group()
     choice.add_argument("--weights", metavar="FILE",
-                        help="import this local weights file (offline machines) instead of downloading them")
+                        help="import this local weights file (offline machines) instead of downloading them; "
+                             "known files (torchvision's vgg16-397923af.pth, vgg19-dcbb9e9d.pth, the "
+                             "Caffe-converted vgg16-imagenet-caffe-features.pth) are recognised by their hash")
     choice.add_argument("--no-weights", action="store_true",
                         help="skip the weights; the summary says how to add them later")
     weights.add_argument("--weights-backbone", choices=("vgg19", "vgg16"),
                          help="the network the weights are for "
                               "(default: detected from --weights FILE; vgg19 to download)")
     weights.add_argument("--weights-format", choices=("torchvision", "caffe"),
-                         help="the preprocessing the imported weights expect (default: torchvision)")
+                         help="the preprocessing the imported weights expect: needed for a file the engine "
+                              "does not recognise (default: what the file is known to be, or declares)")
     gimp = parser.add_argument_group("GIMP")
     gimp.add_argument("--gimp-plugin-dir", metavar="DIR", action="append", default=[],
                       help="install into this plug-ins folder instead of the GIMP profiles found (repeatable)")
@@ -204,7 +207,7 @@ def run_install(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     plan = build_install_plan(options, gather_facts(args, options))
     _print_lines(describe_plan(plan))
     preflight(plan)
-    no_gimp = no_gimp_lines(plan, _add_plugin_command(args, plan)) if plan.gimp_searched else []
+    no_gimp = no_gimp_lines(plan, _add_plugin_command(args, plan), args.dry_run) if plan.gimp_searched else []
     if args.dry_run:
         _print_lines(dry_run_checks(plan, os.environ, args.weights_url))
         _print_lines([""] + no_gimp if no_gimp else [])

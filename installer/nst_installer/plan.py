@@ -151,12 +151,13 @@ def _gimp_searched(options: InstallOptions, facts: HostFacts) -> List[str]:
     return sorted({str(p.profile_dir.parent) for p in candidate_profiles(facts.platform, facts.home, facts.env)})
 
 
-def no_gimp_lines(plan: "InstallPlan", add_plugin_command: str) -> List[str]:
+def no_gimp_lines(plan: "InstallPlan", add_plugin_command: str, dry_run: bool = False) -> List[str]:
     """What to say when no GIMP was found: where the installer looked, and how to add the plug-in later."""
     return (["No GIMP found: none of GIMP's user profile folders (GIMP/2.10, GIMP/3.0, GIMP/3.2) exists. "
              "Looked in:"] + ["    %s" % folder for folder in plan.gimp_searched]
-            + ["So the engine is installed without the plug-in (exit code 3). After installing GIMP and "
-               "starting it once, add the plug-in with:",
+            + ["So the engine %s installed without the plug-in (exit code 3). After installing GIMP and "
+               % ("would be" if dry_run else "is") + 
+"starting it once, add the plug-in with:",
                "    " + add_plugin_command,
                "(for a GIMP kept elsewhere, add --gimp-plugin-dir DIR; for the engine only, say --no-gimp)"])
 
@@ -217,7 +218,9 @@ def describe_plan(plan: InstallPlan) -> List[str]:
     if plan.weights.mode == "skip":
         lines.append("  weights:  skipped (--no-weights)")
     else:
-        lines.append("  weights:  nst-core " + " ".join(plan.weights.engine_args()))
+        lines.append("  weights:  nst-core " + " ".join(plan.weights.engine_args())
+                     + (" (unless the engine has weights already)"
+                        if plan.weights.mode == "fetch" and not plan.weights.backbone else ""))
     for target in plan.targets:
         action = "replace" if target.folder.exists() else "create"
         lines.append("  plug-in:  %s %s  [%s]" % (action, target.folder, target.label))
