@@ -234,8 +234,12 @@ def resolve(architecture="auto", weights=None, preprocessing=None, download=True
         arch = architecture
         if arch == "auto":
             arch = sniff_architecture(_read_state_dict(path)) or "vgg19"
-        return WeightsSource("file", arch, preprocessing or _embedded_preprocessing(path) or "torchvision",
-                             path, origin)
+        prep = preprocessing or _embedded_preprocessing(path)
+        if prep is None:  # a known file says what it needs (a hash: a second for VGG-19's 548 MB)
+            known = recognise(sha256(path))
+            if known is not None and known.architecture == arch:
+                prep = known.preprocessing
+        return WeightsSource("file", arch, prep or "torchvision", path, origin)
 
     active = active_copy()
     if active is not None and architecture in ("auto", active.architecture) \

@@ -728,6 +728,19 @@ def test_uninstall_removes_what_install_and_demo_made_and_keeps_quiet_about_gimp
         {k for k in pristine_root if not k.startswith("state")}
 
 
+def test_the_build_folders_pip_leaves_in_the_project_are_removed_unless_they_were_there(tmp_path):
+    from nst_installer.steps import build_leftovers, remove_build_leftovers
+
+    project = tmp_path / "project"
+    (project / "nst_core").mkdir(parents=True)
+    (project / "mine.egg-info").mkdir()  # a developer's editable install: theirs, kept
+    before = build_leftovers(project)
+    (project / "build" / "lib").mkdir(parents=True)  # what setuptools leaves after pip install PROJECT
+    (project / "nst_core.egg-info").mkdir()
+    remove_build_leftovers(project, before)
+    assert sorted(p.name for p in project.iterdir()) == ["mine.egg-info", "nst_core"]
+
+
 def test_a_demo_image_that_was_there_before_is_not_recorded(machine):
     demo = machine.root / "nst-demo.png"
     demo.write_bytes(b"an older demo")

@@ -159,6 +159,16 @@ def test_a_known_file_is_imported_with_its_own_preprocessing_and_a_contradiction
         W.import_file(str(path), architecture="vgg19")
 
 
+def test_a_known_file_given_with_weights_gets_its_own_preprocessing(clean_env, monkeypatch):
+    path = clean_env / "caffe.pth"
+    save_full_features(path, "vgg16")
+    assert W.resolve("auto", str(path)).preprocessing == "torchvision"  # unknown: the documented default
+    known = W.KnownFile(W.sha256(str(path)), "vgg16", "caffe", "a Caffe VGG-16 seen in this test")
+    monkeypatch.setattr(W, "KNOWN_FILES", W.KNOWN_FILES + (known,))
+    assert W.resolve("auto", str(path)).preprocessing == "caffe"
+    assert W.resolve("auto", str(path), "torchvision").preprocessing == "torchvision"  # told otherwise
+
+
 def test_an_unknown_file_without_a_format_is_refused_naming_the_option(clean_env):
     path = clean_env / "v16.pth"
     save_full_features(path, "vgg16")

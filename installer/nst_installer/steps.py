@@ -105,7 +105,11 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
         engine_steps.pip_install(engine.python, engine_steps.torch_install_args(source.index_url, switching),
                                  "torch", log)
         say("Installing the engine nst-core %s ..." % plan.project_version)
-        engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir)], "the engine", log)
+        leftovers_before = build_leftovers(engine.project_dir)
+        try:
+            engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir)], "the engine", log)
+        finally:
+            remove_build_leftovers(engine.project_dir, leftovers_before)
         say("Checking that the engine starts ...")
         report.doctor = engine_steps.check_engine(engine.python)
     except BaseException:
@@ -119,6 +123,17 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
     changes.torch_variant = source.variant
     if not reuse:
         changes.created_venv = venv_dir
+
+
+def build_leftovers(project_dir: Path) -> Set[Path]:
+    """What building the engine from its folder leaves there (setuptools builds in the source tree)."""
+    return {path for path in [project_dir / "build"] + list(project_dir.glob("*.egg-info")) if path.is_dir()}
+
+
+def remove_build_leftovers(project_dir: Path, there_before: Set[Path]) -> None:
+    """Remove the build folders the pip step added to the project folder; keep those that were there."""
+    for path in build_leftovers(project_dir) - there_before:
+        shutil.rmtree(str(path), ignore_errors=True)
 
 
 def _remove_new_venv(venv_dir: Path, folder_existed: bool) -> None:
