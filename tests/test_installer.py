@@ -709,7 +709,7 @@ def test_demo_shows_progress_and_where_the_result_is(machine):
 
 def test_uninstall_removes_what_install_and_demo_made_and_keeps_quiet_about_gimp(machine):
     pristine_home = snapshot(machine.home)
-    weights = clean = machine.root / "vgg16.pth"
+    weights = machine.root / "vgg16.pth"
     weights.write_bytes(b"w")
     pristine_root = snapshot(machine.root)
     result = machine.run("--no-gimp", "--demo", "--weights", str(weights))
@@ -721,7 +721,7 @@ def test_uninstall_removes_what_install_and_demo_made_and_keeps_quiet_about_gimp
     gone = machine.run("--uninstall")
     assert gone.returncode == 0, gone.stderr
     assert "GIMP" not in gone.stdout and "kept" not in gone.stdout
-    assert not demo.exists() and clean.read_bytes() == b"w"
+    assert not demo.exists() and weights.read_bytes() == b"w"  # the given file is the user's
     assert not (machine.state / "engine-data").exists()  # the engine's folders, made by this install, too
     assert snapshot(machine.home) == pristine_home
     assert {k for k in snapshot(machine.root) if not k.startswith("state")} == \

@@ -25,7 +25,8 @@ EXIT_CODES_HELP = """exit codes:
        installed, the plug-in was not; the output names the folders searched and the command that
        adds the plug-in once GIMP has been started (or use --gimp-plugin-dir DIR; --no-gimp: exit 0)
   4    no write permission for a folder the installer must write to
-  5    no network for a download (packages or weights): see --weights FILE and --no-weights
+  5    no network for a download (packages or weights): see --weights FILE and --no-weights; with
+       --dry-run: the package index or the weights' download cannot be reached
   6    creating the engine's virtual environment or installing packages failed (log named)
   7    the engine does not start (`PYTHON -m nst_core doctor --json` failed)
   8    importing or fetching the weights failed (not a network problem)
