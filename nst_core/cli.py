@@ -112,17 +112,38 @@ def build_parser():
     weights = commands.add_parser("weights", help="prepare the network weights ahead of time")
     actions = weights.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    fetch = actions.add_parser("fetch", help="download torchvision's ImageNet weights once, keep the trimmed copy")
-    fetch.add_argument("--backbone", choices=("vgg19", "vgg16"), default="vgg19")
+    fetch = actions.add_parser("fetch", help="download torchvision's ImageNet weights once, keep the trimmed copy",
+                               description="Download torchvision's ImageNet weights once (548 MB for VGG-19) "
+                                           "and keep the 61 MB the engine uses. Offline, it says what is "
+                                           "already installed and how to import a file instead.")
+    fetch.add_argument("--backbone", choices=("vgg19", "vgg16"), default="vgg19",
+                       help="the network whose weights to download (default: vgg19)")
     fetch.set_defaults(handler=cmd_weights_fetch)
-    imp = actions.add_parser("import", help="check a local weights file and keep its trimmed copy (offline)")
-    imp.add_argument("file")
-    imp.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto")
-    imp.add_argument("--weights-format", choices=("torchvision", "caffe"), default="torchvision")
+    imp = actions.add_parser("import", help="check a local weights file and keep its trimmed copy (offline)",
+                             description="Check a local weights file, keep the part the engine uses and make "
+                                         "it the copy the engine uses from now on (it replaces an earlier copy "
+                                         "of the same network). Known files (torchvision's vgg16-397923af.pth "
+                                         "and vgg19-dcbb9e9d.pth, the Caffe-converted VGG-16 "
+                                         "vgg16-imagenet-caffe-features.pth) are recognised by their sha256; "
+                                         "any other must be a torchvision-layout VGG-16/19 state dict, and "
+                                         "needs --weights-format unless the file declares its preprocessing.")
+    imp.add_argument("file", help="the .pth file: a state dict with torchvision's features.N.weight/bias keys")
+    imp.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto",
+                     help="the network the file is for (default auto: told from its tensors' shapes; "
+                          "a known file is checked against it)")
+    imp.add_argument("--weights-format", choices=("torchvision", "caffe"), default=None,
+                     help="the preprocessing the weights were trained with: torchvision (RGB 0..1, ImageNet "
+                          "mean/std) or caffe (BGR 0..255 minus the mean). Needed for a file the engine does "
+                          "not recognise and that does not say; refused if it contradicts a known file")
     imp.set_defaults(handler=cmd_weights_import)
-    path = actions.add_parser("path", help="print where the trimmed copy is kept")
-    path.add_argument("--backbone", choices=("vgg19", "vgg16"), default="vgg19")
-    path.add_argument("--weights-format", choices=("torchvision", "caffe"), default="torchvision")
+    path = actions.add_parser("path", help="print the weights file the engine uses",
+                              description="Print the weights file the engine uses (stdout) and why (stderr). "
+                                          "With none installed yet it says so on stderr, with what to do, "
+                                          "and prints where that copy will be kept.")
+    path.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto",
+                      help="the file used with stylize --backbone (default auto: the engine's own choice)")
+    path.add_argument("--weights-format", choices=("torchvision", "caffe"), default=None,
+                      help="the file used with stylize --weights-format (default: any)")
     path.set_defaults(handler=cmd_weights_path)
     return parser
 
@@ -359,6 +380,16 @@ def doctor_report():
         except (WeightsMissing, BadInput) as error:
             report["weights"][arch] = {"found": False, "message": str(error)}
     report["ready"] = any(w["found"] for w in report["weights"].values())
+    report["weights_dir"] = weights.weights_dir()
+    report["installed_weights"] = [{"architecture": c.architecture, "preprocessing": c.preprocessing,
+                                    "path": c.path} for c in weights.installed_copies()]
+    try:
+        in_use = weights.resolve("auto", download=False)
+        report["weights_in_use"] = {"architecture": in_use.architecture, "preprocessing": in_use.preprocessing,
+                                    "path": in_use.path, "origin": in_use.origin, "why": in_use.why,
+                                    "description": in_use.describe()}
+    except (WeightsMissing, BadInput):
+        report["weights_in_use"] = None
     return report
 
 
@@ -380,6 +411,8 @@ def cmd_doctor(args):
     for arch, info in report["weights"].items():
         where = f"{info['path']} ({info['preprocessing']}, {info['origin']})" if info["found"] else "not found"
         print(f"{arch} weights: {where}")
+    if report["weights_in_use"]:
+        print(f"weights in use (stylize without --backbone/--weights): {report['weights_in_use']['description']}")
     if not report["ready"]:
         print("next step: `nst-core weights fetch` (online) or `nst-core weights import FILE` (offline)")
     return 0
@@ -394,21 +427,41 @@ def cmd_serve(args):
 def cmd_weights_fetch(args):
     from . import weights
 
-    print(weights.fetch(args.backbone))
+    kept = weights.fetch(args.backbone)
+    print(kept)
+    in_use = weights.default_copy()
+    if in_use is not None and in_use.path != kept:
+        print(f"note: without --backbone the engine uses {in_use.describe()}", file=sys.stderr)
     return 0
 
 
 def cmd_weights_import(args):
     from . import weights
 
-    print(weights.import_file(args.file, args.backbone, args.weights_format))
+    print(weights.import_file(args.file, args.backbone, args.weights_format,
+                              report=lambda text: print(text, file=sys.stderr)))
     return 0
 
 
 def cmd_weights_path(args):
     from . import weights
 
-    print(weights.trimmed_path(args.backbone, args.weights_format))
+    try:
+        source = weights.resolve(args.backbone, preprocessing=args.weights_format, download=False)
+    except WeightsMissing:
+        arch = "vgg19" if args.backbone == "auto" else args.backbone
+        fmt = args.weights_format or "torchvision"
+        print(f"no {arch.upper()} weights installed{'' if fmt == 'torchvision' else f' for {fmt} preprocessing'}"
+              f" yet: `nst-core weights fetch` downloads them (online); "
+              f"{weights.offline_advice(arch)} The copy will be kept at the path below.", file=sys.stderr)
+        print(weights.trimmed_path(arch, fmt))
+        return 0
+    if source.kind == weights.RANDOM:
+        print(f"the engine uses an untrained network ({source.origin}=random): for tests only", file=sys.stderr)
+        print(weights.RANDOM)
+        return 0
+    print(f"in use: {source.describe()}", file=sys.stderr)
+    print(source.path)
     return 0
 
 

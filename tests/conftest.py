@@ -10,7 +10,17 @@ import pytest
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = REPO.parent / "shared" / "data" / "weights" / "vgg16-imagenet-caffe-features.pth"
+DEFAULT_REAL_WEIGHTS = REPO.parent / "shared" / "data" / "weights" / "vgg16-imagenet-caffe-features.pth"
+
+
+def real_weights_path(env=os.environ):
+    """The real ImageNet VGG-16 (Caffe preprocessing) the quality tests use: ``NST_TEST_WEIGHTS`` names
+    the file, else ../shared/data/weights/ next to the checkout."""
+    named = env.get("NST_TEST_WEIGHTS")
+    return Path(os.path.expanduser(named)).resolve() if named else DEFAULT_REAL_WEIGHTS
+
+
+SHARED_WEIGHTS = real_weights_path()
 EXAMPLES = REPO / "examples"
 
 
@@ -79,7 +89,7 @@ def random_engine():
 @pytest.fixture(scope="session")
 def real_weights():
     if not SHARED_WEIGHTS.is_file():
-        pytest.skip(f"real VGG-16 weights not present at {SHARED_WEIGHTS}")
+        pytest.skip(f"real VGG-16 weights not present at {SHARED_WEIGHTS} (NST_TEST_WEIGHTS=FILE names another)")
     return SHARED_WEIGHTS
 
 

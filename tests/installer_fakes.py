@@ -5,6 +5,7 @@ the test choose how it behaves; every call is appended to ``$FAKE_STATE/calls.js
 check what the installer asked for. No torch, no network, each call a few milliseconds.
 
 - ``python -m venv DIR``: makes DIR/bin/python (and DIR/Scripts/python.exe), a copy of this script
+- ``python -m pip config list``: prints ``$FAKE_PIP_CONFIG``
 - ``python -m pip install ...``: succeeds; ``FAKE_PIP_FAIL=network|broken`` makes it fail like pip does
 - ``python -m nst_core doctor --json``: prints a JSON report; ``FAKE_DOCTOR=fail|garbage|torch_error``
   breaks it
@@ -41,6 +42,9 @@ FAKE_PYTHON = textwrap.dedent('''\
         with open(os.path.join(folder, "pyvenv.cfg"), "w") as cfg:
             cfg.write("home = fake\\n")
         sys.exit(0)
+    if args[:4] == ["-m", "pip", "config", "list"]:  # what --dry-run reads for pip's index
+        print(os.environ.get("FAKE_PIP_CONFIG", ""))
+        sys.exit(0)
     if args[:2] == ["-m", "pip"]:
         failure = os.environ.get("FAKE_PIP_FAIL", "")
         if failure == "network":
@@ -69,7 +73,8 @@ FAKE_PYTHON = textwrap.dedent('''\
                 sys.exit(1)
             ready = os.path.isfile(weights_file())
             print(json.dumps({{"version": "0.1.0", "torch": "2.14.1", "cuda": False, "cuda_devices": [],
-                              "mps": False, "weights": {{"vgg19": {{"found": ready}}}}, "ready": ready}}))
+                              "mps": False, "weights": {{"vgg19": {{"found": ready}}}}, "ready": ready,
+                              "weights_dir": os.path.dirname(weights_file())}}))
             sys.exit(0)
         if command[:2] == ["weights", "path"]:
             print(weights_file())
@@ -86,6 +91,9 @@ FAKE_PYTHON = textwrap.dedent('''\
             os.makedirs(os.path.dirname(weights_file()), exist_ok=True)
             with open(weights_file(), "w") as handle:
                 handle.write("weights")
+            if command[1] == "import":  # the real engine also notes which copy is the active one
+                with open(os.path.join(os.path.dirname(weights_file()), "active.json"), "w") as handle:
+                    handle.write("{{}}")
             print(weights_file())
             sys.exit(0)
         if command[:1] == ["stylize"]:

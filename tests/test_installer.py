@@ -374,7 +374,7 @@ def test_a_foreign_plugin_folder_is_backed_up_not_deleted(machine):
 def test_dry_run_changes_nothing(machine):
     linux_profiles(machine)
     before = snapshot(machine.root)
-    result = machine.run("--dry-run")
+    result = machine.run("--dry-run", "--weights-url", machine.fake_python.as_uri())  # no network in tests
     assert result.returncode == 0, result.stderr
     assert snapshot(machine.root) == before
     assert result.stdout.count("plug-in:  create") == 5
@@ -467,13 +467,27 @@ def test_missing_weights_file_is_a_usage_error_before_any_change(machine):
 
 # --- failures: a clear message, a distinct exit code, nothing left behind ------------------------------
 
-def test_no_gimp_found(machine):
-    before = snapshot(machine.root)
-    result = machine.run()
-    assert result.returncode == ExitCode.NO_GIMP
-    assert "no GIMP found" in result.stderr and "--gimp-plugin-dir" in result.stderr
-    assert str(machine.home / ".config" / "GIMP") in result.stderr  # says where it looked
-    assert snapshot(machine.root) == before
+def test_no_gimp_found_installs_the_engine_runs_the_demo_and_says_how_to_add_the_plugin(machine):
+    result = machine.run("--demo")  # the README's first command, on a machine without GIMP
+    assert result.returncode == ExitCode.NO_GIMP, result.stderr
+    assert "No GIMP found" in result.stdout and "Traceback" not in result.stderr
+    assert str(machine.home / ".config" / "GIMP") in result.stdout  # says where it looked
+    assert (machine.root / "nst-demo.png").read_bytes().startswith(b"\x89PNG")  # the demo ran
+    calls = [c["args"][2:] for c in read_calls(machine.state)]
+    assert ["weights", "fetch"] in calls  # the engine got its weights
+    assert machine.manifest()["plugin_folders"] == []
+    add_plugin = [line.strip() for line in result.stdout.splitlines() if "--engine-python" in line]
+    assert add_plugin == ["python3 %s --engine-python %s" % (INSTALLER, machine.fake_python)]
+    assert "exit code 3" in result.stdout
+    help_text = machine.run("--help").stdout
+    assert "no GIMP found" in help_text and "the engine (and the --demo run) were" in help_text
+
+    profile = machine.profile(".config", "GIMP", "3.0")  # GIMP installed and started once, later
+    later = machine.run(*add_plugin[0].split()[2:], engine=False)
+    assert later.returncode == 0, later.stderr
+    assert_plugin_folder(profile / "plug-ins" / PLUGIN, "#!/usr/bin/env python3", machine.fake_python,
+                         machine.data_dir() / "logs")
+    assert ["weights", "fetch"] not in [c["args"][2:] for c in read_calls(machine.state)][len(calls):]
 
 
 def test_no_gimp_installs_the_engine_only(machine):
@@ -691,6 +705,102 @@ def test_demo_shows_progress_and_where_the_result_is(machine):
     stylize = [c["args"][2:] for c in read_calls(machine.state) if c["args"][2:3] == ["stylize"]][0]
     assert stylize[1:3] == [str(REPO / "examples" / "chelsea.png"), str(REPO / "examples" / "starry_night.jpg")]
     assert stylize[stylize.index("--size") + 1] == "256" and "jsonl" in stylize
+
+
+def test_uninstall_removes_what_install_and_demo_made_and_keeps_quiet_about_gimp(machine):
+    pristine_home = snapshot(machine.home)
+    weights = machine.root / "vgg16.pth"
+    weights.write_bytes(b"w")
+    pristine_root = snapshot(machine.root)
+    result = machine.run("--no-gimp", "--demo", "--weights", str(weights))
+    assert result.returncode == 0, result.stderr
+    demo = machine.root / "nst-demo.png"
+    assert demo.is_file() and str(demo) in machine.manifest()["created_files"]
+    engine_weights = machine.state / "engine-data" / "weights"
+    assert sorted(p.name for p in engine_weights.iterdir()) == ["active.json", "vgg19-torchvision-features.pth"]
+    gone = machine.run("--uninstall")
+    assert gone.returncode == 0, gone.stderr
+    assert "GIMP" not in gone.stdout and "kept" not in gone.stdout
+    assert not demo.exists() and weights.read_bytes() == b"w"  # the given file is the user's
+    assert not (machine.state / "engine-data").exists()  # the engine's folders, made by this install, too
+    assert snapshot(machine.home) == pristine_home
+    assert {k for k in snapshot(machine.root) if not k.startswith("state")} == \
+        {k for k in pristine_root if not k.startswith("state")}
+
+
+def test_the_build_folders_pip_leaves_in_the_project_are_removed_unless_they_were_there(tmp_path):
+    from nst_installer.steps import build_leftovers, remove_build_leftovers
+
+    project = tmp_path / "project"
+    (project / "nst_core").mkdir(parents=True)
+    (project / "mine.egg-info").mkdir()  # a developer's editable install: theirs, kept
+    before = build_leftovers(project)
+    (project / "build" / "lib").mkdir(parents=True)  # what setuptools leaves after pip install PROJECT
+    (project / "nst_core.egg-info").mkdir()
+    remove_build_leftovers(project, before)
+    assert sorted(p.name for p in project.iterdir()) == ["mine.egg-info", "nst_core"]
+
+
+def test_a_demo_image_that_was_there_before_is_not_recorded(machine):
+    demo = machine.root / "nst-demo.png"
+    demo.write_bytes(b"an older demo")
+    assert machine.run("--no-gimp", "--no-weights", "--demo").returncode == 0
+    assert str(demo) not in machine.manifest()["created_files"]
+
+
+def test_dry_run_checks_the_index_and_the_weights_source(machine):
+    index, weights_url = machine.root / "index", machine.root / "vgg19-dcbb9e9d.pth"
+    index.mkdir()
+    weights_url.write_bytes(b"w")
+    missing = machine.root / "nowhere"
+    venv = ("--python", str(machine.fake_python), "--torch", "default", "--no-gimp")
+    before = snapshot(machine.root)
+
+    ok = machine.run("--dry-run", *venv, "--weights-url", weights_url.as_uri(), engine=False,
+                     extra_env={"PIP_INDEX_URL": index.as_uri()})
+    assert ok.returncode == 0, ok.stderr
+    assert "ok           pip's index %s answers" % index.as_uri() in ok.stdout
+    assert "ok           the weights' download %s answers" % weights_url.as_uri() in ok.stdout
+    assert "not checked  that pip finds torch wheels" in ok.stdout
+
+    # pip's own configuration names the index when PIP_INDEX_URL does not
+    unreachable = machine.run("--dry-run", *venv, "--weights-url", weights_url.as_uri(), engine=False,
+                              extra_env={"FAKE_PIP_CONFIG": "global.index-url='%s'" % missing.as_uri()})
+    assert unreachable.returncode == ExitCode.NO_NETWORK
+    assert "FAILED       pip's index %s cannot be reached" % missing.as_uri() in unreachable.stdout
+    assert "would stop the real run" in unreachable.stderr
+
+    no_weights = machine.run("--dry-run", *venv, "--weights-url", missing.as_uri(), engine=False,
+                             extra_env={"PIP_INDEX_URL": index.as_uri()})
+    assert no_weights.returncode == ExitCode.NO_NETWORK
+    assert "FAILED       the weights' download" in no_weights.stdout
+    assert "--weights FILE" in no_weights.stderr and "--weights-format" in no_weights.stderr
+
+    given = machine.run("--dry-run", *venv, "--weights", str(weights_url), engine=False,
+                        extra_env={"PIP_INDEX_URL": index.as_uri()})
+    assert given.returncode == 0, given.stderr
+    assert "not checked  whether it holds weights the engine can use" in given.stdout
+    after = snapshot(machine.root)
+    after.pop(os.path.join("state", "calls.jsonl"))  # the fake's own record of being asked
+    assert after == before
+    assert [c["args"][:4] for c in read_calls(machine.state) if c["args"][:2] == ["-m", "pip"]] == \
+        [["-m", "pip", "config", "list"]] * 4  # pip was asked where it looks, and installed nothing
+
+
+def test_the_installers_weights_addresses_and_offline_advice_agree_with_the_engine():
+    from nst_core import weights as engine_weights
+    from nst_installer import engine as installer_engine
+
+    assert installer_engine.WEIGHTS_DOWNLOADS == engine_weights.DOWNLOADS
+    for backbone in ("vgg19", "vgg16"):
+        url, filename = engine_weights.DOWNLOADS[backbone]
+        engine_says = engine_weights.offline_advice(backbone)
+        installer_says = installer_engine.offline_weights_advice(backbone, Path("/venv/bin/python"))
+        for advice, backbone_option in ((engine_says, "--backbone"), (installer_says, "--weights-backbone")):
+            assert url in advice and filename in advice
+            assert "--weights-format caffe|torchvision" in advice
+            assert backbone_option + " vgg16|vgg19" in advice
+            assert "weights import FILE" in advice
 
 
 # --- the real plug-in source, once it exists --------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""With real ImageNet features (../shared/data/weights, VGG-16, Caffe preprocessing): a short transfer
-really moves the picture's style statistics toward the style image and keeps the content.
-Skipped when the weights file is absent."""
+"""With real ImageNet features (VGG-16, Caffe preprocessing: the file NST_TEST_WEIGHTS names, else
+../shared/data/weights/vgg16-imagenet-caffe-features.pth): a short transfer really moves the picture's
+style statistics toward the style image and keeps the content. Skipped when the weights file is absent."""
 
 import numpy as np
 import pytest
@@ -11,9 +11,28 @@ from nst_core.imageio import load_image
 from nst_core.losses import gram_matrix
 from nst_core.stylizer import Stylizer, _to_tensor, resize
 
-from conftest import EXAMPLES
+from conftest import DEFAULT_REAL_WEIGHTS, EXAMPLES, real_weights_path
 
-pytestmark = [pytest.mark.realweights, pytest.mark.slow]
+
+def test_the_weights_file_comes_from_nst_test_weights_else_the_shared_folder(tmp_path):
+    named = tmp_path / "my-vgg16.pth"
+    assert real_weights_path({"NST_TEST_WEIGHTS": str(named)}) == named.resolve()
+    assert real_weights_path({}) == DEFAULT_REAL_WEIGHTS
+    assert DEFAULT_REAL_WEIGHTS.parts[-4:] == ("shared", "data", "weights", "vgg16-imagenet-caffe-features.pth")
+
+
+@pytest.mark.realweights
+def test_the_real_file_is_recognised_on_import(real_weights, tmp_path, monkeypatch):
+    """The shared Caffe VGG-16 needs no --weights-format: its hash says what it is."""
+    from nst_core import weights
+
+    known = weights.recognise(weights.sha256(str(real_weights)))
+    if known is None:
+        pytest.skip(f"{real_weights} is not one of the files the engine knows by hash")
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
+    kept = weights.import_file(str(real_weights))
+    assert kept == weights.trimmed_path(known.architecture, known.preprocessing)
+    assert weights.resolve().describe().startswith(f"{known.architecture}, {known.preprocessing} preprocessing")
 
 
 def measure(engine, image, content, style, size):
@@ -33,6 +52,8 @@ def measure(engine, image, content, style, size):
     return style_distance, content_distance
 
 
+@pytest.mark.realweights
+@pytest.mark.slow
 def test_a_real_transfer_takes_the_style_and_keeps_the_content(real_weights):
     engine = Stylizer("vgg16", str(real_weights), "caffe", "cpu")
     content = load_image(EXAMPLES / "chelsea.png")

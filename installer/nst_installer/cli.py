@@ -13,10 +13,12 @@ import traceback
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from .checks import dry_run_checks
 from .demo import run_demo
 from .errors import EXIT_CODES_HELP, ExitCode, InstallError
-from .manifest import load_manifest
-from .plan import (MANIFEST_NAME, HostFacts, InstallOptions, build_install_plan, describe_plan, preflight)
+from .manifest import Changes, load_manifest, merge, save_manifest
+from .plan import (MANIFEST_NAME, HostFacts, InstallOptions, InstallPlan, build_install_plan, describe_plan,
+                   no_gimp_lines, preflight)
 from .platforms import PLATFORMS, current_platform, find_gimp_profiles, normalize_gimp_version, user_data_dir
 from .steps import execute_install
 from .summary import install_summary
@@ -50,14 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     weights = parser.add_argument_group("weights")
     choice = weights.add_mutually_exclusive_group()
     choice.add_argument("--weights", metavar="FILE",
-                        help="import this local weights file (offline machines) instead of downloading them")
+                        help="import this local weights file (offline machines) instead of downloading them; "
+                             "known files (torchvision's vgg16-397923af.pth, vgg19-dcbb9e9d.pth, the "
+                             "Caffe-converted vgg16-imagenet-caffe-features.pth) are recognised by their hash")
     choice.add_argument("--no-weights", action="store_true",
                         help="skip the weights; the summary says how to add them later")
     weights.add_argument("--weights-backbone", choices=("vgg19", "vgg16"),
                          help="the network the weights are for "
                               "(default: detected from --weights FILE; vgg19 to download)")
     weights.add_argument("--weights-format", choices=("torchvision", "caffe"),
-                         help="the preprocessing the imported weights expect (default: torchvision)")
+                         help="the preprocessing the imported weights expect: needed for a file the engine "
+                              "does not recognise (default: what the file is known to be, or declares)")
     gimp = parser.add_argument_group("GIMP")
     gimp.add_argument("--gimp-plugin-dir", metavar="DIR", action="append", default=[],
                       help="install into this plug-ins folder instead of the GIMP profiles found (repeatable)")
@@ -71,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the installer's folder for the venv, logs and its install record (default: "
                             "~/.local/share/nst-gimp, ~/Library/Application Support/nst-gimp or "
                             "%%LOCALAPPDATA%%\\nst-gimp)")
-    other.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    other.add_argument("--dry-run", action="store_true",
+                       help="print the plan, check that the package index and the weights' source (or the "
+                            "--weights FILE) can be had, say what it could not check; change nothing")
     other.add_argument("--uninstall", action="store_true",
                        help="remove exactly what earlier installs created (as their record lists)")
     other.add_argument("--demo", action="store_true",
@@ -83,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     # For tests: imitate another platform's folders, and install a given plug-in source.
     parser.add_argument("--platform", choices=PLATFORMS, help=argparse.SUPPRESS)
     parser.add_argument("--plugin-source", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--weights-url", metavar="URL", help=argparse.SUPPRESS)  # what --dry-run looks at
     return parser
 
 
@@ -171,9 +179,27 @@ def _print_lines(lines: Sequence[str]) -> None:
     sys.stdout.flush()
 
 
+def _quoted(path: object) -> str:
+    text = str(path)
+    return '"%s"' % text if " " in text else text
+
+
 def _uninstall_command(args: argparse.Namespace) -> str:
     command = "python3 installer/install.py --uninstall"
     return command + (' --data-dir "%s"' % _absolute(args.data_dir) if args.data_dir else "")
+
+
+def _add_plugin_command(args: argparse.Namespace, plan: InstallPlan) -> str:
+    """The command that adds the plug-in to an engine installed without it: quick, no pip, no download."""
+    command = "python3 %s --engine-python %s" % (_quoted(REPO_ROOT / "installer" / "install.py"),
+                                                 _quoted(plan.engine.python))
+    return command + (" --data-dir %s" % _quoted(_absolute(args.data_dir)) if args.data_dir else "")
+
+
+def _record_demo_output(plan: InstallPlan, output: Path) -> None:
+    """The demo's image is the installer's doing: --uninstall removes it (unless someone replaced it)."""
+    changes = Changes(created_files=[output])
+    save_manifest(plan.manifest_path, merge(load_manifest(plan.manifest_path), changes, plan.project_version))
 
 
 def run_install(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -181,16 +207,25 @@ def run_install(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     plan = build_install_plan(options, gather_facts(args, options))
     _print_lines(describe_plan(plan))
     preflight(plan)
+    no_gimp = no_gimp_lines(plan, _add_plugin_command(args, plan), args.dry_run) if plan.gimp_searched else []
     if args.dry_run:
+        _print_lines(dry_run_checks(plan, os.environ, args.weights_url))
+        _print_lines([""] + no_gimp if no_gimp else [])
         print("\nDry run: the checks passed and nothing was changed.")
-        return ExitCode.OK
+        return ExitCode.NO_GIMP if no_gimp else ExitCode.OK
     print()
     report = execute_install(plan, verbose=args.verbose)
     _print_lines(install_summary(report, _uninstall_command(args)))
     if plan.demo:
         print()
+        demo_existed = plan.demo.output.exists()
         result = run_demo(plan.engine.python, plan.demo, log_dir=plan.logs_dir)
+        if not demo_existed and result.is_file():
+            _record_demo_output(plan, result)
         print("Demo result: %s" % result)
+    if no_gimp:
+        _print_lines([""] + no_gimp)
+        return ExitCode.NO_GIMP
     return ExitCode.OK
 
 
@@ -213,7 +248,8 @@ def run_uninstall(args: argparse.Namespace) -> int:
     for note in report.kept:
         print("  kept %s" % note)
     raise_for_failures(report, manifest_path)
-    print("Restart GIMP to drop the filter from its menus.")
+    if manifest.plugin_folders:
+        print("Restart GIMP to drop the filter from its menus.")
     return ExitCode.OK
 
 

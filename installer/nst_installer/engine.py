@@ -30,6 +30,24 @@ PIP_PROGRESS_PREFIXES = ("Collecting ", "Installing collected", "Successfully in
                          "ERROR:")
 
 
+# A copy of nst_core.weights.DOWNLOADS (the installer cannot import the engine, which needs torch);
+# tests/test_installer.py checks that the two are equal.
+WEIGHTS_DOWNLOADS = {
+    "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth"),
+    "vgg16": ("https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth"),
+}
+
+
+def offline_weights_advice(backbone: Optional[str], python: Path) -> str:
+    """How to install without a download; it says what the engine's own offline message says."""
+    url, filename = WEIGHTS_DOWNLOADS[backbone or "vgg19"]
+    return ("Offline: get %s (%s) elsewhere, then run this installer again with --weights FILE; a file the "
+            "engine does not recognise (another conversion, e.g. a Caffe one) also needs --weights-format "
+            "caffe|torchvision, and --weights-backbone vgg16|vgg19 to insist on a network. Or install now "
+            "without them (--no-weights) and add them later with: %s -m nst_core weights import FILE"
+            % (filename, url, python))
+
+
 def engine_argv(python: Path, *args: str) -> List[str]:
     return [str(python), "-m", "nst_core"] + list(args)
 

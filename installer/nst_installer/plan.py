@@ -127,6 +127,9 @@ class InstallPlan:
     targets: List[PluginTarget]
     plugin_source: Path
     demo: Optional[DemoPlan]
+    # Where GIMP was looked for when none was found (the engine is installed without the plug-in);
+    # empty when GIMP was found, or not looked for (--no-gimp, --gimp-plugin-dir).
+    gimp_searched: List[str] = field(default_factory=list)
 
 
 def _plugin_targets(options: InstallOptions, facts: HostFacts) -> List[PluginTarget]:
@@ -139,15 +142,24 @@ def _plugin_targets(options: InstallOptions, facts: HostFacts) -> List[PluginTar
             targets.append(PluginTarget(folder, version or "3", "GIMP %s, given folder" % (version or "3.x"),
                                         version_guessed=version is None))
         return targets
-    if not facts.gimp_profiles:
-        searched = sorted({str(p.profile_dir.parent) for p in
-                           candidate_profiles(facts.platform, facts.home, facts.env)})
-        raise InstallError(
-            ExitCode.NO_GIMP,
-            "no GIMP found: none of GIMP's user profile folders (GIMP/2.10, GIMP/3.0, GIMP/3.2) exists.",
-            "Looked in:\n  " + "\n  ".join(searched) + "\nStart GIMP once (it creates its profile) and run "
-            "this again, or name the plug-ins folder with --gimp-plugin-dir DIR.")
     return [PluginTarget(p.plugins_dir, p.version, p.label) for p in facts.gimp_profiles]
+
+
+def _gimp_searched(options: InstallOptions, facts: HostFacts) -> List[str]:
+    if options.no_gimp or options.gimp_plugin_dirs or facts.gimp_profiles:
+        return []
+    return sorted({str(p.profile_dir.parent) for p in candidate_profiles(facts.platform, facts.home, facts.env)})
+
+
+def no_gimp_lines(plan: "InstallPlan", add_plugin_command: str, dry_run: bool = False) -> List[str]:
+    """What to say when no GIMP was found: where the installer looked, and how to add the plug-in later."""
+    return (["No GIMP found: none of GIMP's user profile folders (GIMP/2.10, GIMP/3.0, GIMP/3.2) exists. "
+             "Looked in:"] + ["    %s" % folder for folder in plan.gimp_searched]
+            + ["So the engine %s installed without the plug-in (exit code 3). After installing GIMP and "
+               % ("would be" if dry_run else "is") + 
+"starting it once, add the plug-in with:",
+               "    " + add_plugin_command,
+               "(for a GIMP kept elsewhere, add --gimp-plugin-dir DIR; for the engine only, say --no-gimp)"])
 
 
 def _weights_plan(options: InstallOptions) -> WeightsPlan:
@@ -183,6 +195,7 @@ def build_install_plan(options: InstallOptions, facts: HostFacts) -> InstallPlan
         targets=_plugin_targets(options, facts),
         plugin_source=facts.plugin_source,
         demo=demo,
+        gimp_searched=_gimp_searched(options, facts),
     )
 
 
@@ -205,13 +218,17 @@ def describe_plan(plan: InstallPlan) -> List[str]:
     if plan.weights.mode == "skip":
         lines.append("  weights:  skipped (--no-weights)")
     else:
-        lines.append("  weights:  nst-core " + " ".join(plan.weights.engine_args()))
+        lines.append("  weights:  nst-core " + " ".join(plan.weights.engine_args())
+                     + (" (unless the engine has weights already)"
+                        if plan.weights.mode == "fetch" and not plan.weights.backbone else ""))
     for target in plan.targets:
         action = "replace" if target.folder.exists() else "create"
         lines.append("  plug-in:  %s %s  [%s]" % (action, target.folder, target.label))
         note = " (GIMP version not in the path: pass --gimp-version 2.10 for GIMP 2.10)" \
             if target.version_guessed else ""
         lines.append("            %s with %s%s" % (MAIN_FILE, target.shebang, note))
+    if plan.gimp_searched:
+        lines.append("  plug-in:  none: no GIMP found (looked in %s)" % ", ".join(plan.gimp_searched))
     lines.append("  logs:     %s" % plan.logs_dir)
     lines.append("  record:   %s (what --uninstall removes)" % plan.manifest_path)
     if plan.demo:

@@ -105,7 +105,11 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
         engine_steps.pip_install(engine.python, engine_steps.torch_install_args(source.index_url, switching),
                                  "torch", log)
         say("Installing the engine nst-core %s ..." % plan.project_version)
-        engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir)], "the engine", log)
+        leftovers_before = build_leftovers(engine.project_dir)
+        try:
+            engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir)], "the engine", log)
+        finally:
+            remove_build_leftovers(engine.project_dir, leftovers_before)
         say("Checking that the engine starts ...")
         report.doctor = engine_steps.check_engine(engine.python)
     except BaseException:
@@ -119,6 +123,17 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
     changes.torch_variant = source.variant
     if not reuse:
         changes.created_venv = venv_dir
+
+
+def build_leftovers(project_dir: Path) -> Set[Path]:
+    """What building the engine from its folder leaves there (setuptools builds in the source tree)."""
+    return {path for path in [project_dir / "build"] + list(project_dir.glob("*.egg-info")) if path.is_dir()}
+
+
+def remove_build_leftovers(project_dir: Path, there_before: Set[Path]) -> None:
+    """Remove the build folders the pip step added to the project folder; keep those that were there."""
+    for path in build_leftovers(project_dir) - there_before:
+        shutil.rmtree(str(path), ignore_errors=True)
 
 
 def _remove_new_venv(venv_dir: Path, folder_existed: bool) -> None:
@@ -150,37 +165,61 @@ def _reachable_torch_source(source: TorchSource, report: InstallReport) -> Torch
 # --- the weights -----------------------------------------------------------------------------------------
 
 def _offline_hint(plan: InstallPlan) -> str:
-    backbone = plan.weights.backbone or "vgg19"
-    url = {"vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-           "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth"}.get(backbone, "")
-    return ("On a machine with internet, download %s; then run this installer again with --weights FILE. "
-            "Or install now without them (--no-weights) and add them later with: %s -m nst_core weights "
-            "import FILE" % (url or "the backbone's torchvision weights", plan.engine.python))
+    return engine_steps.offline_weights_advice(plan.weights.backbone, plan.engine.python)
 
 
 def _files_in(folder: Optional[Path]) -> Set[Path]:
     return set(folder.iterdir()) if folder is not None and folder.is_dir() else set()
 
 
+def _missing_folders(folder: Optional[Path]) -> List[Path]:
+    """``folder`` and those of its parents that do not exist yet, outermost first."""
+    missing: List[Path] = []
+    current = folder
+    while current is not None and not current.exists() and current.parent != current:
+        missing.insert(0, current)
+        current = current.parent
+    return missing
+
+
+def _weights_folder(plan: InstallPlan, report: InstallReport) -> Optional[Path]:
+    """The engine's weights folder: doctor says where it is; an older engine's ``weights path`` shows it."""
+    folder = report.doctor.get("weights_dir")
+    if isinstance(folder, str) and folder:
+        return Path(folder)
+    weights = plan.weights
+    expected = engine_steps.weights_file_path(plan.engine.python, weights.backbone, weights.weights_format)
+    return expected.parent if expected is not None else None
+
+
 def _prepare_weights(plan: InstallPlan, changes: Changes, report: InstallReport) -> None:
     weights = plan.weights
     if weights.mode == "skip":
         return
+    if weights.mode == "fetch" and not weights.backbone and engine_steps.weights_ready(report.doctor):
+        report.weights = "already there"  # a re-install (offline, too) keeps what the engine has
+        return
     python = plan.engine.python
-    # The engine keeps its trimmed copy in its own folder; note what is there, so that a copy this run
-    # adds is recorded (and --uninstall removes it) while one that was there already is not.
-    expected = engine_steps.weights_file_path(python, weights.backbone, weights.weights_format)
-    weights_folder = expected.parent if expected is not None else None
+    # The engine keeps its trimmed copy (and its record of the active copy) in its own folder; note what
+    # is there, so that what this run adds, folders included, is recorded (and --uninstall removes it)
+    # while what was there already is not.
+    weights_folder = _weights_folder(plan, report)
+    folders_missing = _missing_folders(weights_folder)
     there_before = _files_in(weights_folder)
     if weights.mode == "import":
         say("Importing the weights from %s ..." % weights.file)
     else:
         say("Fetching the weights (once; later runs reuse them) ...")
-    kept_copy = engine_steps.prepare_weights(python, weights.engine_args(), _offline_hint(plan))
+    try:
+        kept_copy = engine_steps.prepare_weights(python, weights.engine_args(), _offline_hint(plan))
+    finally:
+        changes.created_dirs.extend(folder for folder in folders_missing if folder.is_dir())
+        if weights_folder is not None:
+            changes.created_files.extend(sorted(path for path in _files_in(weights_folder) - there_before
+                                                if path.is_file()))
     report.weights = "imported" if weights.mode == "import" else "fetched"
     report.weights_file = kept_copy
-    if kept_copy is not None and kept_copy.is_file() and kept_copy not in there_before \
-            and (weights_folder is None or kept_copy.parent == weights_folder):
+    if weights_folder is None and kept_copy is not None and kept_copy.is_file():
         changes.created_files.append(kept_copy)
 
 

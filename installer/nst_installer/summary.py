@@ -23,7 +23,12 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
     if report.torch_note:
         lines.append("            note: %s" % report.torch_note)
     weights_missing = report.weights == "skipped" and weights_ready(report.doctor) is not True
-    if report.weights != "skipped":
+    in_use = report.doctor.get("weights_in_use")
+    if report.weights == "already there":
+        lines.append("  weights:  already there%s" % (": %s" % in_use["description"]
+                                                    if isinstance(in_use, dict) and in_use.get("description")
+                                                    else " (the engine found them)"))
+    elif report.weights != "skipped":
         lines.append("  weights:  %s%s" % (report.weights, " (%s)" % report.weights_file
                                             if report.weights_file else ""))
     elif weights_missing:
@@ -50,7 +55,8 @@ def install_summary(report: InstallReport, uninstall_command: str) -> List[str]:
         lines.append("Still to do: the engine needs its weights before the first use. Either let it "
                      "download them once:")
         lines.append("    %s -m nst_core weights fetch" % python)
-        lines.append("or, on a machine without internet, import a downloaded file (vgg19-dcbb9e9d.pth):")
+        lines.append("or, on a machine without internet, import a downloaded file (vgg19-dcbb9e9d.pth; a file the "
+                     "engine does not recognise also needs --weights-format caffe|torchvision):")
         lines.append("    %s -m nst_core weights import FILE" % python)
     lines.append("To remove everything this installed: " + uninstall_command)
     return lines
