@@ -1,6 +1,7 @@
 """The files a newcomer reads first tell the truth: the licence, the README's layout, set-up and tests."""
 
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,12 @@ def test_the_readme_layout_names_every_top_level_folder_and_doc():
     readme = (REPO / "README.md").read_text()
     layout = readme[readme.index("## Layout"):]
     listed = set(re.findall(r"^\| `([^`]+)` \|", layout, re.M))
-    folders = {p.name + "/" for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    # The tracked tree, not the disk: build outputs and egg-info are ignored and not the project's.
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    if tracked:
+        folders = {path.split("/")[0] + "/" for path in tracked if "/" in path and not path.startswith(".")}
+    else:  # not a git checkout (an unpacked archive): the folders on disk
+        folders = {p.name + "/" for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")}
     docs = {"docs/" + p.name for p in (REPO / "docs").glob("*.md")}
     assert folders - {"docs/"} <= listed, folders - listed
     assert docs <= listed, docs - listed

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .checks import dry_run_checks
-from .demo import run_demo
+from .demo import engine_log_path, run_demo
 from .errors import EXIT_CODES_HELP, ExitCode, InstallError
 from .manifest import Changes, load_manifest, merge, save_manifest
 from .plan import (MANIFEST_NAME, HostFacts, InstallOptions, InstallPlan, build_install_plan, describe_plan,
@@ -196,9 +196,10 @@ def _add_plugin_command(args: argparse.Namespace, plan: InstallPlan) -> str:
     return command + (" --data-dir %s" % _quoted(_absolute(args.data_dir)) if args.data_dir else "")
 
 
-def _record_demo_output(plan: InstallPlan, output: Path) -> None:
-    """The demo's image is the installer's doing: --uninstall removes it (unless someone replaced it)."""
-    changes = Changes(created_files=[output])
+def _record_demo_files(plan: InstallPlan, created: List[Path]) -> None:
+    """The demo's image and the engine log it started are the installer's doing: --uninstall removes
+    them (unless someone replaced them)."""
+    changes = Changes(created_files=created)
     save_manifest(plan.manifest_path, merge(load_manifest(plan.manifest_path), changes, plan.project_version))
 
 
@@ -218,10 +219,12 @@ def run_install(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     _print_lines(install_summary(report, _uninstall_command(args)))
     if plan.demo:
         print()
-        demo_existed = plan.demo.output.exists()
+        demo_log = engine_log_path(plan.logs_dir)
+        existed = {path: path.exists() for path in (plan.demo.output, demo_log)}
         result = run_demo(plan.engine.python, plan.demo, log_dir=plan.logs_dir)
-        if not demo_existed and result.is_file():
-            _record_demo_output(plan, result)
+        created = [path for path in (result, demo_log) if not existed.get(path, False) and path.is_file()]
+        if created:
+            _record_demo_files(plan, created)
         print("Demo result: %s" % result)
     if no_gimp:
         _print_lines([""] + no_gimp)

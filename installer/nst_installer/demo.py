@@ -61,6 +61,12 @@ def demo_options(demo: DemoPlan) -> List[str]:
     return ["--preset", "fast", "--size", str(demo.size), "--iterations", str(demo.iterations)]
 
 
+def engine_log_path(log_dir: Path) -> Path:
+    """Where the client writes the engine's log in ``log_dir`` (the plug-in uses the same file)."""
+    _protocol, client = load_client()
+    return log_dir / client.LOG_FILE_NAME
+
+
 def run_demo(python: Path, demo: DemoPlan, bar: Optional[ProgressBar] = None,
              log_dir: Optional[Path] = None) -> Path:
     """Stylize the sample images; return the result's path. The engine's log (its stderr and the run's
