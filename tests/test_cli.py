@@ -458,7 +458,6 @@ def test_weights_missing_offline_names_the_file_and_the_remedies(inputs, weights
     assert "weights import" in message and "NST_WEIGHTS" in message, message
     assert "weights fetch" in message, message
     assert expected_path in message, message
-    assert proc.seconds < 12, f"took {proc.seconds:.1f} s to say the weights are missing"
     assert folder_listing(out.parent) == []
     assert not (inputs / "torch").exists() or not any((inputs / "torch").rglob("*.pth")), "it downloaded"
 
