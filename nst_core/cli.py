@@ -15,7 +15,8 @@ import traceback
 
 from . import __version__
 from .errors import BadInput, Cancelled, NSTError, WeightsMissing
-from .params import COLOR_MODES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS, SSIM_SCALINGS, UPSCALES
+from .devices import DEVICES
+from .params import PRESETS, StyleParams, cli_fields
 from .protocol import JsonlWriter
 
 
@@ -63,32 +64,7 @@ def build_parser():
     run.add_argument("--preset", choices=list(PRESETS), default="standard",
                      help="standard: multi-scale, a good result soonest; fast: a quick look; "
                           "paper: the paper's exact settings (default: standard)")
-    run.add_argument("--size", type=_int, help="working long side in pixels (standard: 512)")
-    run.add_argument("--iterations", type=_int, help="optimisation steps over all scales")
-    run.add_argument("--content-weight", type=_number, help="content weight alpha")
-    run.add_argument("--style-weight", type=_number, help="style weight beta")
-    run.add_argument("--tv-weight", type=_number, help="total-variation smoothing weight")
-    run.add_argument("--ssim", dest="use_ssim", action=argparse.BooleanOptionalAction, default=None,
-                     help="the SSIM factor per style layer (--no-ssim: plain Gatys)")
-    run.add_argument("--ssim-scaling", choices=SSIM_SCALINGS,
-                     help="max: Grams divided by max|A| before SSIM (default); none: raw Grams")
-    run.add_argument("--loss-normalization", choices=NORMALIZATIONS,
-                     help="target: each term divided by its target's magnitude; raw: the paper's formula")
-    run.add_argument("--optimizer", choices=OPTIMIZERS)
-    run.add_argument("--learning-rate", type=_number)
-    run.add_argument("--init", choices=("content", "noise"))
-    run.add_argument("--preserve-colors", nargs="?", const="luminance", choices=COLOR_MODES,
-                     help="keep the content's colours (luminance when given bare)")
-    run.add_argument("--style-blend", type=_number, nargs="+", metavar="W", help="one weight per style image")
-    run.add_argument("--style-scale", type=_number, help="style size relative to the working size")
-    run.add_argument("--seed", type=_int, help="random seed (default 0)")
-    run.add_argument("--multiscale", action=argparse.BooleanOptionalAction, default=None,
-                     help="coarse-to-fine optimisation")
-    run.add_argument("--upscale", choices=UPSCALES,
-                     help="how the result reaches the content's full size when that exceeds --size")
-    run.add_argument("--refine-iterations", type=_int, help="steps per tile with --upscale tiles")
-    run.add_argument("--precision", choices=PRECISIONS,
-                     help="autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)")
+    _add_style_options(run)
     _add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")
@@ -118,8 +94,23 @@ def build_parser():
     return parser
 
 
+def _add_style_options(parser):
+    """One option per StyleParams field that declares one (params.cli); left out = the preset's value."""
+    defaults = StyleParams()
+    for spec in cli_fields():
+        options = dict(spec.metadata["cli"])
+        flag = options.pop("flag") or "--" + spec.name.replace("_", "-")
+        kind = options.pop("type", None) or type(getattr(defaults, spec.name))
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif options["choices"] is None:
+            options["type"] = {int: _int, float: _number}[kind]
+        parser.add_argument(flag, dest=spec.name, default=None,
+                            **{key: value for key, value in options.items() if value is not None})
+
+
 def _add_engine_options(parser):
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto",
                         help="auto: VGG-19 when its weights are at hand, else a local VGG-16")
     parser.add_argument("--weights", help="weights file (torchvision-layout state dict), or 'random' for tests")
@@ -129,18 +120,10 @@ def _add_engine_options(parser):
 
 
 def params_from_args(args):
-    from .params import StyleParams
-
-    overrides = {
-        "size": args.size, "iterations": args.iterations, "content_weight": args.content_weight,
-        "style_weight": args.style_weight, "tv_weight": args.tv_weight, "use_ssim": args.use_ssim,
-        "ssim_scaling": args.ssim_scaling, "loss_normalization": args.loss_normalization,
-        "optimizer": args.optimizer, "learning_rate": args.learning_rate, "init": args.init,
-        "preserve_colors": args.preserve_colors, "style_scale": args.style_scale, "seed": args.seed,
-        "multiscale": args.multiscale, "upscale": args.upscale, "refine_iterations": args.refine_iterations,
-        "precision": args.precision,
-        "style_blend": tuple(args.style_blend) if args.style_blend else None,
-    }
+    overrides = {}
+    for spec in cli_fields():
+        value = getattr(args, spec.name)
+        overrides[spec.name] = tuple(value) if isinstance(value, list) else value  # nargs gives lists
     return StyleParams.preset(args.preset, **overrides)
 
 
@@ -242,7 +225,7 @@ class Reporter:
         else:
             factors = ", ".join(f"{f:.3f}" for f in stats.get("ssim_factors", []))
             print(f"wrote {output} ({stats['output_size'][0]}x{stats['output_size'][1]}) in {stats['seconds']:.1f} s;"
-                  f" best loss {stats['loss']:.5g} at iteration {stats['best_iteration']} of the last scale"
+                  f" best loss {stats['loss']:.5g} after {stats['best_iteration']} of {stats['iterations']} steps"
                   + (f"; SSIM factors (1-SSIM)/2 per style layer: {factors}" if factors else ""), file=self.err)
 
     def error(self, error):

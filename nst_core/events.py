@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
+from .protocol import PROTOCOL_VERSION
+
 
 @dataclass
 class _Event:
@@ -24,7 +26,7 @@ class Started(_Event):
     iterations: int
     scales: List[Tuple[int, int]]
     upscale: str
-    protocol: int = 1
+    protocol: int = PROTOCOL_VERSION
     event = "start"
 
 
