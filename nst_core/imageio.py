@@ -153,10 +153,11 @@ def _current_umask():
     return mask
 
 
-def save_image(image, path, alpha=None):
+def save_image(image, path, alpha=None, fast=False):
     """Write ``image`` (PIL RGB) with optional alpha to ``path`` atomically; returns the absolute path.
 
     The file appears whole or not at all: a temporary file beside it is renamed over it at the end.
+    ``fast``: least compression (a preview, written often and read once).
     """
     path = os.path.abspath(os.fspath(path))
     fmt = output_format(path)
@@ -174,6 +175,8 @@ def save_image(image, path, alpha=None):
     try:
         with os.fdopen(fd, "wb") as handle:
             options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+            if fast and fmt == "PNG":
+                options["compress_level"] = 1
             image.save(handle, format=fmt, **options)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a result is an ordinary file
         os.replace(tmp, path)

@@ -18,7 +18,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from . import __version__, color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
 from .errors import BadInput, Cancelled, OutOfMemory
-from .events import Progress, Started, Warned
+from .events import Preview, Progress, Started, Warned
 from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
 from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from .params import StyleParams
@@ -116,6 +116,19 @@ class Optimized:
     best: Iterate
     steps: int  # steps taken
     optimizer: Any  # a next scale may carry on Adam's state
+    finished_early: bool = False  # ``should_finish`` ended it before ``iterations`` steps
+
+
+@dataclass
+class RunControl:
+    """How a caller steers a run while it works (see ``Stylizer.run``)."""
+
+    should_stop: Optional[Callable[[], bool]] = None  # cancel: no result
+    should_finish: Optional[Callable[[], bool]] = None  # stop and keep the best iterate so far
+    preview_every: Optional[float] = None  # seconds between previews; None: no previews
+
+    def finish_requested(self):
+        return self.should_finish is not None and bool(self.should_finish())
 
 
 def as_loaded(image, role):
@@ -235,14 +248,19 @@ class _Clock:
 
 
 class _ProgressReporter:
-    """Numbers the iterates of a whole run and turns each into a ``Progress`` event."""
+    """Numbers the iterates of a whole run, turns each into a ``Progress`` event and, when asked, the
+    best one so far into a ``Preview`` at most every ``preview_every`` seconds."""
 
-    def __init__(self, plan, params, emit):
+    def __init__(self, plan, params, emit, preview_every=None, make_preview=None):
         self.total = plan.total_iterations
         self.clock = _Clock(plan.work_units)
         self.use_ssim = params.use_ssim
         self.emit = emit
         self.iteration = 0  # steps taken so far, over every scale and tile
+        self.best_iteration = 0  # the step number of the current scale's best iterate (0: the start)
+        self.preview_every = preview_every
+        self.make_preview = make_preview if preview_every is not None else None
+        self.last_preview = None  # when the last preview was finished
 
     def for_stage(self, phase, scale, pixels):
         """The ``on_iterate`` callback of one scale or tile."""
@@ -255,7 +273,20 @@ class _ProgressReporter:
                                style_loss=float(parts["style"]), tv_loss=float(parts["tv"]),
                                ssim_factors=[float(f) for f in parts["factors"]] if self.use_ssim else [],
                                elapsed=elapsed, eta=eta, image=current.image))
+            if phase == "stylize":  # a refined tile is a piece of the picture: the last preview stands
+                self.best_iteration = self.iteration - (current.step - best.step)
+                self._maybe_preview(best)
         return on_iterate
+
+    def _maybe_preview(self, best):
+        if self.make_preview is None:
+            return
+        # Measured from the end of the last one, so that making previews never takes most of the time.
+        if self.last_preview is not None and time.perf_counter() - self.last_preview < self.preview_every:
+            return
+        image = self.make_preview(best.image)
+        self.emit(Preview(iteration=self.best_iteration, loss=best.loss, size=image.size, image=image))
+        self.last_preview = time.perf_counter()
 
 
 @contextlib.contextmanager
@@ -372,7 +403,8 @@ class Stylizer:
                 }
         return optimizer
 
-    def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None):
+    def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None,
+                 should_finish=None):
         """Minimise ``objective`` from ``x`` for ``iterations`` steps; returns an :class:`Optimized`.
 
         Pixels are clipped to 0..255 after every step, as in the paper. Step k's loss evaluation (inside
@@ -380,6 +412,9 @@ class Stylizer:
         at step k + 1, and the last one by a final forward pass: ``on_iterate(current, best)`` runs once
         per step with the :class:`Iterate` after that step and the lowest-loss one so far. The starting
         image (step 0) is a candidate for the best too, though not reported.
+
+        ``should_stop()`` true before a step raises ``Cancelled``; ``should_finish()`` true ends the
+        optimisation there, with the lowest-loss iterate so far (``finished_early``).
         """
         x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = self._make_optimizer(x, params, previous_optimizer)
@@ -398,9 +433,12 @@ class Stylizer:
             if iterate.step > 0 and on_iterate is not None:
                 on_iterate(iterate, best)
 
+        steps = 0
         for step in range(1, iterations + 1):
             if should_stop is not None and should_stop():
                 raise Cancelled()
+            if should_finish is not None and should_finish():
+                break
             record = {}
 
             def closure():
@@ -422,18 +460,23 @@ class Stylizer:
             with torch.no_grad():
                 x.clamp_(0, 255)
             consider(record["iterate"])
+            steps = step
         # The last step's result has not been evaluated yet: one forward pass without gradients.
         final_loss, final_parts = self.evaluate(x.detach(), objective, params)
-        consider(Iterate(step=iterations, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
-        return Optimized(best=best, steps=iterations, optimizer=optimizer)
+        consider(Iterate(step=steps, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
+        return Optimized(best=best, steps=steps, optimizer=optimizer, finished_early=steps < iterations)
 
     # ----- the whole run ----------------------------------------------------------------------
 
-    def run(self, content, styles, params=None, on_progress=None, should_stop=None):
+    def run(self, content, styles, params=None, on_progress=None, should_stop=None, should_finish=None,
+            preview_every=None):
         """Stylise ``content`` with ``styles`` (one or several, blended). Returns a :class:`StyleResult`.
 
-        ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``);
-        ``should_stop()`` returning True stops the run within one iteration (raises ``Cancelled``).
+        ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``, ``Preview``);
+        ``should_stop()`` returning True cancels the run within one iteration (raises ``Cancelled``);
+        ``should_finish()`` returning True ends it within one iteration with the best iterate so far as
+        the result (``stats["stop_reason"] == "stopped"``); ``preview_every`` (seconds) asks for a
+        ``Preview`` of the best iterate so far, finished like the result, at most that often.
         """
         params = params or StyleParams()
         emit = on_progress or (lambda event: None)
@@ -447,15 +490,16 @@ class Stylizer:
         if len(blend) != len(styles):
             raise BadInput(f"style-blend has {len(blend)} weight(s) for {len(styles)} style image(s)")
         blend = [w / sum(blend) for w in blend]
-        return self._run_with_fallback(content, styles, blend, params, emit, should_stop)
+        control = RunControl(should_stop, should_finish, preview_every)
+        return self._run_with_fallback(content, styles, blend, params, emit, control)
 
-    def _run_with_fallback(self, content, styles, blend, params, emit, should_stop):
+    def _run_with_fallback(self, content, styles, blend, params, emit, control):
         """``_run_once``, retried smaller after an out-of-memory error, and at last on a CPU copy."""
         engine, attempt_params, attempts = self, params, 0
         while True:
             try:
                 with _cudnn_autotune(engine.device):
-                    return engine._run_once(content, styles, blend, attempt_params, emit, should_stop)
+                    return engine._run_once(content, styles, blend, attempt_params, emit, control)
             except (RuntimeError, MemoryError) as error:
                 if not (isinstance(error, MemoryError) or devices.is_out_of_memory(error)):
                     raise
@@ -494,19 +538,26 @@ class Stylizer:
         return RunPlan(working_size=work, capped=capped, memory_limit=limit, stages=stages, upscale=upscale,
                        tiles=tiles, refine_iterations=params.refine_iterations)
 
-    def _run_once(self, content, styles, blend, params, emit, should_stop):
+    def _run_once(self, content, styles, blend, params, emit, control):
         """One attempt at the plan's size; an out-of-memory error escapes to ``_run_with_fallback``."""
         start_time = time.perf_counter()
         plan = self._plan(content, params)
         self._announce(plan, content, emit)
         prepared = self._prepare(content, styles, blend, params)
-        progress = _ProgressReporter(plan, params, emit)
+
+        def make_preview(image):  # what the result would be now, without the tile refinement
+            with_detail = plan.upscale in ("detail", "tiles")
+            return finish_image(bring_to_size(image, prepared.content_tensor, content.size, with_detail),
+                                content, params)
+
+        progress = _ProgressReporter(plan, params, emit, control.preview_every, make_preview)
         # Anything random in a run draws from its own generator: the process's global RNG is left alone.
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
-        stylized = self._stylize(plan, prepared, params, progress, should_stop, generator)
-        result = self._upscale(stylized.best.image, plan, prepared, params, progress, should_stop)
+        best, finished = self._stylize(plan, prepared, params, progress, control, generator)
+        result, upscale, finished = self._upscale(best.image, finished, plan, prepared, params, progress, control)
         image = finish_image(result, content, params)
-        stats = self._stats(plan, params, stylized, image, seconds=time.perf_counter() - start_time)
+        stats = self._stats(plan, params, best, progress, image, upscale, finished,
+                            seconds=time.perf_counter() - start_time)
         return StyleResult(image=image, stats=stats)
 
     def _announce(self, plan, content, emit):
@@ -536,10 +587,14 @@ class Stylizer:
             keys=[_digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)])
         return Prepared(content=content, content_tensor=_to_tensor(content_rgb, device), styles=style_set)
 
-    def _stylize(self, plan, prepared, params, progress, should_stop, generator):
-        """Coarse to fine: each scale starts from the previous scale's best iterate, resized."""
+    def _stylize(self, plan, prepared, params, progress, control, generator):
+        """Coarse to fine: each scale starts from the previous scale's best iterate, resized.
+
+        Returns the best :class:`Iterate` of the last scale run, and whether a finish request ended it."""
         x, stylized = None, None
         for index, stage in enumerate(plan.stages):
+            if stylized is not None and control.finish_requested():
+                return stylized.best, True
             scaled_content = resize(prepared.content_tensor, stage.size)
             if x is None:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, generator)
@@ -549,30 +604,38 @@ class Stylizer:
             objective = self.objective(scaled_content, grams, params)
             carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
             stylized = self.optimize(x, objective, stage.iterations, params,
-                                     progress.for_stage("stylize", index, stage.pixels), should_stop, carried)
+                                     progress.for_stage("stylize", index, stage.pixels), control.should_stop,
+                                     carried, control.should_finish)
             x = stylized.best.image
-        return stylized
+            if stylized.finished_early:
+                break
+        return stylized.best, stylized.finished_early
 
-    def _upscale(self, image, plan, prepared, params, progress, should_stop):
-        """The working-size result brought to the content's size, as ``plan.upscale`` says."""
-        if plan.upscale == "none":
-            return image
-        full_size = prepared.content.size
-        result = bring_to_size(image, prepared.content_tensor, full_size, with_detail=plan.upscale != "resize")
-        if plan.upscale == "tiles":
-            result = self._refine_tiles(result, prepared, plan.tiles, params, progress, should_stop,
-                                        len(plan.stages))
-        return result
+    def _upscale(self, image, finished, plan, prepared, params, progress, control):
+        """The best iterate brought to the content's size as ``plan.upscale`` says. Returns it, the way it
+        was done, and whether a finish request ended the run (which skips the tile refinement)."""
+        upscale = plan.upscale
+        at_full_size = tuple(image.shape[-2:]) == tuple(prepared.content_tensor.shape[-2:])
+        if finished and (upscale == "tiles" or not at_full_size and upscale == "none"):
+            upscale = "detail"  # as the previews showed it; a run ended at a coarse scale is small
+        if upscale == "none":
+            return image, upscale, finished
+        result = bring_to_size(image, prepared.content_tensor, prepared.content.size, upscale != "resize")
+        if upscale == "tiles":
+            refined = self._refine_tiles(result, prepared, plan.tiles, params, progress, control, len(plan.stages))
+            if refined is None:
+                return result, "detail", True
+            result = refined
+        return result, upscale, finished
 
-    def _stats(self, plan, params, stylized, image, seconds):
-        best = stylized.best
-        # A step number of the whole run, as progress events count them: the steps of the earlier scales
-        # plus this one's (0 would be the starting image).
-        best_iteration = sum(s.iterations for s in plan.stages[:-1]) + best.step
+    def _stats(self, plan, params, best, progress, image, upscale, finished, seconds):
         return {
             "seconds": round(seconds, 3),
             "iterations": plan.total_iterations,
-            "best_iteration": best_iteration,
+            "steps": progress.iteration,  # fewer than iterations when told to finish early
+            "stop_reason": "stopped" if finished else "max_iterations",
+            # A step number of the whole run, as progress events count them (0: the starting image).
+            "best_iteration": progress.best_iteration,
             "device": str(self.device),
             "backbone": self.architecture,
             "weights": self.source.describe(),
@@ -580,8 +643,8 @@ class Stylizer:
             "working_size": list(plan.working_size),
             "output_size": list(image.size),
             "scales": [list(s.size) for s in plan.stages],
-            "upscale": plan.upscale,
-            "tiles": len(plan.tiles),
+            "upscale": upscale,
+            "tiles": len(plan.tiles) if upscale == "tiles" else 0,
             "capped": plan.capped,
             "loss": best.loss,
             "content_loss": float(best.parts["content"]),
@@ -591,24 +654,31 @@ class Stylizer:
             "params": params.to_dict(),
         }
 
-    def _refine_tiles(self, canvas, prepared, tiles, params, progress, should_stop, scale_index):
-        """Refine the full-size result tile by tile, against style targets computed once for it."""
+    def _refine_tiles(self, canvas, prepared, tiles, params, progress, control, scale_index):
+        """Refine the full-size result tile by tile, against style targets computed once for it.
+
+        Returns None when told to finish meanwhile: a half-refined canvas would show its seams."""
         grams = self.style_grams(prepared.styles, round(max(canvas.shape[-2:]) * params.style_scale), params)
         out = torch.zeros_like(canvas)
         weight_sum = torch.zeros_like(canvas[:, :1])
         for x0, y0, w, h in tiles:
+            if control.finish_requested():
+                return None
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
             objective = self.objective(prepared.content_tensor[region], grams, params)
             refined = self.optimize(canvas[region], objective, params.refine_iterations, params,
-                                    progress.for_stage("refine", scale_index, w * h), should_stop)
+                                    progress.for_stage("refine", scale_index, w * h), control.should_stop,
+                                    should_finish=control.should_finish)
+            if refined.finished_early:
+                return None
             feather = _feather(w, h, params.tile_overlap, canvas.device)
             out[region] += refined.best.image * feather
             weight_sum[region] += feather
         return (out / weight_sum.clamp_min(1e-6)).clamp_(0, 255)
 
 
-def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None,
-            backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None):
+def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None, should_finish=None,
+            preview_every=None, backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None):
     """One call: stylise ``content`` with ``styles`` and return a :class:`StyleResult`.
 
     ``output``, when given, is checked before any work and written atomically at the end.
@@ -618,7 +688,8 @@ def stylize(content, styles, params=None, *, output=None, on_progress=None, shou
                if isinstance(p, (str, os.PathLike))]
     target = check_output_path(output, sources) if output is not None else None
     engine = stylizer or Stylizer(backbone, weights, weights_format, device)
-    result = engine.run(content, styles, params, on_progress=on_progress, should_stop=should_stop)
+    result = engine.run(content, styles, params, on_progress=on_progress, should_stop=should_stop,
+                        should_finish=should_finish, preview_every=preview_every)
     if target is not None:
         result.stats["output"] = result.save(target)
     return result

@@ -27,7 +27,7 @@ PROTOCOL_DOC = REPO / "docs" / "PROTOCOL.md"
 EXIT_NAMES = {0: "ok", 1: "internal", 2: "bad_input", 3: "weights_missing", 4: "cancelled", 5: "out_of_memory"}
 # Small and quick: one scale of 64 px, no SSIM (its Gram-matrix SSIM is the costly part on a CPU).
 QUICK = ("--size", "64", "--device", "cpu", "--weights", "random", "--no-ssim")
-KNOWN_EVENTS = {"start", "warning", "progress", "done", "error"}
+KNOWN_EVENTS = {"start", "warning", "progress", "preview", "done", "error"}
 
 
 # ----- helpers --------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from conftest import make_content, make_style
 QUICK = dict(size=64, iterations=8, multiscale=False)
 
 
-def run(engine, content=None, styles=None, **changes):
+def run(engine, content=None, styles=None, preview_every=None, **changes):
     params = StyleParams.preset("standard", **{**QUICK, **changes})
     events = []
-    result = engine.run(content or make_content(), styles or [make_style()], params, on_progress=events.append)
+    result = engine.run(content or make_content(), styles or [make_style()], params, on_progress=events.append,
+                        preview_every=preview_every)
     return result, events
 
 
@@ -256,3 +257,56 @@ def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
     assert all(p.device.type == "cpu" for p in net.parameters()), "the engine's network was not moved"
     assert list(random_engine._style_cache) == cached, "the CPU run's targets stay out of the engine's cache"
     assert torch.backends.cudnn.benchmark == cudnn_before
+
+
+def test_should_finish_ends_the_run_with_the_best_iterate_so_far(random_engine):
+    content = make_content(160, 100)
+    progress = []
+
+    def on_progress(event):
+        if event.event == "progress":
+            progress.append(event)
+
+    params = StyleParams(**{**QUICK, "iterations": 30, "upscale": "tiles", "refine_iterations": 2,
+                            "tile_size": 128, "tile_overlap": 16})
+    result = random_engine.run(content, [make_style()], params, on_progress=on_progress,
+                               should_finish=lambda: len(progress) >= 3)
+    stats = result.stats
+    assert stats["stop_reason"] == "stopped" and stats["iterations"] == 30 + 2 * 2
+    assert stats["steps"] == len(progress) <= 4, "it finished within one step of being told"
+    assert [e.iteration for e in progress] == list(range(1, stats["steps"] + 1))
+    assert 0 <= stats["best_iteration"] <= stats["steps"]
+    if stats["best_iteration"]:
+        assert stats["loss"] == progress[stats["best_iteration"] - 1].loss
+    assert {e.phase for e in progress} == {"stylize"}, "the tile refinement is skipped"
+    assert stats["upscale"] == "detail" and stats["tiles"] == 0 and result.image.size == (160, 100)
+
+
+def test_a_run_to_its_end_says_so(random_engine):
+    result, _ = run(random_engine, iterations=3)
+    assert result.stats["stop_reason"] == "max_iterations" and result.stats["steps"] == 3
+
+
+def test_previews_show_the_best_iterate_finished_like_the_result(random_engine):
+    content = make_content(alpha=True)
+    result, events = run(random_engine, content=content, iterations=6, preserve_colors="luminance",
+                         preview_every=0.0)
+    previews = [e for e in events if e.event == "preview"]
+    progress = [e for e in events if e.event == "progress"]
+    assert len(previews) == len(progress) == 6, "with no interval, one per step"
+    for seen, preview in enumerate(previews, 1):  # each follows the progress event of its step
+        assert preview.image.size == preview.size == content.size and preview.image.mode == "RGBA"
+        assert np.array_equal(np.asarray(preview.image)[:, :, 3], np.asarray(content)[:, :, 3])
+        assert preview.loss <= min(e.loss for e in progress[:seen]), "the best so far"
+        assert preview.iteration == 0 or preview.loss == progress[preview.iteration - 1].loss
+    assert "image" not in previews[0].as_dict()
+    assert np.array_equal(np.asarray(previews[-1].image), np.asarray(result.image)), "the last preview is the result"
+
+
+def test_previews_are_throttled_and_the_first_comes_after_the_first_step(random_engine):
+    _, events = run(random_engine, content=make_content(160, 100), iterations=5, upscale="tiles",
+                    refine_iterations=1, tile_size=128, tile_overlap=16, preview_every=3600.0)
+    names = [e.event for e in events]
+    assert names.count("preview") == 1 and names.index("preview") == names.index("progress") + 1
+    preview = events[names.index("preview")]
+    assert preview.image.size == (160, 100) and preview.iteration in (0, 1), "the best of the start and step 1"
