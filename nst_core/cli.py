@@ -321,7 +321,7 @@ class Reporter:
             factors = ", ".join(f"{f:.3f}" for f in stats.get("ssim_factors", []))
             stopped = f"; stopped early, after {stats['steps']} steps" if stats.get("stop_reason") == "stopped" else ""
             self._say(f"wrote {output} ({stats['output_size'][0]}x{stats['output_size'][1]}) in {stats['seconds']:.1f} s;"
-                  f" best loss {stats['loss']:.5g} after {stats['best_iteration']} of {stats['iterations']} steps"
+                      f" best loss {stats['loss']:.5g} after {stats['best_iteration']} of {stats['iterations']} steps"
                       + stopped + (f"; SSIM factors (1-SSIM)/2 per style layer: {factors}" if factors else ""))
 
     def error(self, error):

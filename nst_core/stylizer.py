@@ -82,7 +82,6 @@ class RunPlan:
 
     working_size: Tuple[int, int]
     capped: bool  # memory, not the request, set the working size
-    memory_limit: int  # pixels the device can hold now
     stages: List[Stage]  # coarse to fine; the last is at the working size
     upscale: str  # none, resize, detail or tiles
     tiles: List[Tuple[int, int, int, int]]  # (x, y, w, h) at full size, for "tiles"
@@ -96,7 +95,8 @@ class RunPlan:
     def work_units(self):
         """The run's expected cost: an iteration costs its pixel count."""
         tile_pixels = self.tiles[0][2] * self.tiles[0][3] if self.tiles else 0
-        return sum(s.iterations * s.pixels for s in self.stages) + len(self.tiles) * self.refine_iterations * tile_pixels
+        refinement = len(self.tiles) * self.refine_iterations * tile_pixels
+        return sum(s.iterations * s.pixels for s in self.stages) + refinement
 
 
 @dataclass
@@ -535,8 +535,8 @@ class Stylizer:
             upscale = "tiles" if affordable and params.refine_iterations > 0 else "detail"
         tile = min(params.tile_size, max(128, int(math.sqrt(max(limit, 1)))))
         tiles = _tile_grid(full, tile, params.tile_overlap) if upscale == "tiles" else []
-        return RunPlan(working_size=work, capped=capped, memory_limit=limit, stages=stages, upscale=upscale,
-                       tiles=tiles, refine_iterations=params.refine_iterations)
+        return RunPlan(working_size=work, capped=capped, stages=stages, upscale=upscale, tiles=tiles,
+                       refine_iterations=params.refine_iterations)
 
     def _run_once(self, content, styles, blend, params, emit, control):
         """One attempt at the plan's size; an out-of-memory error escapes to ``_run_with_fallback``."""

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import engine_command, make_content, make_style
-from test_cli import (LONG, LiveEngine, _check_cancelled, base_env, check_fields, documented_events,
-                      folder_listing, REPO)
+from test_cli import (LONG, REPO, LiveEngine, _check_cancelled, base_env, check_error_run, check_fields,
+                      documented_events, folder_listing, run_engine)
 
 
 @pytest.fixture
@@ -119,3 +119,16 @@ def test_a_caller_that_closes_stdout_cancels_quietly(live_inputs, tmp_path, canc
     assert "Traceback" not in text and "BrokenPipeError" not in text and "Exception ignored" not in text, text
     assert "nst-core: error: cancelled" in text
     assert folder_listing(out.parent) == [], "no output and no preview left"
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--preview-every", "-1"), ("preview-every",)),
+    (("--preview-every", "1", "--preview-dir", "no-such-folder"), ("preview-dir",)),
+], ids=["negative-interval", "missing-folder"])
+def test_bad_preview_options_are_one_line_errors(live_inputs, extra, words):
+    out = live_inputs / "out" / "result.png"
+    proc = run_engine("stylize", live_inputs / "content.png", live_inputs / "style.png", "-o", out,
+                      "--size", "64", "--iterations", "1", "--device", "cpu", "--weights", "random",
+                      "--progress", "jsonl", *extra)
+    check_error_run(proc, "bad_input", *words)
+    assert folder_listing(out.parent) == []
