@@ -124,7 +124,7 @@ class Evaluator:
 
     def __init__(self, args, size):
         from nst_core.params import StyleParams
-        from nst_core.stylizer import Stylizer, _to_tensor, resize
+        from nst_core.stylizer import Stylizer, StyleSet, _to_tensor, resize
 
         self.resize = resize
         self.engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
@@ -132,7 +132,7 @@ class Evaluator:
         content, style, self.final = _images(args, size)
         c = resize(_to_tensor(content.rgb, self.engine.device), self.final)
         s = _to_tensor(style.rgb, self.engine.device)
-        grams = self.engine.style_grams([s], [None], [1.0], max(self.final), self.params, ["style"])
+        grams = self.engine.style_grams(StyleSet([s], [None], [1.0], ["style"]), max(self.final), self.params)
         self.objective = self.engine.objective(c, grams, self.params)
         self.cache = {}
 

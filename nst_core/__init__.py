@@ -13,10 +13,10 @@ from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing  
 from .params import PRESETS, StyleParams  # noqa: E402
 
 _LAZY = {"stylize": "stylizer", "Stylizer": "stylizer", "StyleResult": "stylizer",
-         "Progress": "events", "Started": "events", "Warned": "events"}
+         "Progress": "events", "Started": "events", "Warned": "events", "Preview": "events"}
 
 __all__ = ["stylize", "Stylizer", "StyleResult", "StyleParams", "PRESETS", "Progress", "Started", "Warned",
-           "NSTError", "BadInput", "WeightsMissing", "Cancelled", "OutOfMemory", "__version__"]
+           "Preview", "NSTError", "BadInput", "WeightsMissing", "Cancelled", "OutOfMemory", "__version__"]
 
 
 def __getattr__(name):

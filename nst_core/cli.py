@@ -15,7 +15,8 @@ import traceback
 
 from . import __version__
 from .errors import BadInput, Cancelled, NSTError, WeightsMissing
-from .params import COLOR_MODES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS, SSIM_SCALINGS, UPSCALES
+from .devices import DEVICES
+from .params import PRESETS, StyleParams, cli_fields
 from .protocol import JsonlWriter
 
 
@@ -63,32 +64,7 @@ def build_parser():
     run.add_argument("--preset", choices=list(PRESETS), default="standard",
                      help="standard: multi-scale, a good result soonest; fast: a quick look; "
                           "paper: the paper's exact settings (default: standard)")
-    run.add_argument("--size", type=_int, help="working long side in pixels (standard: 512)")
-    run.add_argument("--iterations", type=_int, help="optimisation steps over all scales")
-    run.add_argument("--content-weight", type=_number, help="content weight alpha")
-    run.add_argument("--style-weight", type=_number, help="style weight beta")
-    run.add_argument("--tv-weight", type=_number, help="total-variation smoothing weight")
-    run.add_argument("--ssim", dest="use_ssim", action=argparse.BooleanOptionalAction, default=None,
-                     help="the SSIM factor per style layer (--no-ssim: plain Gatys)")
-    run.add_argument("--ssim-scaling", choices=SSIM_SCALINGS,
-                     help="max: Grams divided by max|A| before SSIM (default); none: raw Grams")
-    run.add_argument("--loss-normalization", choices=NORMALIZATIONS,
-                     help="target: each term divided by its target's magnitude; raw: the paper's formula")
-    run.add_argument("--optimizer", choices=OPTIMIZERS)
-    run.add_argument("--learning-rate", type=_number)
-    run.add_argument("--init", choices=("content", "noise"))
-    run.add_argument("--preserve-colors", nargs="?", const="luminance", choices=COLOR_MODES,
-                     help="keep the content's colours (luminance when given bare)")
-    run.add_argument("--style-blend", type=_number, nargs="+", metavar="W", help="one weight per style image")
-    run.add_argument("--style-scale", type=_number, help="style size relative to the working size")
-    run.add_argument("--seed", type=_int, help="random seed (default 0)")
-    run.add_argument("--multiscale", action=argparse.BooleanOptionalAction, default=None,
-                     help="coarse-to-fine optimisation")
-    run.add_argument("--upscale", choices=UPSCALES,
-                     help="how the result reaches the content's full size when that exceeds --size")
-    run.add_argument("--refine-iterations", type=_int, help="steps per tile with --upscale tiles")
-    run.add_argument("--precision", choices=PRECISIONS,
-                     help="autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)")
+    _add_style_options(run)
     _add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")
@@ -99,6 +75,11 @@ def build_parser():
                           "running it here")
     run.add_argument("--token-file", metavar="FILE",
                      help="with --server: the service's token (default: the one in this engine's data folder)")
+    run.add_argument("--preview-every", type=_number, metavar="SECONDS",
+                     help="with --progress jsonl: a preview event (a PNG of the best result so far, at full "
+                          "size) at most this often, the first after the first step (default: none)")
+    run.add_argument("--preview-dir", metavar="DIR",
+                     help="folder for the preview PNGs (default: beside the output); they are removed at the end")
     run.set_defaults(handler=cmd_stylize)
 
     from .serve import add_serve_parser
@@ -148,8 +129,23 @@ def build_parser():
     return parser
 
 
+def _add_style_options(parser):
+    """One option per StyleParams field that declares one (params.cli); left out = the preset's value."""
+    defaults = StyleParams()
+    for spec in cli_fields():
+        options = dict(spec.metadata["cli"])
+        flag = options.pop("flag") or "--" + spec.name.replace("_", "-")
+        kind = options.pop("type", None) or type(getattr(defaults, spec.name))
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif options["choices"] is None:
+            options["type"] = {int: _int, float: _number}[kind]
+        parser.add_argument(flag, dest=spec.name, default=None,
+                            **{key: value for key, value in options.items() if value is not None})
+
+
 def _add_engine_options(parser):
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto",
                         help="auto: VGG-19 when its weights are at hand, else a local VGG-16")
     parser.add_argument("--weights", help="weights file (torchvision-layout state dict), or 'random' for tests")
@@ -159,29 +155,27 @@ def _add_engine_options(parser):
 
 
 def params_from_args(args):
-    from .params import StyleParams
-
-    overrides = {
-        "size": args.size, "iterations": args.iterations, "content_weight": args.content_weight,
-        "style_weight": args.style_weight, "tv_weight": args.tv_weight, "use_ssim": args.use_ssim,
-        "ssim_scaling": args.ssim_scaling, "loss_normalization": args.loss_normalization,
-        "optimizer": args.optimizer, "learning_rate": args.learning_rate, "init": args.init,
-        "preserve_colors": args.preserve_colors, "style_scale": args.style_scale, "seed": args.seed,
-        "multiscale": args.multiscale, "upscale": args.upscale, "refine_iterations": args.refine_iterations,
-        "precision": args.precision,
-        "style_blend": tuple(args.style_blend) if args.style_blend else None,
-    }
+    overrides = {}
+    for spec in cli_fields():
+        value = getattr(args, spec.name)
+        overrides[spec.name] = tuple(value) if isinstance(value, list) else value  # nargs gives lists
     return StyleParams.preset(args.preset, **overrides)
 
 
 # ----- stopping -------------------------------------------------------------------------------
 
 class StopSignal:
-    """Set by SIGINT/SIGTERM, by ``cancel`` on stdin, or by stdin closing (the caller died)."""
+    """Cancel (no output): set by SIGINT/SIGTERM, by ``cancel`` on stdin, by stdin closing (the caller
+    died) or by stdout closing. Finish (stop and keep the best so far): ``stop`` on stdin or SIGUSR1
+    (no such signal on Windows: there, ``stop`` on stdin only)."""
 
     def __init__(self):
         self.event = threading.Event()
         self.reason = ""
+        self.finish_event = threading.Event()
+
+    def finish_requested(self):
+        return self.finish_event.is_set()
 
     def __call__(self):
         return self.event.is_set()
@@ -200,9 +194,12 @@ class StopSignal:
         signal.signal(signal.SIGINT, handler)
         if hasattr(signal, "SIGTERM"):
             signal.signal(signal.SIGTERM, handler)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda _signum, _frame: self.finish_event.set())
 
     def watch_stdin(self, stream=None):
-        """When stdin is a pipe, a line ``cancel`` or end-of-file stops the run."""
+        """When stdin is a pipe, a line ``cancel`` or end-of-file cancels the run, a line ``stop`` finishes
+        it. End-of-file after ``stop`` does not cancel: the caller has said what it wants."""
         stream = stream or sys.stdin
         try:
             mode = os.fstat(stream.fileno()).st_mode
@@ -214,12 +211,16 @@ class StopSignal:
         def reader():
             try:
                 for line in stream:
-                    if line.strip().lower() == "cancel":
+                    command = line.strip().lower()
+                    if command == "cancel":
                         self.set("cancel requested on stdin")
                         return
+                    if command == "stop":
+                        self.finish_event.set()  # and read on: a cancel may still follow
             except (OSError, ValueError):
                 pass
-            self.set("stdin closed (the caller has gone)")
+            if not self.finish_requested():
+                self.set("stdin closed (the caller has gone)")
 
         threading.Thread(target=reader, name="stdin-watch", daemon=True).start()
         return True
@@ -227,10 +228,48 @@ class StopSignal:
 
 # ----- progress -------------------------------------------------------------------------------
 
+class StdoutClosed(Cancelled):
+    """The reader of the JSON lines closed its end: it has gone, so the run is cancelled, quietly."""
+
+    def __init__(self):
+        super().__init__("cancelled (stdout closed: the caller has gone): no output was written")
+
+
+class PreviewFiles:
+    """Each preview in a new PNG (written atomically), the newest two kept (a reader may still be
+    opening the one before), all removed at the end of the run."""
+
+    def __init__(self, folder, output):
+        self.prefix = os.path.join(os.path.abspath(folder), f".{os.path.basename(output)}.preview-{os.getpid()}-")
+        self.count = 0
+        self.kept = []
+
+    def write(self, image):
+        from .imageio import save_image
+
+        self.count += 1
+        path = save_image(image, f"{self.prefix}{self.count}.png", fast=True)
+        self.kept.append(path)
+        while len(self.kept) > 2:
+            self._remove(self.kept.pop(0))
+        return path
+
+    def remove_all(self):
+        while self.kept:
+            self._remove(self.kept.pop())
+
+    @staticmethod
+    def _remove(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass  # a reader on Windows may hold it open; it is a hidden file in the caller's folder
+
+
 class Reporter:
     """Turns engine events into the chosen progress display."""
 
-    def __init__(self, mode, stream_out=None, stream_err=None):
+    def __init__(self, mode, stream_out=None, stream_err=None, previews=None):
         self.out = stream_out or sys.stdout
         self.err = stream_err or sys.stderr
         if mode == "auto":
@@ -238,18 +277,43 @@ class Reporter:
         self.mode = mode
         self.jsonl = JsonlWriter(self.out) if mode == "jsonl" else None
         self.bar = None
+        self.previews = previews  # PreviewFiles, with --preview-every
+        self.stdout_closed = False
+
+    def _send(self, name, **fields):
+        """One JSON line; a closed stdout cancels the run (StdoutClosed) instead of a traceback."""
+        if self.stdout_closed:
+            raise StdoutClosed()
+        try:
+            self.jsonl.emit(name, **fields)
+        except (OSError, ValueError):  # BrokenPipeError, EINVAL on Windows, or a closed file object
+            self.stdout_closed = True
+            _discard_stdout()
+            raise StdoutClosed() from None
+
+    def _say(self, text):
+        """A line on stderr for a person; a closed stderr is no reason to fail a run."""
+        try:
+            print(text, file=self.err)
+        except (OSError, ValueError):
+            pass
 
     def __call__(self, event):
         if self.jsonl is not None:
-            self.jsonl.emit(event.event, **event.as_dict())
+            if event.event == "preview":
+                self._preview(event)
+            else:
+                self._send(event.event, **event.as_dict())
+            return
+        if event.event == "preview":
             return
         if event.event == "warning":
             self._close_bar()
-            print(f"warning: {event.message}", file=self.err)
+            self._say(f"warning: {event.message}")
         elif event.event == "start":
-            print(f"nst-core {event.version}: {event.device}, {event.weights}; working size "
+            self._say(f"nst-core {event.version}: {event.device}, {event.weights}; working size "
                   f"{event.working_size[0]}x{event.working_size[1]}, scales "
-                  f"{', '.join(f'{w}x{h}' for w, h in event.scales)}, upscale: {event.upscale}", file=self.err)
+                      f"{', '.join(f'{w}x{h}' for w, h in event.scales)}, upscale: {event.upscale}")
             if self.mode == "bar":
                 from tqdm import tqdm
 
@@ -260,6 +324,17 @@ class Reporter:
             self.bar.set_postfix_str(f"loss {event.loss:.4g}" + (f" ssim-factors {factors}" if factors else ""))
             self.bar.update(1)
 
+    def _preview(self, event):
+        if self.previews is None:
+            return
+        try:
+            path = self.previews.write(event.image)
+        except OSError as error:  # a full disk: the run goes on without previews
+            self.previews = None
+            self._send("warning", message=f"previews stopped: could not write one ({error})")
+            return
+        self._send("preview", path=path, **event.as_dict())
+
     def _close_bar(self):
         if self.bar is not None:
             self.bar.close()
@@ -268,18 +343,36 @@ class Reporter:
     def done(self, output, stats):
         self._close_bar()
         if self.jsonl is not None:
-            self.jsonl.emit("done", output=output, stats=stats)
+            try:
+                self._send("done", output=output, stats=stats)
+            except StdoutClosed:
+                pass  # the result is written; nobody is left to tell
         else:
             factors = ", ".join(f"{f:.3f}" for f in stats.get("ssim_factors", []))
-            print(f"wrote {output} ({stats['output_size'][0]}x{stats['output_size'][1]}) in {stats['seconds']:.1f} s;"
-                  f" best loss {stats['loss']:.5g} at iteration {stats['best_iteration']} of the last scale"
-                  + (f"; SSIM factors (1-SSIM)/2 per style layer: {factors}" if factors else ""), file=self.err)
+            stopped = f"; stopped early, after {stats['steps']} steps" if stats.get("stop_reason") == "stopped" else ""
+            self._say(f"wrote {output} ({stats['output_size'][0]}x{stats['output_size'][1]}) in {stats['seconds']:.1f} s;"
+                      f" best loss {stats['loss']:.5g} after {stats['best_iteration']} of {stats['iterations']} steps"
+                      + stopped + (f"; SSIM factors (1-SSIM)/2 per style layer: {factors}" if factors else ""))
 
     def error(self, error):
         self._close_bar()
-        if self.jsonl is not None:
-            self.jsonl.emit("error", code=error.code, exit_code=error.exit_code, message=str(error))
-        print(f"nst-core: error: {error}", file=self.err)
+        if self.jsonl is not None and not self.stdout_closed:
+            try:
+                self._send("error", code=error.code, exit_code=error.exit_code, message=str(error))
+            except StdoutClosed:
+                pass
+        self._say(f"nst-core: error: {error}")
+
+
+def _discard_stdout():
+    """Point stdout's file descriptor at the null device, so that the interpreter's last flush at exit
+    does not print a BrokenPipeError of its own (as the Python docs advise for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 # ----- commands -------------------------------------------------------------------------------
@@ -300,6 +393,9 @@ def cmd_stylize(args):
             if not os.path.exists(path):
                 raise BadInput(f"{'content' if path == args.content else 'style'} image not found: {path}")
         output = check_output_path(args.output, [args.content] + args.styles)
+        preview_every = _preview_interval(args, reporter)
+        if preview_every is not None:
+            reporter.previews = PreviewFiles(args.preview_dir or os.path.dirname(output), output)
         if stop():
             raise Cancelled()
         if args.server:  # a running service does the work (nst_core.client): no torch here
@@ -315,14 +411,15 @@ def cmd_stylize(args):
             print("nst-core: using an UNTRAINED network (--weights random): for tests only, "
                   "the result is not a style transfer", file=sys.stderr)
         engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
-        result = engine.run(content, styles, params, on_progress=reporter, should_stop=stop)
-        if stop():  # a stop that came after the last iteration still means: no output
+        result = engine.run(content, styles, params, on_progress=reporter, should_stop=stop,
+                            should_finish=stop.finish_requested, preview_every=preview_every)
+        if stop():  # a cancel that came after the last iteration still means: no output
             raise Cancelled()
         written = result.save(output)
         reporter.done(written, result.stats)
         return 0
     except Cancelled as error:
-        if stop.reason:
+        if stop.reason and not isinstance(error, StdoutClosed):
             error = Cancelled(f"cancelled ({stop.reason}): no output was written")
         reporter.error(error)
         return error.exit_code
@@ -349,6 +446,21 @@ def cmd_stylize(args):
                            "(the GIMP plug-in keeps it in its log). Please report it.")
         reporter.error(wrapped)
         return wrapped.exit_code
+    finally:
+        if reporter.previews is not None:
+            reporter.previews.remove_all()
+
+
+def _preview_interval(args, reporter):
+    """--preview-every in seconds, or None: previews go out as JSON lines only."""
+    if args.preview_every is None:
+        return None
+    if not (args.preview_every >= 0 and args.preview_every != float("inf")):
+        raise BadInput(f"--preview-every must be a number of seconds >= 0, got {args.preview_every}")
+    if args.preview_dir is not None and not os.path.isdir(args.preview_dir):
+        raise BadInput(f"--preview-dir {args.preview_dir} is not a folder: create it, or leave the option out "
+                       "to have the previews beside the output")
+    return args.preview_every if reporter.jsonl is not None else None
 
 
 def doctor_report():

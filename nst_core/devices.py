@@ -8,7 +8,10 @@ against what the device has free now, re-read before every run.
 import functools
 
 import psutil
-import torch
+
+# The names ``--device`` and ``Stylizer(device=...)`` accept. torch is imported inside the functions
+# below, so that the CLI can read these names for ``--help`` without loading it.
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Peak bytes per working pixel of a forward + backward pass to relu5_2, float32, batch 1, from the
 # peak RSS growth that benchmarks/speed_memory.py reported (VGG-19 at 512x384: 700 MB, 3.6 kB/pixel
@@ -23,6 +26,8 @@ HALF_PRECISION_SAVING = 0.55
 
 def pick_device(name="auto"):
     """``auto``: CUDA, then Apple's MPS, then the CPU. A named device that is absent is an error."""
+    import torch
+
     from .errors import BadInput
 
     cuda = torch.cuda.is_available()
@@ -34,8 +39,8 @@ def pick_device(name="auto"):
                        "use --device auto or cpu")
     if name == "mps" and not mps:
         raise BadInput("--device mps: Apple's Metal backend is not available here; use --device auto or cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise BadInput(f"unknown device {name!r}: choose auto, cpu, cuda or mps")
+    if name not in DEVICES:
+        raise BadInput(f"unknown device {name!r}: choose {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
     return torch.device(name)
 
 
@@ -58,6 +63,8 @@ def autocast_dtype(device, precision):
     ``auto`` picks bf16 only where it was measured faster (a CPU with native bf16); CUDA and MPS stay
     float32 until measured there (``--precision bf16`` or ``fp16`` opt in).
     """
+    import torch
+
     if precision == "auto":
         return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -68,6 +75,8 @@ def autocast_dtype(device, precision):
 
 def free_bytes(device):
     """Memory the run may use on ``device`` right now."""
+    import torch
+
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free
@@ -89,6 +98,8 @@ def max_pixels(device, architecture, optimizer, fraction, half_precision=False, 
 
 
 def is_out_of_memory(error):
+    import torch
+
     if isinstance(error, getattr(torch, "OutOfMemoryError", ())):
         return True
     text = str(error)
@@ -96,6 +107,8 @@ def is_out_of_memory(error):
 
 
 def release_cached(device):
+    import torch
+
     if device.type == "cuda":
         torch.cuda.empty_cache()
     elif device.type == "mps":

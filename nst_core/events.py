@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
+from .protocol import PROTOCOL_VERSION
+
 
 @dataclass
 class _Event:
@@ -24,7 +26,7 @@ class Started(_Event):
     iterations: int
     scales: List[Tuple[int, int]]
     upscale: str
-    protocol: int = 1
+    protocol: int = PROTOCOL_VERSION
     event = "start"
 
 
@@ -52,3 +54,15 @@ class Progress(_Event):
     # library callers that watch or record the optimisation; not part of the JSON-lines protocol.
     image: Any = field(default=None, repr=False, compare=False)
     event = "progress"
+
+
+@dataclass
+class Preview(_Event):
+    """The best iterate so far, finished like the result (colours, alpha) at the content's full size
+    (resized, without the tile refinement). The CLI writes ``image`` to a PNG and sends its ``path``."""
+
+    iteration: int  # the step the image comes from, numbered as Progress counts them
+    loss: float
+    size: Tuple[int, int]  # (width, height): the content's
+    image: Any = field(default=None, repr=False, compare=False)  # a PIL image
+    event = "preview"

@@ -38,9 +38,6 @@ class LoadedImage:
         """(width, height), as PIL counts."""
         return self.rgb.shape[1], self.rgb.shape[0]
 
-    def to_pil(self):
-        return Image.fromarray(np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
-
 
 def _open(path, role):
     if not os.path.exists(path):
@@ -68,7 +65,7 @@ def check_fits_memory(width, height, role, available_bytes=None):
             f"{needed / 2**30:.1f} GB and {available_bytes / 2**30:.1f} GB are free; scale it down first")
 
 
-def _to_float_rgb_alpha(img):
+def to_float_rgb_alpha(img):
     """Any Pillow mode -> (float32 RGB 0..255, uint8 alpha or None)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -107,7 +104,7 @@ def load_image(path, role="content", available_bytes=None):
                 warnings.simplefilter("ignore")  # EXIF and colour-profile chatter
                 img.load()
                 img = ImageOps.exif_transpose(img)
-            rgb, alpha = _to_float_rgb_alpha(img)
+            rgb, alpha = to_float_rgb_alpha(img)
         except (OSError, ValueError, SyntaxError) as exc:
             raise BadInput(f"{role} image {path} is truncated or corrupt: {exc}") from None
     return LoadedImage(rgb=np.ascontiguousarray(rgb), alpha=alpha, path=path)
@@ -156,10 +153,11 @@ def _current_umask():
     return mask
 
 
-def save_image(image, path, alpha=None):
+def save_image(image, path, alpha=None, fast=False):
     """Write ``image`` (PIL RGB) with optional alpha to ``path`` atomically; returns the absolute path.
 
     The file appears whole or not at all: a temporary file beside it is renamed over it at the end.
+    ``fast``: least compression (a preview, written often and read once).
     """
     path = os.path.abspath(os.fspath(path))
     fmt = output_format(path)
@@ -177,6 +175,8 @@ def save_image(image, path, alpha=None):
     try:
         with os.fdopen(fd, "wb") as handle:
             options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+            if fast and fmt == "PNG":
+                options["compress_level"] = 1
             image.save(handle, format=fmt, **options)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a result is an ordinary file
         os.replace(tmp, path)

@@ -1,11 +1,13 @@
 """Every setting of a style-transfer run, in one validated dataclass, with named presets.
 
+A field that the command line offers says so in its metadata (``cli(...)``: help text, choices); the
+``stylize`` options are built from those, so a new setting is added here once, with its label.
 No torch here: the CLI builds and checks parameters before it pays for importing torch.
 """
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from .errors import BadInput
@@ -25,6 +27,17 @@ MIN_SIZE = 32
 MAX_SIZE = 16384
 
 
+def cli(help=None, flag=None, choices=None, **argparse_options):
+    """Field metadata: the field is a ``stylize`` option. ``flag`` defaults to the field's name in
+    --kebab-case; the option's type follows the field's (int, float, bool: --x/--no-x, str: choices);
+    ``argparse_options`` (nargs, const, metavar, type) are for the fields that need more."""
+    return {"cli": {"help": help, "flag": flag, "choices": choices, **argparse_options}}
+
+
+def _option(default, *args, **kwargs):
+    return field(default=default, metadata=cli(*args, **kwargs))
+
+
 @dataclass(frozen=True)
 class StyleParams:
     """Settings of one run. ``StyleParams.preset(name, **overrides)`` starts from a named preset.
@@ -34,27 +47,31 @@ class StyleParams:
     ``"raw"`` (the paper) they multiply the plain sums, and the paper's 1e3/1e-2 fit Caffe-scale VGG.
     """
 
-    size: int = 512  # working long side; the result keeps the content's own size
-    iterations: int = 500  # in all, over every scale
-    content_weight: float = 1.0
-    style_weight: float = 1.0
-    tv_weight: float = 0.0
-    use_ssim: bool = True
-    ssim_scaling: str = "max"  # divide each Gram by max|A| before SSIM ("none": raw Grams)
+    # The working long side: the result keeps the content's own size.
+    size: int = _option(512, "working long side in pixels (standard: 512)")
+    iterations: int = _option(500, "optimisation steps over all scales")
+    content_weight: float = _option(1.0, "content weight alpha")
+    style_weight: float = _option(1.0, "style weight beta")
+    tv_weight: float = _option(0.0, "total-variation smoothing weight")
+    use_ssim: bool = _option(True, "the SSIM factor per style layer (--no-ssim: plain Gatys)", flag="--ssim")
+    ssim_scaling: str = _option("max", "max: Grams divided by max|A| before SSIM (default); none: raw Grams",
+                                choices=SSIM_SCALINGS)
     ssim_window: int = 11
     ssim_sigma: float = 1.5
     ssim_implementation: str = "fast"  # or "pytorch_msssim": the library's call, same values, slower
-    loss_normalization: str = "target"
+    loss_normalization: str = _option(
+        "target", "target: each term divided by its target's magnitude; raw: the paper's formula",
+        choices=NORMALIZATIONS)
     content_layers: Tuple[str, ...] = PAPER_CONTENT_LAYERS
     style_layers: Tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: Optional[Tuple[float, ...]] = None  # default: equal, summing to 1
-    optimizer: str = "lbfgs"
-    learning_rate: float = 1.0
+    optimizer: str = _option("lbfgs", choices=OPTIMIZERS)
+    learning_rate: float = _option(1.0)
     adam_betas: Tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
-    init: str = "content"
-    seed: int = 0
-    multiscale: bool = True
+    init: str = _option("content", choices=INITS)
+    seed: int = _option(0, "random seed (default 0)")
+    multiscale: bool = _option(True, "coarse-to-fine optimisation")
     scale_step: float = math.sqrt(2.0)
     # Long side of the first scale, at the smallest. 200 runs a 256 px request on one scale: measured
     # with the paper's loss at full size, one scale reached the reference's loss in 0.37x of its time,
@@ -65,14 +82,18 @@ class StyleParams:
     # paper's loss at full size (benchmarks/README.md): coarse steps are cheap but buy little there, so
     # most steps go to the full size (72% with 3 scales); equal shares took 35% longer to a given loss.
     coarse_share: float = 0.3
-    style_scale: float = 1.0
-    style_blend: Optional[Tuple[float, ...]] = None
-    preserve_colors: Optional[str] = None
-    upscale: str = "auto"
-    refine_iterations: int = 30  # per tile, when the result is refined at full resolution
+    style_scale: float = _option(1.0, "style size relative to the working size")
+    style_blend: Optional[Tuple[float, ...]] = _option(None, "one weight per style image", type=float, nargs="+",
+                                                      metavar="W")
+    preserve_colors: Optional[str] = _option(None, "keep the content's colours (luminance when given bare)",
+                                             choices=COLOR_MODES, nargs="?", const="luminance")
+    upscale: str = _option("auto", "how the result reaches the content's full size when that exceeds --size",
+                           choices=UPSCALES)
+    refine_iterations: int = _option(30, "steps per tile with --upscale tiles")  # refined at full resolution
     tile_size: int = 512
     tile_overlap: int = 64
-    precision: str = "auto"  # autocast: bf16 on CPUs with native bf16, else fp32 (nst_core.devices)
+    precision: str = _option("auto", "autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)",
+                             choices=PRECISIONS)  # nst_core.devices.autocast_dtype
     channels_last: bool = False  # measured no faster on the CPU (fp32 or bf16); unmeasured on GPUs
     memory_fraction: float = 0.6  # share of free device memory the working size may plan for
 
@@ -156,6 +177,11 @@ class StyleParams:
         need(0 <= self.tile_overlap <= self.tile_size // 4, "tile-overlap must lie between 0 and tile-size/4")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")
         need(0.05 <= self.memory_fraction <= 0.95, "memory-fraction must lie between 0.05 and 0.95")
+
+
+def cli_fields():
+    """The fields offered as ``stylize`` options, in declaration order."""
+    return [f for f in dataclasses.fields(StyleParams) if "cli" in f.metadata]
 
 
 PRESETS = {

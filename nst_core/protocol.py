@@ -6,9 +6,8 @@ Kept free of torch so that callers (and ``--help``) stay light.
 import json
 import math
 
+# The ``protocol`` field of the ``start`` event; bumped when a field or an event is removed or renamed.
 PROTOCOL_VERSION = 1
-
-EXIT_OK = 0
 
 
 def _finite(value):

@@ -22,11 +22,12 @@ class Stage:
         return self.size[0] * self.size[1]
 
 
-def fit_long_side(size, long_side):
-    """(w, h) scaled so that its longer side is ``long_side``, keeping the aspect ratio."""
+def fit_long_side(size, long_side, minimum=1):
+    """(w, h) scaled so that its longer side is ``long_side``, keeping the aspect ratio; neither side
+    below ``minimum``."""
     width, height = size
     scale = long_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return max(minimum, round(width * scale)), max(minimum, round(height * scale))
 
 
 def working_size(content_size, requested_long_side, max_pixels=None):

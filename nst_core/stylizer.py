@@ -5,6 +5,10 @@ optimisation loop and reports every iterate through a callback.
     engine = Stylizer()                                   # VGG-19, weights resolved as documented
     result = engine.run("cat.png", ["wave.jpg"], StyleParams.preset("fast"), on_progress=print)
     result.save("cat-wave.png")
+
+A run, in the order ``Stylizer._run_once`` takes it: plan the sizes (``_plan``), announce them, prepare
+the colours and tensors (``_prepare``), optimise scale by scale (``_stylize``), bring the result to the
+content's size (``_upscale``), finish it as a picture (``finish_image``) and describe it (``_stats``).
 """
 
 import contextlib
@@ -14,7 +18,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,15 +28,16 @@ from torch import nn
 
 from . import __version__, color, devices
 from . import weights as weights_mod
-from .backbone import VGGFeatures, deepest_index
+from .backbone import VGGFeatures, build_features, deepest_index
 from .errors import BadInput, Cancelled, OutOfMemory
-from .events import Progress, Started, Warned
-from .imageio import LoadedImage, _to_float_rgb_alpha, check_output_path, load_image, save_image
+from .events import Preview, Progress, Started, Warned
+from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
 from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from .params import StyleParams
-from .schedule import Stage, plan_stages, working_size
+from .schedule import Stage, fit_long_side, plan_stages, working_size
 
 STYLE_CACHE_ENTRIES = 64
+MIN_STYLE_SIDE = 16  # a style image shrunk further has no texture left to measure
 
 
 @dataclass
@@ -49,6 +54,83 @@ class StyleResult:
         return save_image(image, path, alpha=alpha)
 
 
+@dataclass
+class StyleSet:
+    """The style images of one run as the network sees them: they travel together everywhere."""
+
+    tensors: List[torch.Tensor]  # 1 x 3 x H x W, RGB 0..255 (after any colour preservation)
+    masks: List[Optional[torch.Tensor]]  # 1 x 1 x H x W in 0..1 from the style's alpha, or None
+    weights: List[float]  # blend weights, summing to 1
+    keys: List[str]  # what each tensor holds (a digest): the style cache's key, stable across calls
+
+    def __iter__(self):
+        return iter(zip(self.tensors, self.masks, self.weights, self.keys))
+
+
+@dataclass
+class Prepared:
+    """A run's inputs on its device, after colour handling."""
+
+    content: LoadedImage  # as given: its colours and alpha are put back on the result
+    content_tensor: torch.Tensor  # 1 x 3 x H x W at full size, the colours the optimisation sees
+    styles: StyleSet
+
+
+@dataclass
+class RunPlan:
+    """Sizes and budgets of one attempt, fixed before any optimisation."""
+
+    working_size: Tuple[int, int]
+    capped: bool  # memory, not the request, set the working size
+    stages: List[Stage]  # coarse to fine; the last is at the working size
+    upscale: str  # none, resize, detail or tiles
+    tiles: List[Tuple[int, int, int, int]]  # (x, y, w, h) at full size, for "tiles"
+    refine_iterations: int
+
+    @property
+    def total_iterations(self):
+        return sum(s.iterations for s in self.stages) + len(self.tiles) * self.refine_iterations
+
+    @property
+    def work_units(self):
+        """The run's expected cost: an iteration costs its pixel count."""
+        tile_pixels = self.tiles[0][2] * self.tiles[0][3] if self.tiles else 0
+        refinement = len(self.tiles) * self.refine_iterations * tile_pixels
+        return sum(s.iterations * s.pixels for s in self.stages) + refinement
+
+
+@dataclass
+class Iterate:
+    """One evaluated image of an optimisation: the image after ``step`` steps of it."""
+
+    step: int  # 0 is the starting image
+    loss: float
+    parts: dict  # the loss terms: content, style, tv, factors (detached tensors)
+    image: torch.Tensor  # 1 x 3 x H x W, 0..255
+
+
+@dataclass
+class Optimized:
+    """What ``Stylizer.optimize`` returns: its lowest-loss iterate and the optimiser that made it."""
+
+    best: Iterate
+    steps: int  # steps taken
+    optimizer: Any  # a next scale may carry on Adam's state
+    finished_early: bool = False  # ``should_finish`` ended it before ``iterations`` steps
+
+
+@dataclass
+class RunControl:
+    """How a caller steers a run while it works (see ``Stylizer.run``)."""
+
+    should_stop: Optional[Callable[[], bool]] = None  # cancel: no result
+    should_finish: Optional[Callable[[], bool]] = None  # stop and keep the best iterate so far
+    preview_every: Optional[float] = None  # seconds between previews; None: no previews
+
+    def finish_requested(self):
+        return self.should_finish is not None and bool(self.should_finish())
+
+
 def as_loaded(image, role):
     """A path, PIL image, H x W x 3/4 array or LoadedImage -> LoadedImage."""
     if isinstance(image, LoadedImage):
@@ -56,7 +138,7 @@ def as_loaded(image, role):
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, role)
     if isinstance(image, Image.Image):
-        rgb, alpha = _to_float_rgb_alpha(image)
+        rgb, alpha = to_float_rgb_alpha(image)
         return LoadedImage(np.ascontiguousarray(rgb), alpha, f"<{role} image>")
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
         scale = 255.0 if image.dtype.kind == "f" and image.max(initial=0) <= 1.0 else 1.0
@@ -85,6 +167,31 @@ def resize(tensor, size):
                          antialias=shrinking).clamp_(0, 255)
 
 
+def finish_image(result, content, params):
+    """A result tensor at the content's size -> the picture a caller gets.
+
+    The content's colours are put back (``preserve_colors="luminance"``) and its alpha is attached.
+    The final result and every preview go through here, so they look alike.
+    """
+    rgb = _to_numpy(result)
+    if params.preserve_colors == "luminance":
+        rgb = color.restore_chroma(rgb, content.rgb)
+    image = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+    if content.alpha is not None:
+        image.putalpha(Image.fromarray(content.alpha, "L"))
+    return image
+
+
+def bring_to_size(image, content_tensor, size, with_detail):
+    """``image`` resized to ``size``; ``with_detail`` adds back the content's fine detail that the
+    smaller size could not hold (the content minus its own round trip through that size)."""
+    result = resize(image, size)
+    if with_detail and tuple(image.shape[-2:]) != tuple(content_tensor.shape[-2:]):
+        small = (image.shape[-1], image.shape[-2])
+        result = (result + content_tensor - resize(resize(content_tensor, small), size)).clamp_(0, 255)
+    return result
+
+
 class Objective(nn.Module):
     """The total loss at one scale: alpha * content + beta * sum_l w_l * style_l + tv * TV."""
 
@@ -101,7 +208,6 @@ class Objective(nn.Module):
         self.style_weight = params.style_weight
         self.tv_weight = params.tv_weight
         self.tv = TVLoss()
-        self.use_ssim = params.use_ssim
 
     @property
     def layers(self):
@@ -141,8 +247,69 @@ class _Clock:
         return now - self.start, min(self.done_units / self.total_units, 1.0), eta
 
 
+class _ProgressReporter:
+    """Numbers the iterates of a whole run, turns each into a ``Progress`` event and, when asked, the
+    best one so far into a ``Preview`` at most every ``preview_every`` seconds."""
+
+    def __init__(self, plan, params, emit, preview_every=None, make_preview=None):
+        self.total = plan.total_iterations
+        self.clock = _Clock(plan.work_units)
+        self.use_ssim = params.use_ssim
+        self.emit = emit
+        self.iteration = 0  # steps taken so far, over every scale and tile
+        self.best_iteration = 0  # the step number of the current scale's best iterate (0: the start)
+        self.preview_every = preview_every
+        self.make_preview = make_preview if preview_every is not None else None
+        self.last_preview = None  # when the last preview was finished
+
+    def for_stage(self, phase, scale, pixels):
+        """The ``on_iterate`` callback of one scale or tile."""
+        def on_iterate(current, best):
+            self.iteration += 1
+            elapsed, fraction, eta = self.clock.tick(pixels)
+            parts = current.parts
+            self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
+                               scale=scale, loss=current.loss, content_loss=float(parts["content"]),
+                               style_loss=float(parts["style"]), tv_loss=float(parts["tv"]),
+                               ssim_factors=[float(f) for f in parts["factors"]] if self.use_ssim else [],
+                               elapsed=elapsed, eta=eta, image=current.image))
+            if phase == "stylize":  # a refined tile is a piece of the picture: the last preview stands
+                self.best_iteration = self.iteration - (current.step - best.step)
+                self._maybe_preview(best)
+        return on_iterate
+
+    def _maybe_preview(self, best):
+        if self.make_preview is None:
+            return
+        # Measured from the end of the last one, so that making previews never takes most of the time.
+        if self.last_preview is not None and time.perf_counter() - self.last_preview < self.preview_every:
+            return
+        image = self.make_preview(best.image)
+        self.emit(Preview(iteration=self.best_iteration, loss=best.loss, size=image.size, image=image))
+        self.last_preview = time.perf_counter()
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device):
+    """cuDNN picks its fastest kernels for this run (every scale and tile repeats one shape many
+    times); the process-wide setting is restored after, so other code in the process is unaffected."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 class Stylizer:
-    """Keeps the network on its device and style targets in a cache, for runs one after another."""
+    """Keeps the network on its device and style targets in a cache, for runs one after another.
+
+    A run changes nothing that outlives it: no global seed, no lasting backend setting, and an
+    out-of-memory fallback to the CPU uses a CPU copy of the network for that run only.
+    """
 
     def __init__(self, backbone="auto", weights=None, weights_format=None, device="auto", download=True):
         self.source = weights_mod.resolve(backbone, weights, weights_format, download=download)
@@ -151,13 +318,20 @@ class Stylizer:
         features = weights_mod.load_features(self.source, last)
         self.net = VGGFeatures(self.source.architecture, features, self.source.preprocessing).to(self.device)
         self._style_cache = OrderedDict()
-        if self.device.type == "cuda":
-            # Every scale and tile repeats one shape many times: let cuDNN pick its fastest kernels.
-            torch.backends.cudnn.benchmark = True
 
     @property
     def architecture(self):
         return self.source.architecture
+
+    def _cpu_copy(self):
+        """A Stylizer on the CPU with this one's network, for one run that did not fit the device."""
+        twin = Stylizer.__new__(Stylizer)
+        twin.source, twin.device, twin._style_cache = self.source, torch.device("cpu"), OrderedDict()
+        with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
+            features = build_features(self.net.architecture, len(self.net.features) - 1)
+        twin.net = VGGFeatures(self.net.architecture, features, self.net.preprocessing)
+        twin.net.load_state_dict({k: v.detach().to("cpu") for k, v in self.net.state_dict().items()})
+        return twin
 
     # ----- features and targets ---------------------------------------------------------------
 
@@ -174,11 +348,11 @@ class Stylizer:
         with self._autocast(params):
             return self.net(image, layers)
 
-    def style_grams(self, style_tensors, masks, blend, size_long, params, keys):
-        """Blended Gram targets of the style images at a long side of ``size_long`` (cached)."""
+    def style_grams(self, styles, long_side, params):
+        """Blended Gram targets of the :class:`StyleSet` ``styles`` at a long side of ``long_side`` (cached)."""
         total = {}
-        for tensor, mask, weight, key in zip(style_tensors, masks, blend, keys):
-            size = _fit(tensor.shape[-1], tensor.shape[-2], size_long)
+        for tensor, mask, weight, key in styles:
+            size = fit_long_side((tensor.shape[-1], tensor.shape[-2]), long_side, minimum=MIN_STYLE_SIDE)
             cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers),
                          devices.autocast_dtype(self.device, params.precision))
             grams = self._style_cache.get(cache_key)
@@ -229,25 +403,42 @@ class Stylizer:
                 }
         return optimizer
 
-    def optimize(self, x, objective, iterations, params, on_iterate, should_stop, previous_optimizer=None):
-        """Minimise ``objective`` from ``x`` for ``iterations`` steps.
+    def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None,
+                 should_finish=None):
+        """Minimise ``objective`` from ``x`` for ``iterations`` steps; returns an :class:`Optimized`.
 
-        Returns the lowest-loss iterate, its loss, its step (``iterations + 1``: the last step's result),
-        its loss terms, and the optimiser (whose state a next scale may carry on).
+        Pixels are clipped to 0..255 after every step, as in the paper. Step k's loss evaluation (inside
+        the optimiser's closure) is of the image after k - 1 steps, so the image after step k is reported
+        at step k + 1, and the last one by a final forward pass: ``on_iterate(current, best)`` runs once
+        per step with the :class:`Iterate` after that step and the lowest-loss one so far. The starting
+        image (step 0) is a candidate for the best too, though not reported.
 
-        ``on_iterate(loss, parts, image)`` runs after each step, with the iterate that was evaluated. Pixels are clipped to 0..255 after every
-        step, as in the paper, and the best iterate is the one with the lowest loss evaluated.
+        ``should_stop()`` true before a step raises ``Cancelled``; ``should_finish()`` true ends the
+        optimisation there, with the lowest-loss iterate so far (``finished_early``).
         """
         x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = self._make_optimizer(x, params, previous_optimizer)
-        best = (math.inf, None, 0, None)  # loss, image, step, loss terms
+        best = None
         # L-BFGS skips curvature pairs with y.s < 1e-10, an absolute threshold: with normalised losses
         # and 0..255 pixels the gradients are ~1e-6 and it would take tiny steps for many iterations.
         # Scaling the loss so the first gradient averages 1 in size fixes that without moving the optimum.
         loss_scale = [None if params.optimizer == "lbfgs" else 1.0]
+
+        def consider(iterate):
+            nonlocal best
+            if not math.isfinite(iterate.loss):
+                raise FloatingPointError("the loss became NaN or infinite; try a smaller learning rate")
+            if best is None or iterate.loss < best.loss:
+                best = iterate
+            if iterate.step > 0 and on_iterate is not None:
+                on_iterate(iterate, best)
+
+        steps = 0
         for step in range(1, iterations + 1):
             if should_stop is not None and should_stop():
                 raise Cancelled()
+            if should_finish is not None and should_finish():
+                break
             record = {}
 
             def closure():
@@ -261,33 +452,31 @@ class Stylizer:
                 else:
                     (total * loss_scale[0]).backward()
                 if not record:
-                    parts = {"content": parts["content"].detach(), "style": parts["style"].detach(),
-                             "tv": parts["tv"].detach(), "factors": [f.detach() for f in parts["factors"]]}
-                    record.update(total=total.detach(), parts=parts, image=x.detach().clone())
+                    record["iterate"] = Iterate(step=step - 1, loss=float(total.detach()), parts=_detached(parts),
+                                                image=x.detach().clone())
                 return total.detach() * loss_scale[0]
 
             optimizer.step(closure)
             with torch.no_grad():
                 x.clamp_(0, 255)
-            loss = float(record["total"])
-            if not math.isfinite(loss):
-                raise FloatingPointError("the loss became NaN or infinite; try a smaller learning rate")
-            if loss < best[0]:
-                best = (loss, record["image"], step, record["parts"])
-            on_iterate(loss, record["parts"], record["image"])
-        # The last step's result has not been evaluated yet: one forward pass tells if it is the best.
+            consider(record["iterate"])
+            steps = step
+        # The last step's result has not been evaluated yet: one forward pass without gradients.
         final_loss, final_parts = self.evaluate(x.detach(), objective, params)
-        if final_loss < best[0]:
-            best = (final_loss, x.detach().clone(), iterations + 1, final_parts)
-        return best[1], best[0], best[2], best[3], optimizer
+        consider(Iterate(step=steps, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
+        return Optimized(best=best, steps=steps, optimizer=optimizer, finished_early=steps < iterations)
 
     # ----- the whole run ----------------------------------------------------------------------
 
-    def run(self, content, styles, params=None, on_progress=None, should_stop=None):
+    def run(self, content, styles, params=None, on_progress=None, should_stop=None, should_finish=None,
+            preview_every=None):
         """Stylise ``content`` with ``styles`` (one or several, blended). Returns a :class:`StyleResult`.
 
-        ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``);
-        ``should_stop()`` returning True stops the run within one iteration (raises ``Cancelled``).
+        ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``, ``Preview``);
+        ``should_stop()`` returning True cancels the run within one iteration (raises ``Cancelled``);
+        ``should_finish()`` returning True ends it within one iteration with the best iterate so far as
+        the result (``stats["stop_reason"] == "stopped"``); ``preview_every`` (seconds) asks for a
+        ``Preview`` of the best iterate so far, finished like the result, at most that often.
         """
         params = params or StyleParams()
         emit = on_progress or (lambda event: None)
@@ -301,35 +490,33 @@ class Stylizer:
         if len(blend) != len(styles):
             raise BadInput(f"style-blend has {len(blend)} weight(s) for {len(styles)} style image(s)")
         blend = [w / sum(blend) for w in blend]
-        torch.manual_seed(params.seed)
+        control = RunControl(should_stop, should_finish, preview_every)
+        return self._run_with_fallback(content, styles, blend, params, emit, control)
 
-        attempt_params, attempts = params, 0
+    def _run_with_fallback(self, content, styles, blend, params, emit, control):
+        """``_run_once``, retried smaller after an out-of-memory error, and at last on a CPU copy."""
+        engine, attempt_params, attempts = self, params, 0
         while True:
             try:
-                return self._run_once(content, styles, blend, attempt_params, emit, should_stop)
+                with _cudnn_autotune(engine.device):
+                    return engine._run_once(content, styles, blend, attempt_params, emit, control)
             except (RuntimeError, MemoryError) as error:
                 if not (isinstance(error, MemoryError) or devices.is_out_of_memory(error)):
                     raise
-                devices.release_cached(self.device)
+                devices.release_cached(engine.device)
                 attempts += 1
-                ran_at = max(self._plan(content, attempt_params)[0])  # the content or a cap may be smaller
+                ran_at = max(engine._plan(content, attempt_params).working_size)  # content or cap may be smaller
                 smaller = int(ran_at / math.sqrt(2))
                 if attempts > 3 or smaller < 64:
-                    if self.device.type != "cpu":
-                        emit(Warned(f"{self.device.type} ran out of memory even at {ran_at} px; "
+                    if engine.device.type != "cpu":
+                        emit(Warned(f"{engine.device.type} ran out of memory even at {ran_at} px; "
                                     "continuing on the CPU (slower)"))
-                        self.to_device("cpu")
-                        attempt_params, attempts = params, 0
+                        engine, attempt_params, attempts = self._cpu_copy(), params, 0
                         continue
                     raise OutOfMemory(f"out of memory even at a working size of {ran_at} px: "
                                       "close other programs or use a smaller --size") from None
                 emit(Warned(f"out of memory at {ran_at} px; retrying at {smaller} px"))
                 attempt_params = attempt_params.replace(size=smaller)
-
-    def to_device(self, name):
-        self.device = devices.pick_device(name)
-        self.net.to(self.device)
-        self._style_cache.clear()
 
     def _plan(self, content, params):
         half = devices.autocast_dtype(self.device, params.precision) is not None
@@ -348,123 +535,150 @@ class Stylizer:
             upscale = "tiles" if affordable and params.refine_iterations > 0 else "detail"
         tile = min(params.tile_size, max(128, int(math.sqrt(max(limit, 1)))))
         tiles = _tile_grid(full, tile, params.tile_overlap) if upscale == "tiles" else []
-        return work, capped, limit, stages, upscale, tiles
+        return RunPlan(working_size=work, capped=capped, stages=stages, upscale=upscale, tiles=tiles,
+                       refine_iterations=params.refine_iterations)
 
-    def _run_once(self, content, styles, blend, params, emit, should_stop):
+    def _run_once(self, content, styles, blend, params, emit, control):
+        """One attempt at the plan's size; an out-of-memory error escapes to ``_run_with_fallback``."""
         start_time = time.perf_counter()
-        work, capped, limit, stages, upscale, tiles = self._plan(content, params)
-        if capped:
+        plan = self._plan(content, params)
+        self._announce(plan, content, emit)
+        prepared = self._prepare(content, styles, blend, params)
+
+        def make_preview(image):  # what the result would be now, without the tile refinement
+            with_detail = plan.upscale in ("detail", "tiles")
+            return finish_image(bring_to_size(image, prepared.content_tensor, content.size, with_detail),
+                                content, params)
+
+        progress = _ProgressReporter(plan, params, emit, control.preview_every, make_preview)
+        # Anything random in a run draws from its own generator: the process's global RNG is left alone.
+        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        best, finished = self._stylize(plan, prepared, params, progress, control, generator)
+        result, upscale, finished = self._upscale(best.image, finished, plan, prepared, params, progress, control)
+        image = finish_image(result, content, params)
+        stats = self._stats(plan, params, best, progress, image, upscale, finished,
+                            seconds=time.perf_counter() - start_time)
+        return StyleResult(image=image, stats=stats)
+
+    def _announce(self, plan, content, emit):
+        work = plan.working_size
+        if plan.capped:
             emit(Warned(f"working size capped to {work[0]}x{work[1]} to fit the {self.device.type} memory "
                         f"({devices.free_bytes(self.device) / 2**30:.1f} GB free); the result still has the "
                         f"content's full size"))
-        total_iterations = sum(s.iterations for s in stages) + len(tiles) * params.refine_iterations
         emit(Started(version=__version__, device=str(self.device), backbone=self.architecture,
                      weights=self.source.describe(), content_size=content.size, working_size=work,
-                     iterations=total_iterations, scales=[s.size for s in stages], upscale=upscale))
+                     iterations=plan.total_iterations, scales=[s.size for s in plan.stages], upscale=plan.upscale))
 
+    def _prepare(self, content, styles, blend, params):
+        """Colour preservation applied, then everything on the device."""
         content_rgb, style_rgbs = content.rgb, [s.rgb for s in styles]
         if params.preserve_colors == "luminance":
             pairs = [color.luminance_only(content_rgb, s) for s in style_rgbs]
             content_rgb, style_rgbs = pairs[0][0], [p[1] for p in pairs]
         elif params.preserve_colors == "histogram":
             style_rgbs = [color.match_color_statistics(s, content_rgb) for s in style_rgbs]
-
         device = self.device
-        full_content = _to_tensor(content_rgb, device)
-        style_tensors = [_to_tensor(s, device) for s in style_rgbs]
-        masks = [None if s.alpha is None else _to_tensor(s.alpha[:, :, None].astype(np.float32) / 255.0, device)
-                 for s in styles]
-        keys = [_digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)]
+        style_set = StyleSet(
+            tensors=[_to_tensor(s, device) for s in style_rgbs],
+            masks=[None if s.alpha is None else _to_tensor(s.alpha[:, :, None].astype(np.float32) / 255.0, device)
+                   for s in styles],
+            weights=list(blend),
+            keys=[_digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)])
+        return Prepared(content=content, content_tensor=_to_tensor(content_rgb, device), styles=style_set)
 
-        units = sum(s.iterations * s.pixels for s in stages) + len(tiles) * params.refine_iterations * (
-            tiles[0][2] * tiles[0][3] if tiles else 0)
-        clock = _Clock(units)
-        counter = {"iteration": 0}
+    def _stylize(self, plan, prepared, params, progress, control, generator):
+        """Coarse to fine: each scale starts from the previous scale's best iterate, resized.
 
-        def reporter(phase, scale, pixels):
-            def on_iterate(loss, parts, image):
-                counter["iteration"] += 1
-                elapsed, fraction, eta = clock.tick(pixels)
-                emit(Progress(iteration=counter["iteration"], total=total_iterations, fraction=fraction,
-                              phase=phase, scale=scale, loss=loss, content_loss=float(parts["content"]),
-                              style_loss=float(parts["style"]), tv_loss=float(parts["tv"]),
-                              ssim_factors=[float(f) for f in parts["factors"]] if params.use_ssim else [],
-                              elapsed=elapsed, eta=eta, image=image))
-            return on_iterate
-
-        x, optimizer = None, None
-        for index, stage in enumerate(stages):
-            scaled_content = resize(full_content, stage.size)
+        Returns the best :class:`Iterate` of the last scale run, and whether a finish request ended it."""
+        x, stylized = None, None
+        for index, stage in enumerate(plan.stages):
+            if stylized is not None and control.finish_requested():
+                return stylized.best, True
+            scaled_content = resize(prepared.content_tensor, stage.size)
             if x is None:
-                x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, params.seed)
+                x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, generator)
             else:
                 x = resize(x, stage.size)
-            grams = self.style_grams(style_tensors, masks, blend, round(max(stage.size) * params.style_scale),
-                                     params, keys)
+            grams = self.style_grams(prepared.styles, round(max(stage.size) * params.style_scale), params)
             objective = self.objective(scaled_content, grams, params)
-            x, best_loss, best_step, final_parts, optimizer = self.optimize(
-                x, objective, stage.iterations, params, reporter("stylize", index, stage.pixels), should_stop,
-                optimizer if params.optimizer == "adam" else None)
+            carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
+            stylized = self.optimize(x, objective, stage.iterations, params,
+                                     progress.for_stage("stylize", index, stage.pixels), control.should_stop,
+                                     carried, control.should_finish)
+            x = stylized.best.image
+            if stylized.finished_early:
+                break
+        return stylized.best, stylized.finished_early
 
-        result = x
-        if upscale in ("resize", "detail", "tiles"):
-            result = resize(x, content.size)
-            if upscale in ("detail", "tiles"):
-                # Put back the content's fine detail that the working size could not hold.
-                result = (result + full_content - resize(resize(full_content, work), content.size)).clamp_(0, 255)
-            if upscale == "tiles":
-                result = self._refine_tiles(result, full_content, style_tensors, masks, blend, keys, tiles,
-                                            params, reporter, should_stop, len(stages))
-        rgb = _to_numpy(result)
-        if params.preserve_colors == "luminance":
-            rgb = color.restore_chroma(rgb, content.rgb)
-        image = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
-        if content.alpha is not None:
-            image.putalpha(Image.fromarray(content.alpha, "L"))
+    def _upscale(self, image, finished, plan, prepared, params, progress, control):
+        """The best iterate brought to the content's size as ``plan.upscale`` says. Returns it, the way it
+        was done, and whether a finish request ended the run (which skips the tile refinement)."""
+        upscale = plan.upscale
+        at_full_size = tuple(image.shape[-2:]) == tuple(prepared.content_tensor.shape[-2:])
+        if finished and (upscale == "tiles" or not at_full_size and upscale == "none"):
+            upscale = "detail"  # as the previews showed it; a run ended at a coarse scale is small
+        if upscale == "none":
+            return image, upscale, finished
+        result = bring_to_size(image, prepared.content_tensor, prepared.content.size, upscale != "resize")
+        if upscale == "tiles":
+            refined = self._refine_tiles(result, prepared, plan.tiles, params, progress, control, len(plan.stages))
+            if refined is None:
+                return result, "detail", True
+            result = refined
+        return result, upscale, finished
 
-        stats = {
-            "seconds": round(time.perf_counter() - start_time, 3),
-            "iterations": total_iterations,
-            "best_iteration": best_step,
+    def _stats(self, plan, params, best, progress, image, upscale, finished, seconds):
+        return {
+            "seconds": round(seconds, 3),
+            "iterations": plan.total_iterations,
+            "steps": progress.iteration,  # fewer than iterations when told to finish early
+            "stop_reason": "stopped" if finished else "max_iterations",
+            # A step number of the whole run, as progress events count them (0: the starting image).
+            "best_iteration": progress.best_iteration,
             "device": str(self.device),
             "backbone": self.architecture,
             "weights": self.source.describe(),
-            "content_size": list(content.size),
-            "working_size": list(work),
+            "content_size": list(image.size),  # the result always has the content's size
+            "working_size": list(plan.working_size),
             "output_size": list(image.size),
-            "scales": [list(s.size) for s in stages],
+            "scales": [list(s.size) for s in plan.stages],
             "upscale": upscale,
-            "tiles": len(tiles),
-            "capped": capped,
-            "loss": best_loss,
-            "content_loss": float(final_parts["content"]),
-            "style_loss": float(final_parts["style"]),
-            "ssim_factors": [float(f) for f in final_parts["factors"]] if params.use_ssim else [],
+            "tiles": len(plan.tiles) if upscale == "tiles" else 0,
+            "capped": plan.capped,
+            "loss": best.loss,
+            "content_loss": float(best.parts["content"]),
+            "style_loss": float(best.parts["style"]),
+            "ssim_factors": [float(f) for f in best.parts["factors"]] if params.use_ssim else [],
             "style_layers": list(params.style_layers),
             "params": params.to_dict(),
         }
-        return StyleResult(image=image, stats=stats)
 
-    def _refine_tiles(self, canvas, full_content, style_tensors, masks, blend, keys, tiles, params, reporter,
-                      should_stop, scale_index):
-        """Refine the full-size result tile by tile, against style targets computed once for it."""
-        grams = self.style_grams(style_tensors, masks, blend, round(max(canvas.shape[-2:]) * params.style_scale),
-                                 params, keys)
+    def _refine_tiles(self, canvas, prepared, tiles, params, progress, control, scale_index):
+        """Refine the full-size result tile by tile, against style targets computed once for it.
+
+        Returns None when told to finish meanwhile: a half-refined canvas would show its seams."""
+        grams = self.style_grams(prepared.styles, round(max(canvas.shape[-2:]) * params.style_scale), params)
         out = torch.zeros_like(canvas)
         weight_sum = torch.zeros_like(canvas[:, :1])
         for x0, y0, w, h in tiles:
+            if control.finish_requested():
+                return None
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
-            objective = self.objective(full_content[region], grams, params)
-            refined, _, _, _, _ = self.optimize(canvas[region], objective, params.refine_iterations, params,
-                                             reporter("refine", scale_index, w * h), should_stop)
+            objective = self.objective(prepared.content_tensor[region], grams, params)
+            refined = self.optimize(canvas[region], objective, params.refine_iterations, params,
+                                    progress.for_stage("refine", scale_index, w * h), control.should_stop,
+                                    should_finish=control.should_finish)
+            if refined.finished_early:
+                return None
             feather = _feather(w, h, params.tile_overlap, canvas.device)
-            out[region] += refined * feather
+            out[region] += refined.best.image * feather
             weight_sum[region] += feather
         return (out / weight_sum.clamp_min(1e-6)).clamp_(0, 255)
 
 
-def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None,
-            backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None):
+def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None, should_finish=None,
+            preview_every=None, backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None):
     """One call: stylise ``content`` with ``styles`` and return a :class:`StyleResult`.
 
     ``output``, when given, is checked before any work and written atomically at the end.
@@ -474,15 +688,16 @@ def stylize(content, styles, params=None, *, output=None, on_progress=None, shou
                if isinstance(p, (str, os.PathLike))]
     target = check_output_path(output, sources) if output is not None else None
     engine = stylizer or Stylizer(backbone, weights, weights_format, device)
-    result = engine.run(content, styles, params, on_progress=on_progress, should_stop=should_stop)
+    result = engine.run(content, styles, params, on_progress=on_progress, should_stop=should_stop,
+                        should_finish=should_finish, preview_every=preview_every)
     if target is not None:
         result.stats["output"] = result.save(target)
     return result
 
 
-def _fit(width, height, long_side):
-    scale = long_side / max(width, height)
-    return max(16, round(width * scale)), max(16, round(height * scale))
+def _detached(parts):
+    return {"content": parts["content"].detach(), "style": parts["style"].detach(), "tv": parts["tv"].detach(),
+            "factors": [f.detach() for f in parts["factors"]]}
 
 
 def _digest(rgb, alpha):
@@ -492,8 +707,7 @@ def _digest(rgb, alpha):
     return digest.hexdigest()
 
 
-def _noise_like(image, seed):
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+def _noise_like(image, generator):
     return (torch.rand(image.shape, generator=generator) * 255.0).to(image.device)
 
 

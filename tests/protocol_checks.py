@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
-KNOWN_EVENTS = {"start", "warning", "progress", "done", "error"}
+KNOWN_EVENTS = {"start", "warning", "progress", "preview", "done", "error"}
 
 
 def parse_jsonl(stdout):

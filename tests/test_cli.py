@@ -332,6 +332,8 @@ def test_progress_none_prints_nothing_and_writes_the_file(inputs):
                       "--iterations", "1", "--progress", "none")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
+    best = re.search(r"best loss \S+ after (\d+) of 1 steps", proc.stderr)
+    assert best and int(best.group(1)) <= 1, "the summary names a step that happened (issue 12 item 6)"
     with Image.open(out) as image:
         assert image.size == (96, 64) and image.format == "JPEG"
     assert folder_listing(out.parent) == ["result.jpg"]

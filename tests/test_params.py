@@ -47,3 +47,43 @@ def test_unknown_preset_and_parameter_are_refused():
         StyleParams.preset("best")
     with pytest.raises(BadInput, match="unknown parameter"):
         StyleParams.preset("standard", colour=1)
+
+
+def test_every_declared_field_is_a_stylize_option_that_reaches_the_params():
+    """The CLI is built from StyleParams' field metadata: each such field has its option, and a value
+    given on the command line arrives in the parameters."""
+    from nst_core.cli import build_parser, params_from_args
+    from nst_core.params import cli_fields
+
+    standard = StyleParams.preset("standard")
+    argv, expected = ["stylize", "c.png", "s.png", "-o", "out.png"], {}
+    for spec in cli_fields():
+        meta = spec.metadata["cli"]
+        flag = meta["flag"] or "--" + spec.name.replace("_", "-")
+        default = getattr(standard, spec.name)
+        if meta["choices"]:
+            value = next(c for c in meta["choices"] if c != default)
+            argv += [flag, value]
+        elif isinstance(default, bool):
+            value = not default
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif spec.name == "style_blend":
+            value = (0.25, 0.75)
+            argv += [flag, "0.25", "0.75"]
+        else:
+            value = default + (1 if isinstance(default, int) else 0.5)
+            argv += [flag, str(value)]
+        expected[spec.name] = value
+    assert {"size", "iterations", "use_ssim", "init", "preserve_colors", "style_blend", "precision"} <= set(expected)
+    params = params_from_args(build_parser().parse_args(argv))
+    assert {name: getattr(params, name) for name in expected} == expected
+
+
+def test_choices_come_from_the_engines_own_lists():
+    from nst_core.cli import build_parser
+    from nst_core.devices import DEVICES
+    from nst_core.params import INITS
+
+    stylize = next(a for a in build_parser()._actions if a.dest == "command").choices["stylize"]
+    choices = {a.dest: a.choices for a in stylize._actions}
+    assert tuple(choices["init"]) == INITS and tuple(choices["device"]) == DEVICES

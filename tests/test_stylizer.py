@@ -13,10 +13,11 @@ from conftest import make_content, make_style
 QUICK = dict(size=64, iterations=8, multiscale=False)
 
 
-def run(engine, content=None, styles=None, **changes):
+def run(engine, content=None, styles=None, preview_every=None, **changes):
     params = StyleParams.preset("standard", **{**QUICK, **changes})
     events = []
-    result = engine.run(content or make_content(), styles or [make_style()], params, on_progress=events.append)
+    result = engine.run(content or make_content(), styles or [make_style()], params, on_progress=events.append,
+                        preview_every=preview_every)
     return result, events
 
 
@@ -176,7 +177,7 @@ def test_out_of_memory_retries_below_the_size_that_ran(random_engine, monkeypatc
     working = []
 
     def flaky(content, styles, blend, params, emit, should_stop):
-        working.append(max(random_engine._plan(content, params)[0]))
+        working.append(max(random_engine._plan(content, params).working_size))
         if len(working) == 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(content, styles, blend, params, emit, should_stop)
@@ -191,3 +192,121 @@ def test_features_are_frozen(random_engine):
     assert all(not p.requires_grad for p in random_engine.net.parameters())
     assert isinstance(random_engine.net.features[-1], torch.nn.ReLU)
     assert len(random_engine.net.features) == 32, "VGG-19 is cut after relu5_2 (index 31)"
+
+
+def test_best_iteration_is_a_step_that_happened(random_engine):
+    # Issue 12 item 6: the result of the last of 12 steps was reported as step 13.
+    result, events = run(random_engine, iterations=12)
+    losses = [e.loss for e in events if e.event == "progress"]
+    best = result.stats["best_iteration"]
+    assert 0 <= best <= 12
+    assert losses[-1] < losses[0], "the loss fell, so the best iterate came from a step"
+    assert best >= 1 and result.stats["loss"] == losses[best - 1], "progress event k reports the image after k steps"
+
+
+def test_best_iteration_counts_the_steps_of_every_scale(random_engine):
+    result, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96)
+    progress = [e for e in events if e.event == "progress"]
+    last_scale_starts = min(e.iteration for e in progress if e.scale == progress[-1].scale) - 1
+    assert last_scale_starts <= result.stats["best_iteration"] <= 20
+    if result.stats["best_iteration"] > last_scale_starts:
+        assert result.stats["loss"] == progress[result.stats["best_iteration"] - 1].loss
+
+
+def test_a_run_leaves_the_global_random_state_alone(random_engine):
+    torch.manual_seed(1234)
+    torch.rand(5)
+    before = torch.random.get_rng_state()
+    run(random_engine, iterations=2, init="noise", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_cudnn_autotuning_lasts_for_the_run_only():
+    from nst_core.stylizer import _cudnn_autotune
+
+    saved = torch.backends.cudnn.benchmark
+    with _cudnn_autotune(torch.device("cuda")):  # only the flag is touched: no GPU needed
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == saved
+    with _cudnn_autotune(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark == saved
+
+
+def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
+    """A GPU run that runs out of memory even small finishes on the CPU; the engine stays on its device."""
+    from nst_core import devices
+
+    pretend_gpu = torch.device("cuda")  # never used for tensors: every attempt on it fails first
+    attempts = []
+
+    def out_of_memory(content, styles, blend, params, emit, should_stop):
+        attempts.append((params.size, torch.backends.cudnn.benchmark))
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(random_engine, "device", pretend_gpu)
+    monkeypatch.setattr(random_engine, "_run_once", out_of_memory)
+    monkeypatch.setattr(devices, "free_bytes", lambda device: 2**34)
+    monkeypatch.setattr(devices, "release_cached", lambda device: None)
+    net, cached = random_engine.net, list(random_engine._style_cache)
+    cudnn_before = torch.backends.cudnn.benchmark
+    result, events = run(random_engine, size=96, iterations=2)
+    assert [size for size, _ in attempts] == [96, 67] and all(tuned for _, tuned in attempts)
+    assert any("continuing on the CPU" in e.message for e in events if e.event == "warning")
+    assert result.stats["device"] == "cpu" and result.image.size == (96, 64)
+    assert random_engine.device == pretend_gpu and random_engine.net is net
+    assert all(p.device.type == "cpu" for p in net.parameters()), "the engine's network was not moved"
+    assert list(random_engine._style_cache) == cached, "the CPU run's targets stay out of the engine's cache"
+    assert torch.backends.cudnn.benchmark == cudnn_before
+
+
+def test_should_finish_ends_the_run_with_the_best_iterate_so_far(random_engine):
+    content = make_content(160, 100)
+    progress = []
+
+    def on_progress(event):
+        if event.event == "progress":
+            progress.append(event)
+
+    params = StyleParams(**{**QUICK, "iterations": 30, "upscale": "tiles", "refine_iterations": 2,
+                            "tile_size": 128, "tile_overlap": 16})
+    result = random_engine.run(content, [make_style()], params, on_progress=on_progress,
+                               should_finish=lambda: len(progress) >= 3)
+    stats = result.stats
+    assert stats["stop_reason"] == "stopped" and stats["iterations"] == 30 + 2 * 2
+    assert stats["steps"] == len(progress) <= 4, "it finished within one step of being told"
+    assert [e.iteration for e in progress] == list(range(1, stats["steps"] + 1))
+    assert 0 <= stats["best_iteration"] <= stats["steps"]
+    if stats["best_iteration"]:
+        assert stats["loss"] == progress[stats["best_iteration"] - 1].loss
+    assert {e.phase for e in progress} == {"stylize"}, "the tile refinement is skipped"
+    assert stats["upscale"] == "detail" and stats["tiles"] == 0 and result.image.size == (160, 100)
+
+
+def test_a_run_to_its_end_says_so(random_engine):
+    result, _ = run(random_engine, iterations=3)
+    assert result.stats["stop_reason"] == "max_iterations" and result.stats["steps"] == 3
+
+
+def test_previews_show_the_best_iterate_finished_like_the_result(random_engine):
+    content = make_content(alpha=True)
+    result, events = run(random_engine, content=content, iterations=6, preserve_colors="luminance",
+                         preview_every=0.0)
+    previews = [e for e in events if e.event == "preview"]
+    progress = [e for e in events if e.event == "progress"]
+    assert len(previews) == len(progress) == 6, "with no interval, one per step"
+    for seen, preview in enumerate(previews, 1):  # each follows the progress event of its step
+        assert preview.image.size == preview.size == content.size and preview.image.mode == "RGBA"
+        assert np.array_equal(np.asarray(preview.image)[:, :, 3], np.asarray(content)[:, :, 3])
+        assert preview.loss <= min(e.loss for e in progress[:seen]), "the best so far"
+        assert preview.iteration == 0 or preview.loss == progress[preview.iteration - 1].loss
+    assert "image" not in previews[0].as_dict()
+    assert np.array_equal(np.asarray(previews[-1].image), np.asarray(result.image)), "the last preview is the result"
+
+
+def test_previews_are_throttled_and_the_first_comes_after_the_first_step(random_engine):
+    _, events = run(random_engine, content=make_content(160, 100), iterations=5, upscale="tiles",
+                    refine_iterations=1, tile_size=128, tile_overlap=16, preview_every=3600.0)
+    names = [e.event for e in events]
+    assert names.count("preview") == 1 and names.index("preview") == names.index("progress") + 1
+    preview = events[names.index("preview")]
+    assert preview.image.size == (160, 100) and preview.iteration in (0, 1), "the best of the start and step 1"
