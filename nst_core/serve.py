@@ -52,9 +52,6 @@ KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped 
 # Options of `nst-core stylize` that belong to the service, not to a job: it has one engine.
 SERVER_OPTIONS = {"output", "device", "backbone", "weights", "weights_format", "progress", "ignore_stdin",
                   "server", "token_file", "help"}
-# TODO(stop-and-keep): the engine's stop-and-keep hook (issue 14) is not in Stylizer.run yet. When
-# it lands under this keyword, POST /v1/jobs/ID/stop works without other changes here.
-STOP_AND_KEEP_KEYWORD = "should_keep"
 
 JSON_LINES = "application/x-ndjson"
 
@@ -354,11 +351,9 @@ class Service:
             content = _load_upload(job.content, "content")
             styles = [_load_upload(style, "style") for style in job.styles]
             job.remove_files()  # decoded: the uploads are not needed any more
-            extra = {}
-            if STOP_AND_KEEP_KEYWORD in _run_keywords(self.stylizer):
-                extra[STOP_AND_KEEP_KEYWORD] = job.keep_requested.is_set
             result = self.stylizer.run(content, styles, job.params, on_progress=emit,
-                                       should_stop=job.cancel_event.is_set, **extra)
+                                       should_stop=job.cancel_event.is_set,
+                                       should_finish=job.keep_requested.is_set)
             if job.cancel_event.is_set():
                 raise Cancelled()
             job.result_png = _png_bytes(result.image)
@@ -399,17 +394,11 @@ class Service:
             "weights": stylizer.source.describe(),
             "queue": {"running": int(self.running is not None), "waiting": len(self.waiting),
                       "receiving": self.receiving, "capacity": self.queue_size},
-            "stop_and_keep": STOP_AND_KEEP_KEYWORD in _run_keywords(stylizer),
+            "stop_and_keep": True,
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                        "max_styles": MAX_STYLES, "result_ttl": self.result_ttl},
             "stats": dict(self.counters, style_cache=self.cache.stats()),
         }
-
-
-def _run_keywords(stylizer):
-    import inspect
-
-    return set(inspect.signature(stylizer.run).parameters)
 
 
 def _load_upload(upload, role):
@@ -562,9 +551,6 @@ def build_app(service):
         job = service.jobs.get(request.match_info["id"])
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
-        if STOP_AND_KEEP_KEYWORD not in _run_keywords(service.stylizer):
-            return refuse(501, "not_supported", "this engine cannot stop and keep a run yet (GET /v1/health: "
-                                                "stop_and_keep); POST .../cancel ends it without a result")
         if job.finished_at is None:
             if job.state in ("queued", "receiving"):
                 service.drop_waiting(job, "stop requested over HTTP")

@@ -396,14 +396,12 @@ def test_cancel_a_waiting_job_and_the_stop_call(service, images):
         assert end["code"] == "cancelled" and "before it started" in end["message"]
         assert service.health()["queue"]["waiting"] == 0
 
+        assert service.health()["stop_and_keep"] is True
+        running.until("progress")
         status, answer = service.call("POST", f"/v1/jobs/{running_id}/stop")
-        if service.health()["stop_and_keep"]:
-            assert status == 200
-            assert running.until("done", "error")["event"] == "done"
-        else:  # the engine has no stop-and-keep yet: said so, and the run goes on
-            assert status == 501 and answer["code"] == "not_supported" and "cancel" in answer["message"]
-            service.call("POST", f"/v1/jobs/{running_id}/cancel")
-            assert running.until("done", "error")["code"] == "cancelled"
+        assert status == 200
+        done = running.until("done", "error")
+        assert done["event"] == "done" and done["stats"]["stop_reason"] == "stopped", done
         status, answer = service.call("POST", "/v1/jobs/no-such-job/cancel")
         assert status == 404 and answer["code"] == "not_found"
     finally:
