@@ -451,12 +451,17 @@ def cmd_stylize(args):
             reporter.previews.remove_all()
 
 
+def check_preview_every(seconds):
+    """--preview-every as given (None: no previews), or BadInput; the service checks it the same way."""
+    if seconds is not None and not (seconds >= 0 and seconds != float("inf")):
+        raise BadInput(f"--preview-every must be a number of seconds >= 0, got {seconds}")
+    return seconds
+
+
 def _preview_interval(args, reporter):
     """--preview-every in seconds, or None: previews go out as JSON lines only."""
-    if args.preview_every is None:
+    if check_preview_every(args.preview_every) is None:
         return None
-    if not (args.preview_every >= 0 and args.preview_every != float("inf")):
-        raise BadInput(f"--preview-every must be a number of seconds >= 0, got {args.preview_every}")
     if args.preview_dir is not None and not os.path.isdir(args.preview_dir):
         raise BadInput(f"--preview-dir {args.preview_dir} is not a folder: create it, or leave the option out "
                        "to have the previews beside the output")

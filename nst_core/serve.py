@@ -51,7 +51,7 @@ HEARTBEAT_SECONDS = 10.0
 KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped first
 # Options of `nst-core stylize` that belong to the service, not to a job: it has one engine.
 SERVER_OPTIONS = {"output", "device", "backbone", "weights", "weights_format", "progress", "ignore_stdin",
-                  "server", "token_file", "help"}
+                  "server", "token_file", "preview_dir", "help"}
 
 JSON_LINES = "application/x-ndjson"
 
@@ -178,13 +178,18 @@ def args_from_json(params, style_count):
 
 def params_from_json(params, style_count):
     """Validated :class:`~nst_core.params.StyleParams`, with the command line's messages."""
-    from .cli import params_from_args
+    return job_settings_from_json(params, style_count)[0]
+
+
+def job_settings_from_json(params, style_count):
+    """(StyleParams, preview interval in seconds or None): what a job's ``params`` ask for."""
+    from .cli import check_preview_every, params_from_args
 
     args = args_from_json(params, style_count)
     result = params_from_args(args)
     if result.style_blend is not None and len(result.style_blend) != style_count:
         raise BadInput(f"--style-blend has {len(result.style_blend)} weight(s) for {style_count} style image(s)")
-    return result
+    return result, check_preview_every(args.preview_every)
 
 
 # ----- uploads ----------------------------------------------------------------------------------
@@ -239,6 +244,8 @@ class Job:
         self.styles = []
         self.params_json = None
         self.params = None
+        self.preview_every = None  # seconds between previews; None: no previews
+        self.preview_png = None  # the newest preview, for GET .../preview
         self.state = "receiving"  # -> queued -> running -> done | failed | cancelled
         self.events = asyncio.Queue()
         self.cancel_event = threading.Event()
@@ -343,7 +350,12 @@ class Service:
     def _run_job(self, job, loop):
         """On the engine thread: load, stylise, encode. Returns (state, final protocol line)."""
         def emit(event):
-            loop.call_soon_threadsafe(job.events.put_nowait, encode_event(event.event, **event.as_dict()))
+            fields = event.as_dict()
+            if event.event == "preview":
+                # The image goes by GET (a PNG is no JSON line); the newest replaces the one before.
+                job.preview_png = _png_bytes(event.image)
+                fields["path"] = f"{API}/jobs/{job.id}/preview"
+            loop.call_soon_threadsafe(job.events.put_nowait, encode_event(event.event, **fields))
 
         try:
             if job.cancel_event.is_set():
@@ -353,7 +365,8 @@ class Service:
             job.remove_files()  # decoded: the uploads are not needed any more
             result = self.stylizer.run(content, styles, job.params, on_progress=emit,
                                        should_stop=job.cancel_event.is_set,
-                                       should_finish=job.keep_requested.is_set)
+                                       should_finish=job.keep_requested.is_set,
+                                       preview_every=job.preview_every)
             if job.cancel_event.is_set():
                 raise Cancelled()
             job.result_png = _png_bytes(result.image)
@@ -512,7 +525,8 @@ def build_app(service):
         accepted = False
         try:
             await _receive(request, job, service)
-            job.params = await asyncio.get_running_loop().run_in_executor(None, _check_job, job, service.max_pixels)
+            job.params, job.preview_every = await asyncio.get_running_loop().run_in_executor(
+                None, _check_job, job, service.max_pixels)
             accepted = True
         except TooLarge as error:
             return refuse(413, error.code, str(error))
@@ -537,6 +551,15 @@ def build_app(service):
                                             "fetch the result after its 'done' event")
         return web.Response(body=job.result_png, content_type="image/png",
                             headers={"Cache-Control": "no-store"})
+
+    async def preview(request):
+        job = service.jobs.get(request.match_info["id"])
+        if job is None:
+            return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
+        if job.preview_png is None:
+            return refuse(409, "not_ready", f"job {job.id} has no preview yet: ask for one with the job "
+                                            "parameter preview-every, and fetch it after a 'preview' event")
+        return web.Response(body=job.preview_png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def cancel(request):
         job = service.jobs.get(request.match_info["id"])
@@ -571,6 +594,7 @@ def build_app(service):
     app.router.add_get(f"{API}/health", health)
     app.router.add_post(f"{API}/jobs", submit)
     app.router.add_get(f"{API}/jobs/{{id}}/result", result)
+    app.router.add_get(f"{API}/jobs/{{id}}/preview", preview)
     app.router.add_post(f"{API}/jobs/{{id}}/cancel", cancel)
     app.router.add_post(f"{API}/jobs/{{id}}/stop", stop)
     app.router.add_delete(f"{API}/jobs/{{id}}", forget)
@@ -640,7 +664,7 @@ def _check_job(job, max_pixels):
     """Off the event loop: the images' headers and the parameters, before the job takes a place."""
     for path, label in [job.content] + job.styles:
         check_image_header(path, label, max_pixels)
-    return params_from_json(job.params_json, len(job.styles))
+    return job_settings_from_json(job.params_json, len(job.styles))
 
 
 def _printable(name):

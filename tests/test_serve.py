@@ -804,3 +804,16 @@ def test_job_through_nginx_with_tls_streams_and_writes_the_result(service, image
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=str(REPO),
         env={k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"})
     assert proc.returncode == 1 and "SSL_CERT_FILE" in proc.stderr, proc.stderr
+
+
+def test_previews_stream_as_events_and_the_newest_is_fetched_by_get(service, images):
+    events, _ = run_job(service, images, dict(QUICK, **{"preview-every": 0}))
+    previews = [e for e in events if e["event"] == "preview"]
+    assert previews and events[-1]["event"] == "done", [e["event"] for e in events]
+    job_id = events[0]["id"]
+    assert {p["path"] for p in previews} == {f"/v1/jobs/{job_id}/preview"}
+    status, body = service.call("GET", f"/v1/jobs/{job_id}/preview")
+    assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n", body
+    preview = Image.open(io.BytesIO(body))
+    assert preview.size == Image.open(images / "content.png").size  # the content's size, as the result's
+    assert preview.mode == "RGBA"  # finished as the result is: the content's alpha kept
