@@ -343,7 +343,7 @@ def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 -
             # GIMP cannot keep a layer in the last-used values (it cannot serialise one): its id
             # is kept in a string beside it, for the dialog and Filters > Repeat.
             procedure.add_string_aux_argument(
-                remembered_id_name(spec.name), "Last %s" % spec.blurb,
+                remembered_id_name(spec.name), "Last %s id" % spec.name,
                 "The id of the layer used last time, for the dialog and Filters > Repeat",
                 "", flags)
     return procedure
@@ -668,13 +668,14 @@ def open_help_page(path, parent):
         return "Could not open the help page %s (%s). Open it in a web browser." % (path, exc)
 
 
-def show_message(parent, text):
+def show_message(parent, title, text):
+    """A warning over the dialog, which stays open behind it."""
     import gi as gi_module
     gi_module.require_version("Gtk", "3.0")
     from gi.repository import Gtk
     message = Gtk.MessageDialog(transient_for=parent, modal=True,
                                 message_type=Gtk.MessageType.WARNING,
-                                buttons=Gtk.ButtonsType.CLOSE, text=text)
+                                buttons=Gtk.ButtonsType.CLOSE, text=text, title=title)
     message.run()
     message.destroy()
 
@@ -696,7 +697,8 @@ def show_dialog(procedure, config, registration, image, drawable, specs):
                 choice.set_sensitive(nick, False)
 
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
-    dialog.fill(None)
+    dialog.fill([spec.name for spec in specs])  # not the aux arguments (remembered layer ids)
+    title = registration.label.replace("_", "").rstrip(".")
     refreshing = []
 
     def restore_suggestion(spec):
@@ -725,29 +727,54 @@ def show_dialog(procedure, config, registration, image, drawable, specs):
             refreshing.pop()
         return False
 
+    def on_help(_button):
+        problem = open_help_page(options.help_page, dialog)
+        if problem:
+            show_message(dialog, "%s: help" % title, problem)
+
     def on_response(widget, response):
-        if response == GTK_RESPONSE_HELP and options.help_page:
-            widget.stop_emission_by_name("response")
-            problem = open_help_page(options.help_page, widget)
-            if problem:
-                show_message(widget, problem)
-        elif response == GTK_RESPONSE_OK:
+        if response == GTK_RESPONSE_OK:
             for spec in layer_specs:
                 message = options.required_layers.get(spec.gimpfu_name)
                 if message and config.get_property(spec.name) is None:
                     # Keep the dialog open and say what to choose, instead of closing it on an
                     # error that loses the settings.
                     widget.stop_emission_by_name("response")
-                    show_message(widget, message)
+                    show_message(widget, title, message)
                     return
 
     for spec in layer_specs:
         config.connect("notify::%s" % spec.name, on_layer_changed, spec)
     dialog.connect("map", lambda _widget: g.GLib.timeout_add(150, refresh_choosers))
     dialog.connect("response", on_response)
+    if options.help_page:
+        replace_help_button(dialog, on_help)
     accepted = dialog.run()
     dialog.destroy()
     return accepted
+
+
+def replace_help_button(dialog, on_help):
+    """Puts a Help button of our own where GimpDialog's is: GIMP's opens the GIMP manual's page for
+    the procedure (seen in 3.0.4: "GIMP user manual is missing"), and it does not go through the
+    dialog's response signal, so it cannot be intercepted there."""
+    import gi as gi_module
+    gi_module.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    gimps = dialog.get_widget_for_response(GTK_RESPONSE_HELP)
+    if gimps is None:
+        return None
+    box = gimps.get_parent()
+    ours = Gtk.Button.new_with_mnemonic("_Help")
+    box.add(ours)
+    if isinstance(box, Gtk.ButtonBox):
+        box.set_child_secondary(ours, box.get_child_secondary(gimps))
+    box.reorder_child(ours, box.get_children().index(gimps))
+    gimps.set_no_show_all(True)
+    gimps.hide()  # hidden, it is no mnemonic target either: Alt+H reaches ours
+    ours.connect("clicked", on_help)
+    ours.show()
+    return ours
 
 
 # Gtk.ResponseType values (GTK 3), without importing Gtk where it is not needed.
