@@ -78,6 +78,19 @@ class Registration(object):
         self.results = list(results)
         self.function = function
         self.menu = menu
+        self.dialog = DialogOptions()
+
+
+class DialogOptions(object):
+    """What a plug-in may add on GIMP 3 beyond gimpfu's description (set_dialog_options)."""
+
+    def __init__(self, tooltips=None, help_page=None, unavailable_choices=None,
+                 required_layers=None):
+        self.tooltips = dict(tooltips or {})  # gimpfu name -> the argument's blurb (its tooltip)
+        self.help_page = help_page  # a local file the dialog's Help button opens
+        self.unavailable_choices = dict(unavailable_choices or {})  # gimpfu name -> [choice index
+        # or label]; greyed out in the dialog, still valid for scripts
+        self.required_layers = dict(required_layers or {})  # gimpfu name -> message when empty
 
 
 REGISTRATIONS = []
@@ -89,6 +102,21 @@ def procedure_name(proc_name):
     if not name.startswith(("python-", "extension-", "plug-in-", "file-")):
         name = "python-fu-" + name
     return name
+
+
+def set_dialog_options(proc_name, tooltips=None, help_page=None, unavailable_choices=None,
+                       required_layers=None):
+    """GIMP 3 only (gimpfu 2.10 has no such call): per-parameter tooltips, a Help page of the
+    plug-in's own instead of GIMP's manual, choices to grey out in the dialog (by name, e.g.
+    {"device": ["cuda"]}), and layer parameters the dialog must not close without (with what to
+    tell the user)."""
+    name = procedure_name(proc_name)
+    for registration in REGISTRATIONS:
+        if registration.name == name:
+            registration.dialog = DialogOptions(tooltips, help_page, unavailable_choices,
+                                                required_layers)
+            return registration
+    raise ValueError("set_dialog_options: %s is not registered" % proc_name)
 
 
 def register(proc_name, blurb, help, author, copyright, date, label, imagetypes, params,  # noqa: A002
@@ -172,14 +200,17 @@ def leading_image_params(params):
     return count
 
 
-def argument_specs(params):
-    """The GIMP 3 arguments for a gimpfu parameter list (without the leading image, drawable)."""
+def argument_specs(params, tooltips=None):
+    """The GIMP 3 arguments for a gimpfu parameter list (without the leading image, drawable).
+    An argument's blurb is its tooltip in GIMP 3's dialog: tooltips[name] when given, else the
+    label without its mnemonic mark (gimpfu 2.10 does the same with the label)."""
+    tooltips = tooltips or {}
     specs = []
     for param in params[leading_image_params(params):]:
         pf_type, name, desc = param[0], param[1], param[2]
         default = param[3] if len(param) > 3 else None
         nick = desc
-        blurb = desc.replace("_", "")
+        blurb = tooltips.get(name) or desc.replace("_", "")
         gimp_name = argument_name(name)
         if pf_type in (PF_INT8, PF_INT16, PF_INT32):
             low, high = number_bounds(param, INT_RANGE)
@@ -224,6 +255,7 @@ def argument_specs(params):
         else:
             raise ValueError("nst_gimpfu3 does not support the parameter type %r of %s yet"
                              % (pf_type, name))
+        spec.gimpfu_name = name
         specs.append(spec)
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
@@ -276,7 +308,8 @@ def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 -
     procedure.set_documentation(registration.blurb, registration.help, registration.name)
     procedure.set_attribution(registration.author, registration.copyright, registration.date)
     flags = GObject.ParamFlags.READWRITE
-    for spec in argument_specs(registration.params):
+    specs = argument_specs(registration.params, registration.dialog.tooltips)
+    for spec in specs:
         if spec.kind == "int":
             procedure.add_int_argument(spec.name, spec.nick, spec.blurb, spec.minimum,
                                        spec.maximum, spec.default, flags)
@@ -298,7 +331,68 @@ def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 -
             # better than GIMP's generic "invalid argument".
             add = getattr(procedure, "add_%s_argument" % spec.kind)
             add(spec.name, spec.nick, spec.blurb, True, flags)
+    for spec in specs:
+        if spec.kind == "layer":
+            # GIMP cannot keep a layer in the last-used values (it cannot serialise one): its id
+            # is kept in a string beside it, for the dialog and Filters > Repeat.
+            procedure.add_string_aux_argument(
+                remembered_id_name(spec.name), "Last %s id" % spec.name,
+                "The id of the layer used last time, for the dialog and Filters > Repeat",
+                "", flags)
     return procedure
+
+
+def remembered_id_name(argument):
+    return argument + "-last-id"
+
+
+def resolve_layer(current, remembered_id, suggestion, layer_by_id):
+    """The layer for a layer argument outside non-interactive runs: the value given, else the
+    layer used last time if it still exists, else the suggestion (GIMP cannot store a layer in the
+    last-used values, so Filters > Repeat and the dialog would otherwise start empty)."""
+    if current is not None:
+        return current
+    try:
+        layer_id = int(remembered_id or "")
+    except ValueError:
+        layer_id = None
+    if layer_id is not None:
+        layer = layer_by_id(layer_id)
+        if layer is not None:
+            return layer
+    return suggestion()
+
+
+def unavailable_nicks(spec, unavailable):
+    """The GIMP 3 names of the choices to grey out, from choice names, indices or labels."""
+    nicks = []
+    for entry in unavailable or []:
+        for index, (nick, label) in enumerate(spec.choices):
+            if entry in (nick, index, label):
+                nicks.append(nick)
+    return nicks
+
+
+def mnemonic(label):
+    """The mnemonic letter of a GTK label ("_OK" -> "o"), or None."""
+    match = re.search(r"_([^_])", label.replace("__", ""))
+    return match.group(1).lower() if match else None
+
+
+# GIMP 3.0's GimpProcedureDialog buttons (libgimpui/libgimpwidgets 3.0.4): a parameter label
+# must not use their letters (GIMP prints "duplicate mnemonic" and one of them stops working).
+PROCEDURE_DIALOG_BUTTONS = ("_Help", "_Reset", "_Cancel", "_OK", "_Load Saved Settings",
+                            "_Save Settings")
+
+
+def mnemonic_clashes(labels, buttons=PROCEDURE_DIALOG_BUTTONS):
+    """[(letter, [labels])] for each mnemonic used more than once among labels and buttons."""
+    users = {}
+    for label in list(labels) + list(buttons):
+        letter = mnemonic(label)
+        if letter:
+            users.setdefault(letter, []).append(label)
+    return sorted((letter, names) for letter, names in users.items() if len(names) > 1)
 
 
 def drawables_problem(label, drawables):
@@ -493,14 +587,17 @@ def run_registration(registration, procedure, run_mode, image, drawables, config
     problem = drawables_problem(registration.label, drawables)
     if problem:
         return procedure.new_return_values(status.CALLING_ERROR, g.GLib.Error(problem))
-    specs = argument_specs(registration.params)
+    specs = argument_specs(registration.params, registration.dialog.tooltips)
     try:
+        if run_mode != g.Gimp.RunMode.NONINTERACTIVE:
+            fill_layer_arguments(config, specs, image, drawables[0])
         if run_mode == g.Gimp.RunMode.INTERACTIVE:
             if not show_dialog(procedure, config, registration, image, drawables[0], specs):
                 return procedure.new_return_values(status.CANCEL, g.GLib.Error())
         values = dict((spec.name, config.get_property(spec.name)) for spec in specs)
         args = function_args(specs, values)
         registration.function(image, drawables[0], *args)
+        remember_layer_arguments(config, specs, values)
     except error as exc:
         return procedure.new_return_values(status.EXECUTION_ERROR, g.GLib.Error(str(exc)))
     except Exception as exc:
@@ -513,22 +610,159 @@ def run_registration(registration, procedure, run_mode, image, drawables, config
     return procedure.new_return_values(status.SUCCESS, g.GLib.Error())
 
 
+def suggested_layer(image, drawable):
+    return suggest_layer(image, drawable, gi().Gimp.get_images(), lambda img: img.get_layers(),
+                         lambda item: item.is_group_layer())
+
+
+def layer_by_id(layer_id):
+    g = gi()
+    if not g.Gimp.Item.id_is_layer(layer_id):
+        return None
+    return g.Gimp.Layer.get_by_id(layer_id)
+
+
+def fill_layer_arguments(config, specs, image, drawable):
+    """Layer arguments GIMP could not restore (see resolve_layer), for the dialog and for
+    Filters > Repeat (run with last values)."""
+    for spec in specs:
+        if spec.kind != "layer":
+            continue
+        layer = resolve_layer(config.get_property(spec.name),
+                              config.get_property(remembered_id_name(spec.name)),
+                              lambda: suggested_layer(image, drawable), layer_by_id)
+        if layer is not None:
+            config.set_property(spec.name, layer)
+
+
+def remember_layer_arguments(config, specs, values):
+    for spec in specs:
+        if spec.kind == "layer" and values.get(spec.name) is not None:
+            config.set_property(remembered_id_name(spec.name), str(values[spec.name].get_id()))
+
+
+def open_help_page(path, parent):
+    """The plug-in's own help page in the desktop's browser (GIMP's Help would look for a GIMP
+    manual page that does not exist)."""
+    g = gi()
+    try:
+        g.Gio.AppInfo.launch_default_for_uri(g.Gio.File.new_for_path(path).get_uri(), None)
+        return None
+    except Exception as exc:  # no browser, no desktop: say where the page is
+        return "Could not open the help page %s (%s). Open it in a web browser." % (path, exc)
+
+
+def show_message(parent, title, text):
+    """A warning over the dialog, which stays open behind it."""
+    import gi as gi_module
+    gi_module.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    message = Gtk.MessageDialog(transient_for=parent, modal=True,
+                                message_type=Gtk.MessageType.WARNING,
+                                buttons=Gtk.ButtonsType.CLOSE, text=text, title=title)
+    message.run()
+    message.destroy()
+
+
 def show_dialog(procedure, config, registration, image, drawable, specs):
     """GIMP 3's generated dialog for the arguments; False when the user cancels."""
     g = gi()
     GimpUi = GiModules.gimp_ui()
     GimpUi.init(registration.name)
+    options = registration.dialog
+    layer_specs = [spec for spec in specs if spec.kind == "layer"]
     for spec in specs:
-        if spec.kind == "layer" and config.get_property(spec.name) is None:
-            layer = suggest_layer(image, drawable, g.Gimp.get_images(),
-                                  lambda img: img.get_layers(), lambda item: item.is_group_layer())
+        nicks = unavailable_nicks(spec, options.unavailable_choices.get(spec.gimpfu_name))
+        if spec.kind == "choice" and nicks:
+            if config.get_property(spec.name) in nicks:
+                config.set_property(spec.name, spec.default)
+            choice = g.Gimp.param_spec_choice_get_choice(config.find_property(spec.name))
+            for nick in nicks:
+                choice.set_sensitive(nick, False)
+
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
+    dialog.fill([spec.name for spec in specs])  # not the aux arguments (remembered layer ids)
+    title = registration.label.replace("_", "").rstrip(".")
+    refreshing = []
+
+    def restore_suggestion(spec):
+        # Reset > Factory Defaults empties a layer argument: suggest one again.
+        if config.get_property(spec.name) is None:
+            layer = suggested_layer(image, drawable)
             if layer is not None:
                 config.set_property(spec.name, layer)
-    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
-    dialog.fill(None)
+        return False
+
+    def on_layer_changed(_config, _pspec, spec):
+        if not refreshing and config.get_property(spec.name) is None:
+            g.GLib.idle_add(restore_suggestion, spec)
+
+    def refresh_choosers():
+        # GIMP 3.0's GimpDrawableChooser draws its thumbnail at the size the widget has when the
+        # value is set: a value set before the dialog was shown stays invisible. Set it again.
+        refreshing.append(True)
+        try:
+            for spec in layer_specs:
+                layer = config.get_property(spec.name)
+                if layer is not None:
+                    config.set_property(spec.name, None)
+                    config.set_property(spec.name, layer)
+        finally:
+            refreshing.pop()
+        return False
+
+    def on_help(_button):
+        problem = open_help_page(options.help_page, dialog)
+        if problem:
+            show_message(dialog, "%s: help" % title, problem)
+
+    def on_response(widget, response):
+        if response == GTK_RESPONSE_OK:
+            for spec in layer_specs:
+                message = options.required_layers.get(spec.gimpfu_name)
+                if message and config.get_property(spec.name) is None:
+                    # Keep the dialog open and say what to choose, instead of closing it on an
+                    # error that loses the settings.
+                    widget.stop_emission_by_name("response")
+                    show_message(widget, title, message)
+                    return
+
+    for spec in layer_specs:
+        config.connect("notify::%s" % spec.name, on_layer_changed, spec)
+    dialog.connect("map", lambda _widget: g.GLib.timeout_add(150, refresh_choosers))
+    dialog.connect("response", on_response)
+    if options.help_page:
+        replace_help_button(dialog, on_help)
     accepted = dialog.run()
     dialog.destroy()
     return accepted
+
+
+def replace_help_button(dialog, on_help):
+    """Puts a Help button of our own where GimpDialog's is: GIMP's opens the GIMP manual's page for
+    the procedure (seen in 3.0.4: "GIMP user manual is missing"), and it does not go through the
+    dialog's response signal, so it cannot be intercepted there."""
+    import gi as gi_module
+    gi_module.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    gimps = dialog.get_widget_for_response(GTK_RESPONSE_HELP)
+    if gimps is None:
+        return None
+    box = gimps.get_parent()
+    ours = Gtk.Button.new_with_mnemonic("_Help")
+    box.add(ours)
+    if isinstance(box, Gtk.ButtonBox):
+        box.set_child_secondary(ours, box.get_child_secondary(gimps))
+    box.reorder_child(ours, box.get_children().index(gimps))
+    gimps.set_no_show_all(True)
+    gimps.hide()  # hidden, it is no mnemonic target either: Alt+H reaches ours
+    ours.connect("clicked", on_help)
+    ours.show()
+    return ours
+
+
+# Gtk.ResponseType values (GTK 3), without importing Gtk where it is not needed.
+GTK_RESPONSE_OK, GTK_RESPONSE_HELP = -5, -11
 
 
 def make_plugin_class():

@@ -106,9 +106,14 @@ def format_float(value):
     return repr(float(value))
 
 
-def engine_options(preset="standard", iterations=0, size=0, style_weight=1.0,
-                   content_weight=1.0, use_ssim=True, preserve_colors=False, seed=0,
-                   device="auto"):
+# The style strength: 0 to 10, 5 the calibrated balance (nst_core.params: MIN/MAX/DEFAULT_STRENGTH,
+# which tests/test_cli.py compares with these).
+STYLE_STRENGTH_RANGE = (0.0, 10.0)
+STYLE_STRENGTH_DEFAULT = 5.0
+
+
+def engine_options(preset="standard", iterations=0, size=0, style_strength=STYLE_STRENGTH_DEFAULT,
+                   use_ssim=True, preserve_colors=False, seed=0, device="auto"):
     """The stylize options for the dialog's values (PROTOCOL.md; 0 means "the preset's value")."""
     if preset not in PRESETS:
         raise EngineError("bad_parameter", "Unknown quality preset %r: use one of %s."
@@ -120,12 +125,11 @@ def engine_options(preset="standard", iterations=0, size=0, style_weight=1.0,
         if int(value) != value or value < 0:
             raise EngineError("bad_parameter", "%s must be a whole number, 0 or more (got %r)."
                               % (label, value))
-    for label, value in (("Style weight", style_weight), ("Content weight", content_weight)):
-        if not (value >= 0.0 and value < float("inf")):
-            raise EngineError("bad_parameter", "%s must be 0 or more (got %r)." % (label, value))
-    if preset not in PRESETS_WITH_FIXED_WEIGHTS and style_weight == 0 and content_weight == 0:
-        raise EngineError("bad_parameter",
-                          "Style weight and content weight are both 0: raise at least one.")
+    low, high = STYLE_STRENGTH_RANGE
+    if not low <= style_strength <= high:  # also refuses NaN
+        raise EngineError("bad_parameter", "Style strength must lie between %g and %g (got %r): %g "
+                          "is balanced, higher is more painterly."
+                          % (low, high, style_strength, STYLE_STRENGTH_DEFAULT))
 
     options = ["--preset", preset]
     if size > 0:
@@ -133,8 +137,7 @@ def engine_options(preset="standard", iterations=0, size=0, style_weight=1.0,
     if iterations > 0:
         options += ["--iterations", str(int(iterations))]
     if preset not in PRESETS_WITH_FIXED_WEIGHTS:
-        options += ["--content-weight", format_float(content_weight),
-                    "--style-weight", format_float(style_weight)]
+        options += ["--style-strength", format_float(style_strength)]
     options.append("--ssim" if use_ssim else "--no-ssim")
     if preserve_colors:
         options.append("--preserve-colors")

@@ -23,12 +23,16 @@ if PLUGIN_DIR not in sys.path:
 try:
     # GIMP 2.10: the real gimpfu.
     from gimpfu import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
-                        PF_OPTION, PF_SPINNER, PF_FLOAT, PF_TOGGLE)
+                        PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
+    # gimpfu 2.10 builds its own dialog: each parameter's label is also its tooltip, and its Help
+    # button opens GIMP's manual.
+    set_dialog_options = None
 except ImportError:
     # GIMP 3 has no gimpfu: the same surface from our shim (deliberately not named gimpfu.py, so
     # that it can never shadow the real one on GIMP 2.10).
     from nst_gimpfu3 import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
-                             PF_OPTION, PF_SPINNER, PF_FLOAT, PF_TOGGLE)
+                             PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
+    from nst_gimpfu3 import set_dialog_options
 
 import nst_engine
 import nst_protocol
@@ -38,13 +42,62 @@ PROCEDURE_NAME = "python-fu-nst-style-transfer"
 
 # GIMP enum values, the same numbers in GIMP 2.10 and 3 (GimpImageBaseType, GimpAddMaskType,
 # GimpMaskApplyMode); the shim turns them into GIMP 3's enum objects.
-IMAGE_RGB, IMAGE_INDEXED = 0, 2
+IMAGE_RGB, IMAGE_GRAY, IMAGE_INDEXED = 0, 1, 2
 ADD_MASK_FROM_SELECTION = 4
 MASK_DISCARD = 1
+
+# What each preset runs when "Iterations" or "Working size" is 0: shown in the dialog, so that the
+# artist sees the real numbers. The engine's own table is nst_core.params.PRESETS (the plug-in
+# cannot import nst_core: no torch in GIMP); tests/test_plugin_dialog.py checks the two agree.
+PRESET_DEFAULTS = (
+    ("standard", {"iterations": 500, "size": 512}),
+    ("fast", {"iterations": 150, "size": 512}),
+    ("paper", {"iterations": 1000, "size": 512}),
+)
+
+
+def preset_values_text(key):
+    """"standard 500, fast 150, paper 1000", or "512" when every preset has the same value."""
+    values = [(name, preset[key]) for name, preset in PRESET_DEFAULTS]
+    if len(set(value for _name, value in values)) == 1:
+        return str(values[0][1])
+    return ", ".join("%s %s" % pair for pair in values)
+
+
+# The devices the installer found (`nst-core doctor --json`, kept in nst_config.json as "devices");
+# None when it did not say (an older install), then every device is offered.
+def installed_devices():
+    try:
+        config = nst_engine.read_config_file(nst_engine.config_path(PLUGIN_DIR))
+    except nst_protocol.EngineError:
+        return None
+    devices = config.get("devices")
+    if not isinstance(devices, list):
+        return None
+    return [str(device) for device in devices]
+
+
+FOUND_DEVICES = installed_devices()
+# Scripts pass the device names (GIMP 3) or indices (GIMP 2.10), so the list is the same on every
+# machine; a device the installer did not find says so in its label, and the GIMP 3 dialog greys
+# it out.
+MISSING_DEVICES = [name for name in ("cuda", "mps")
+                   if FOUND_DEVICES is not None and name not in FOUND_DEVICES]
+
+
+def device_label(name, label):
+    if name in MISSING_DEVICES:
+        return label.replace(")", ": not found on this machine)")
+    return label
+
 
 # Choice lists: gimpfu passes the index into the labels; the engine's names for the choices travel
 # beside them (a sixth element, which GIMP 2.10's gimpfu ignores and the GIMP 3 shim uses as the
 # choice's name, the value a PDB caller passes on GIMP 3).
+PRESET_CHOICES = nst_protocol.PRESET_CHOICES
+DEVICE_CHOICES = tuple((name, device_label(name, label)) for name, label in nst_protocol.DEVICE_CHOICES)
+
+
 def choice_labels(choices):
     return tuple(label for _name, label in choices)
 
@@ -52,27 +105,66 @@ def choice_labels(choices):
 def choice_names(choices):
     return tuple(name for name, _label in choices)
 
+STYLE_STRENGTH_RANGE = nst_protocol.STYLE_STRENGTH_RANGE
+STYLE_STRENGTH_DEFAULT = nst_protocol.STYLE_STRENGTH_DEFAULT
 
+# Mnemonics (the underlined letters) are unique and differ from those of GIMP's own dialog buttons
+# (Help, Reset, Cancel, OK, Load Saved Settings, Save Settings): tests/test_plugin_dialog.py.
 PARAMETERS = [
     (PF_IMAGE, "image", "Input image", None),
     (PF_DRAWABLE, "drawable", "Layer to style", None),
-    (PF_LAYER, "style_layer", "_Style layer (from any open image)", None),
-    (PF_OPTION, "preset", "_Quality preset", 0, choice_labels(nst_protocol.PRESET_CHOICES),
-     choice_names(nst_protocol.PRESET_CHOICES)),
-    (PF_SPINNER, "iterations", "_Iterations (0 = the preset's)", 0, (0, 10000, 10)),
-    (PF_SPINNER, "size", "Working si_ze, long side in px (0 = the preset's)", 0, (0, 8192, 32)),
-    # The fifth element of a PF_FLOAT is ignored by GIMP 2.10's gimpfu; the shim uses it as the
-    # range on GIMP 3.
-    (PF_FLOAT, "style_weight", "St_yle weight (1.0 = balanced; Paper ignores it)", 1.0,
-     (0.0, 10000.0, 0.1)),
-    (PF_FLOAT, "content_weight", "_Content weight (1.0 = balanced; Paper ignores it)", 1.0,
-     (0.0, 10000.0, 0.1)),
+    (PF_LAYER, "style_layer", "St_yle layer (from any open image)", None),
+    (PF_OPTION, "preset", "_Quality preset", 0, choice_labels(PRESET_CHOICES),
+     choice_names(PRESET_CHOICES)),
+    (PF_SPINNER, "iterations", "_Iterations, at most (0 = preset: %s)"
+     % preset_values_text("iterations"), 0, (0, 10000, 10)),
+    (PF_SPINNER, "size", "Working si_ze, long side in px (0 = preset: %s)"
+     % preset_values_text("size"), 0, (0, 8192, 32)),
+    (PF_SLIDER, "style_strength",
+     "Style s_trength (5 = balanced, higher = more painterly; Paper ignores it)",
+     STYLE_STRENGTH_DEFAULT, STYLE_STRENGTH_RANGE + (0.5,)),
     (PF_TOGGLE, "use_ssim", "Use SSI_M weighting", True),
     (PF_TOGGLE, "preserve_colors", "_Preserve the layer's colors", False),
     (PF_SPINNER, "seed", "Random s_eed", 0, (0, 2147483647, 1)),
-    (PF_OPTION, "device", "_Device", 0, choice_labels(nst_protocol.DEVICE_CHOICES),
-     choice_names(nst_protocol.DEVICE_CHOICES)),
+    (PF_OPTION, "device", "_Device", 0, choice_labels(DEVICE_CHOICES),
+     choice_names(DEVICE_CHOICES)),
 ]
+
+# GIMP 3 shows these as the fields' tooltips (an argument's blurb); they say what a value does and
+# what it costs. GIMP 2.10's gimpfu shows the label instead.
+TOOLTIPS = {
+    "style_layer": "The picture whose style is copied: a layer of any open image (open the "
+                   "painting as a second image). Its size matters little: it is scaled to the "
+                   "working size.",
+    "preset": "Standard: multi-scale, a clearly styled result soonest. Fast: %s steps, about a "
+              "third of the time, for a quick look. Paper: the paper's exact method, %s steps "
+              "in one scale, the slowest." % (dict(PRESET_DEFAULTS)["fast"]["iterations"],
+                                              dict(PRESET_DEFAULTS)["paper"]["iterations"]),
+    "iterations": "The most optimisation steps; the run may stop earlier once the picture no "
+                  "longer changes. Time grows with the steps. 0 takes the preset's: %s."
+                  % preset_values_text("iterations"),
+    "size": "The long side, in pixels, the painting is computed at; the new layer always has "
+            "your layer's full size. Twice the size takes about four times as long and more "
+            "memory. 0 takes the preset's: %s." % preset_values_text("size"),
+    "style_strength": "How much of the style against how much of your picture: 0 keeps the "
+                      "picture almost as it is, 5 is balanced, 10 paints it over. It costs no "
+                      "time. The Paper preset uses the paper's fixed weights and ignores it.",
+    "use_ssim": "On: each style layer's loss is weighted by the structural dissimilarity of its "
+                "Gram matrices (the paper's method). Off: plain Gatys style transfer. Same time.",
+    "preserve_colors": "Keep your layer's own colours and take only light and texture from the "
+                       "style. Same time.",
+    "seed": "The start of the random noise: the same seed on the same device gives the same "
+            "result; change it for a variation.",
+    "device": "Where the engine computes: Auto takes a GPU when there is one (much faster), "
+              "else the CPU.%s" % (
+                  (" Found on this machine by the installer: %s." % ", ".join(
+                      name.upper() for name in FOUND_DEVICES)) if FOUND_DEVICES else ""),
+}
+
+# The plug-in's own help page, installed beside it (the installer copies plugin/*.html): it works
+# offline and matches the installed version.
+HELP_PAGE_NAME = "nst_help.html"
+HELP_PAGE = os.path.join(PLUGIN_DIR, HELP_PAGE_NAME)
 
 HELP = """Paints the active layer in the style of the style layer (neural style transfer after
 Prabhu & McAteer 2020) and adds the result as a new layer "Styled: <style layer>" directly above the
@@ -81,38 +173,39 @@ from it. Undo removes it in one step. The work runs in the separate nst_core eng
 progress bar shows its iterations and the time left, and cancelling stops it.
 Parameters: style-layer: the picture whose style to copy, a layer of any open image.
 preset: standard (SSIM-weighted, balanced), fast (a quick preview) or paper (the paper's exact
-method). iterations and size: optimisation steps and working long side in pixels; 0 takes the
-preset's value. style-weight and content-weight: in the preset's own formulation, where 1.0 and 1.0
-are balanced; more style weight gives more style. The paper preset is exact by definition and
-ignores both. use-ssim: the SSIM weighting of each style layer (off = plain Gatys).
+method). iterations and size: the most optimisation steps and the working long side in pixels; 0
+takes the preset's value (iterations: %s; size: %s). style-strength: 0 to 10, 5 = balanced,
+higher = more painterly; the paper preset is exact by definition and ignores it.
+use-ssim: the SSIM weighting of each style layer (off = plain Gatys).
 preserve-colors: keep the layer's own colours. seed: the same seed on the same device gives the same
 result. device: auto, cpu, cuda or mps.
+The dialog's Help button (GIMP 3) opens the plug-in's own page, %s beside it.
 The engine is found through nst_config.json beside the plug-in (written by the installer) or the
-NST_ENGINE_PYTHON environment variable; its log goes to the log_dir named there."""
+NST_ENGINE_PYTHON environment variable; its log goes to the log_dir named there.""" % (
+    preset_values_text("iterations"), preset_values_text("size"), HELP_PAGE_NAME)
+
 
 
 class StyleTransferSettings(object):
     """The dialog's values, as the engine understands them."""
 
-    def __init__(self, preset_index, iterations, size, style_weight, content_weight, use_ssim,
+    def __init__(self, preset_index, iterations, size, style_strength, use_ssim,
                  preserve_colors, seed, device_index):
-        self.preset = choice_name(nst_protocol.PRESET_CHOICES, preset_index, "quality preset")
-        self.device = choice_name(nst_protocol.DEVICE_CHOICES, device_index, "device")
+        self.preset = choice_name(PRESET_CHOICES, preset_index, "quality preset")
+        self.device = choice_name(DEVICE_CHOICES, device_index, "device")
         # GIMP 2.10's spinner hands over floats: the engine wants whole numbers.
         self.iterations = int(round(iterations))
         self.size = int(round(size))
         self.seed = int(round(seed))
-        self.style_weight = float(style_weight)
-        self.content_weight = float(content_weight)
+        self.style_strength = float(style_strength)
         self.use_ssim = bool(use_ssim)
         self.preserve_colors = bool(preserve_colors)
 
     def engine_options(self):
         return nst_protocol.engine_options(
             preset=self.preset, iterations=self.iterations, size=self.size,
-            style_weight=self.style_weight, content_weight=self.content_weight,
-            use_ssim=self.use_ssim, preserve_colors=self.preserve_colors, seed=self.seed,
-            device=self.device)
+            style_strength=self.style_strength, use_ssim=self.use_ssim,
+            preserve_colors=self.preserve_colors, seed=self.seed, device=self.device)
 
 
 def choice_name(choices, index, what):
@@ -266,13 +359,12 @@ class ProgressReporter(object):
 # The procedure
 
 
-def style_transfer(image, drawable, style_layer, preset, iterations, size, style_weight,
-                   content_weight, use_ssim, preserve_colors, seed, device):
+def style_transfer(image, drawable, style_layer, preset, iterations, size, style_strength,
+                   use_ssim, preserve_colors, seed, device):
     """The registered procedure: checks, runs the engine, adds the layer, or fails clearly."""
     try:
         add_styled_layer(image, drawable, style_layer, StyleTransferSettings(
-            preset, iterations, size, style_weight, content_weight, use_ssim, preserve_colors,
-            seed, device))
+            preset, iterations, size, style_strength, use_ssim, preserve_colors, seed, device))
     except nst_protocol.EngineError as exc:
         fail("Neural Style Transfer: " + exc.message)
 
@@ -331,6 +423,11 @@ register(
     style_transfer,
     menu="<Image>/Filters/Artistic",
 )
+if set_dialog_options is not None:
+    set_dialog_options(PROCEDURE_NAME, tooltips=TOOLTIPS, help_page=HELP_PAGE,
+                       unavailable_choices={"device": MISSING_DEVICES},
+                       required_layers={"style_layer": "Choose a style layer: the picture whose "
+                                        "style to copy, a layer of any open image."})
 
 if __name__ == "__main__":
     main()

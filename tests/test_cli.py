@@ -665,10 +665,10 @@ def dialog_cases():
     finally:
         forget_plugin_modules()
     by_name = {param[1]: param for param in parameters}
-    defaults = {name: by_name[name][3] for name in ("iterations", "size", "style_weight", "content_weight",
+    defaults = {name: by_name[name][3] for name in ("iterations", "size", "style_strength",
                                                     "use_ssim", "preserve_colors", "seed")}
     cases = [dict(defaults)]
-    for name in ("iterations", "size", "style_weight", "content_weight", "seed"):
+    for name in ("iterations", "size", "style_strength", "seed"):
         low, high = by_name[name][4][:2]
         cases += [dict(defaults, **{name: low}), dict(defaults, **{name: high})]
     cases.append(dict(defaults, use_ssim=False, preserve_colors=True))
@@ -695,5 +695,4 @@ def test_plugin_options_are_stylize_options_with_valid_values():
         assert (params.seed, params.use_ssim) == (values["seed"], values["use_ssim"])
         assert params.preserve_colors == ("luminance" if values["preserve_colors"] else None)
         if values["preset"] not in nst_protocol.PRESETS_WITH_FIXED_WEIGHTS:
-            assert (params.style_weight, params.content_weight) == (values["style_weight"],
-                                                                   values["content_weight"])
+            assert params.style_strength == values["style_strength"]

@@ -33,8 +33,7 @@ BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
 INSTALLER = REPO / "installer" / "install.py"
 PROCEDURE = "python-fu-nst-style-transfer"
 GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
-                   "style-weight", "content-weight", "use-ssim", "preserve-colors", "seed",
-                   "device"]
+                   "style-strength", "use-ssim", "preserve-colors", "seed", "device"]
 WORKING_SIZE = 64
 # The fake engine needs no more than 2 iterations. The real one, with NST_WEIGHTS=random, hands back
 # its starting image (the content itself) after 2, so the "pixels differ" check needs a few more.
@@ -83,7 +82,8 @@ def real_engine_available():
                              capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return out.returncode == 0 and "--progress" in out.stdout
+    # The plug-in sends --style-strength (issue 13): an engine without it cannot serve it.
+    return out.returncode == 0 and "--progress" in out.stdout and "--style-strength" in out.stdout
 
 
 def choose_engine():
@@ -286,15 +286,28 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
               len(found["runs_roots"]) == 1, str(found["runs_roots"])),
         check("temp folder clean at the end", found["run_folders_at_end"] == []),
     ]
+    repeat = found["repeat_run"]
+    repeated = [layer for layer in found["after_repeat_run"]
+                if layer["name"].startswith("Styled: Great Wave")]
+    results += [
+        check("Filters > Repeat (run with last values, no layer given): run succeeds",
+              repeat["status"] == "success", str(repeat)),
+        check("... and adds one more 'Styled: Great Wave' layer",
+              len(found["after_repeat_run"]) == len(after_selection) + 1
+              and len(repeated) == 1 + len([layer for layer in after_selection
+                                            if layer["name"].startswith("Styled: Great Wave")]),
+              str([layer["name"] for layer in repeated])),
+    ]
     log = Path(session["config"]["log_dir"]) / "nst_engine.log"
     results.append(check("engine log written to the configured log_dir", log.exists(), str(log)))
     commands = [line for line in (log.read_text().splitlines() if log.exists() else [])
                 if " -m nst_core stylize " in line]
-    last = commands[-1].split() if commands else []
+    # The run with every argument set is the second styling run; the Repeat run came after it.
+    last = commands[-2].split() if len(commands) > 1 else []
     expected = ["--progress", "jsonl", "--preset", PRESET, "--size", str(WORKING_SIZE),
                 "--iterations", str(session["iterations"])]
     if PRESET != "paper":
-        expected += ["--content-weight", "0.5", "--style-weight", "2.5"]
+        expected += ["--style-strength", "7.5"]
     expected += ["--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]
     results.append(check("every PDB argument reached the engine's command line",
                          last[-len(expected):] == expected, " ".join(last[-len(expected):])))

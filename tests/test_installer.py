@@ -97,7 +97,9 @@ def assert_plugin_folder(folder: Path, shebang: str, engine_python: Path, log_di
     for helper in HELPERS + ["nst_config.json"]:
         assert stat.S_IMODE((folder / helper).stat().st_mode) == 0o644, helper
     config = json.loads((folder / "nst_config.json").read_text())
-    assert config == {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": "0.1.0"}
+    # "devices": what the engine's doctor found (the fake reports no GPU), for the plug-in's dialog.
+    assert config == {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": "0.1.0",
+                      "devices": ["cpu"]}
     assert os.path.isabs(config["engine_python"]) and os.path.isabs(config["log_dir"])
 
 
@@ -816,6 +818,6 @@ def test_the_real_plugin_source_installs(machine):
                             universal_newlines=True, timeout=60)
     assert result.returncode == 0, result.stderr
     installed = sorted(p.name for p in (plugins / PLUGIN).iterdir())
-    assert installed == sorted([p.name for p in source.glob("*.py")] + ["nst_config.json"])
+    assert installed == sorted([p.name for p in source.glob("*.py")] + ["nst_config.json", "nst_help.html"])
     main = (plugins / PLUGIN / "nst_style_transfer.py").read_text().splitlines()
     assert main[0] == "#!/usr/bin/env python3" and not any(line.startswith("#!") for line in main[1:2])

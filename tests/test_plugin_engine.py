@@ -26,10 +26,9 @@ from nst_protocol import EngineError  # noqa: E402
 # options and command line
 
 
-def test_default_options_are_the_standard_preset_with_balanced_weights():
+def test_default_options_are_the_standard_preset_with_the_balanced_strength():
     assert nst_protocol.engine_options() == [
-        "--preset", "standard", "--content-weight", "1.0", "--style-weight", "1.0", "--ssim",
-        "--seed", "0", "--device", "auto"]
+        "--preset", "standard", "--style-strength", "5.0", "--ssim", "--seed", "0", "--device", "auto"]
 
 
 def test_size_and_iterations_are_passed_only_when_set():
@@ -40,17 +39,16 @@ def test_size_and_iterations_are_passed_only_when_set():
     assert "--iterations" not in nst_protocol.engine_options(iterations=0)
 
 
-def test_paper_preset_gets_no_weights():
-    options = nst_protocol.engine_options(preset="paper", style_weight=5.0, content_weight=2.0)
-    assert "--style-weight" not in options and "--content-weight" not in options
+def test_paper_preset_gets_no_strength():
+    options = nst_protocol.engine_options(preset="paper", style_strength=8.0)
+    assert "--style-strength" not in options and "--style-weight" not in options
     assert options[:2] == ["--preset", "paper"]
 
 
 def test_every_switch_maps_to_its_engine_option():
-    options = nst_protocol.engine_options(preset="fast", style_weight=2.5, content_weight=0.25,
-                                        use_ssim=False, preserve_colors=True, seed=42,
-                                        device="cpu")
-    assert options == ["--preset", "fast", "--content-weight", "0.25", "--style-weight", "2.5",
+    options = nst_protocol.engine_options(preset="fast", style_strength=7.5, use_ssim=False,
+                                          preserve_colors=True, seed=42, device="cpu")
+    assert options == ["--preset", "fast", "--style-strength", "7.5",
                        "--no-ssim", "--preserve-colors", "--seed", "42", "--device", "cpu"]
 
 
@@ -59,9 +57,9 @@ def test_every_switch_maps_to_its_engine_option():
     ({"device": "tpu"}, "device"),
     ({"iterations": -1}, "Iterations"),
     ({"size": 2.5}, "Working size"),
-    ({"style_weight": -1.0}, "Style weight"),
-    ({"content_weight": float("nan")}, "Content weight"),
-    ({"style_weight": 0.0, "content_weight": 0.0}, "both 0"),
+    ({"style_strength": -1.0}, "Style strength"),
+    ({"style_strength": 10.5}, "Style strength"),
+    ({"style_strength": float("nan")}, "Style strength"),
 ])
 def test_nonsense_values_are_refused_with_a_message(kwargs, words):
     with pytest.raises(EngineError) as caught:

@@ -14,8 +14,8 @@ from fakes.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
 from fakes.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer"
-DEFAULTS = dict(preset=0, iterations=0, size=0, style_weight=1.0, content_weight=1.0,
-                use_ssim=True, preserve_colors=False, seed=0, device=0)
+DEFAULTS = dict(preset=0, iterations=0, size=0, style_strength=5.0, use_ssim=True,
+                preserve_colors=False, seed=0, device=0)
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def run(harness, image, drawable, style, **overrides):
     values = dict(DEFAULTS, **overrides)
     return harness.plugin.style_transfer(
         image, drawable, style, values["preset"], values["iterations"], values["size"],
-        values["style_weight"], values["content_weight"], values["use_ssim"],
-        values["preserve_colors"], values["seed"], values["device"])
+        values["style_strength"], values["use_ssim"], values["preserve_colors"], values["seed"],
+        values["device"])
 
 
 def snapshot(world, image):
@@ -63,8 +63,7 @@ def test_registers_one_procedure_in_filters_artistic(harness):
     assert registration["imagetypes"] == "RGB*, GRAY*"
     names = [param[1] for param in registration["params"]]
     assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_weight", "content_weight", "use_ssim", "preserve_colors", "seed",
-                     "device"]
+                     "style_strength", "use_ssim", "preserve_colors", "seed", "device"]
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
     assert defaults == dict(DEFAULTS, style_layer=None)
 
@@ -123,8 +122,8 @@ def test_dialog_values_reach_the_engine_command_line(harness):
     world = harness.world
     image, target, style = scene(world)
     # GIMP 2.10's spinners hand over floats.
-    run(harness, image, target, style, preset=1, iterations=250.0, size=384.0, style_weight=3.5,
-        content_weight=0.5, use_ssim=False, preserve_colors=True, seed=7.0, device=1)
+    run(harness, image, target, style, preset=1, iterations=250.0, size=384.0,
+        style_strength=7.5, use_ssim=False, preserve_colors=True, seed=7.0, device=1)
     argv = harness.recorded_engine_call()["argv"]
     assert argv[:3] == ["-m", "nst_core", "stylize"]
     content, style_png, dash_o, result = argv[3:7]
@@ -133,8 +132,9 @@ def test_dialog_values_reach_the_engine_command_line(harness):
     assert os.path.basename(style_png) == "style.png"
     assert os.path.basename(result) == "result.png"
     assert argv[7:] == ["--progress", "jsonl", "--preset", "fast", "--size", "384",
-                        "--iterations", "250", "--content-weight", "0.5", "--style-weight",
-                        "3.5", "--no-ssim", "--preserve-colors", "--seed", "7", "--device", "cpu"]
+                        "--iterations", "250", "--style-strength", "7.5", "--no-ssim",
+                        "--preserve-colors", "--seed", "7", "--device", "cpu"]
+    assert "--style-weight" not in argv and "--content-weight" not in argv
 
 
 def test_paper_preset_passes_no_weights(harness):
@@ -142,6 +142,7 @@ def test_paper_preset_passes_no_weights(harness):
     run(harness, image, target, style, preset=2, device=3)
     argv = harness.recorded_engine_call()["argv"]
     assert "--style-weight" not in argv and "--content-weight" not in argv
+    assert "--style-strength" not in argv
     assert argv[argv.index("--preset") + 1] == "paper"
     assert argv[argv.index("--device") + 1] == "mps"
 
@@ -369,8 +370,9 @@ def test_style_group_and_mask_are_refused(harness):
 
 def test_nonsense_parameters_are_refused_before_anything_runs(harness):
     image, target, style = scene(harness.world)
-    assert "must be 0 or more" in expect_failure(harness, image, target, style,
-                                                 style_weight=-2.0)
+    assert "Style strength must lie between 0 and 10" in expect_failure(
+        harness, image, target, style, style_strength=-2.0)
+    assert "Style strength" in expect_failure(harness, image, target, style, style_strength=11)
     assert "quality preset" in expect_failure(harness, image, target, style, preset=7)
     assert not harness.record.exists(), "the engine was started for nonsense input"
 

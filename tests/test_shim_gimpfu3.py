@@ -14,8 +14,8 @@ PLUGIN_DIR = REPO / "plugin"
 sys.path.insert(0, str(PLUGIN_DIR))
 import nst_gimpfu3 as shim  # noqa: E402
 
-GIMP3_ARGUMENTS = ["style-layer", "preset", "iterations", "size", "style-weight",
-                   "content-weight", "use-ssim", "preserve-colors", "seed", "device"]
+GIMP3_ARGUMENTS = ["style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
+                   "preserve-colors", "seed", "device"]
 
 
 @pytest.fixture
@@ -131,26 +131,26 @@ def test_plugin_parameters_become_gimp3_arguments(plugin):
     assert [spec.name for spec in specs] == GIMP3_ARGUMENTS
     kinds = dict((spec.name, spec.kind) for spec in specs)
     assert kinds == {"style-layer": "layer", "preset": "choice", "iterations": "int",
-                     "size": "int", "style-weight": "double", "content-weight": "double",
-                     "use-ssim": "boolean", "preserve-colors": "boolean", "seed": "int",
+                     "size": "int", "style-strength": "double", "use-ssim": "boolean", "preserve-colors": "boolean", "seed": "int",
                      "device": "choice"}
     by_name = dict((spec.name, spec) for spec in specs)
     assert by_name["preset"].default == "standard"
     assert [nick for nick, _ in by_name["preset"].choices] == ["standard", "fast", "paper"]
     assert by_name["device"].default == "auto"
-    assert (by_name["style-weight"].minimum, by_name["style-weight"].default) == (0.0, 1.0)
+    strength = by_name["style-strength"]
+    assert (strength.minimum, strength.maximum, strength.default) == (0.0, 10.0, 5.0)
     assert (by_name["size"].minimum, by_name["size"].maximum) == (0, 8192)
-    assert "Paper ignores it" in by_name["style-weight"].blurb
-    assert "_" not in by_name["style-weight"].blurb  # mnemonics only in the label
+    assert "Paper ignores it" in strength.blurb
+    assert "_" not in strength.blurb  # mnemonics only in the label
 
 
 def test_gimp3_values_become_the_gimpfu_functions_arguments(plugin):
     specs = shim.argument_specs(plugin.PARAMETERS)
     layer = object()
     values = {"style-layer": layer, "preset": "paper", "iterations": 300, "size": 512,
-              "style-weight": 2.0, "content-weight": 1.0, "use-ssim": False,
-              "preserve-colors": True, "seed": 5, "device": "cuda"}
-    assert shim.function_args(specs, values) == [layer, 2, 300, 512, 2.0, 1.0, False, True, 5, 2]
+              "style-strength": 7.5, "use-ssim": False, "preserve-colors": True, "seed": 5,
+              "device": "cuda"}
+    assert shim.function_args(specs, values) == [layer, 2, 300, 512, 7.5, False, True, 5, 2]
 
 
 def test_defaults_round_trip_to_the_plugins_defaults(plugin):
@@ -221,15 +221,21 @@ def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     assert calls["add_menu_path"] == ("<Image>/Filters/Artistic",)
     assert calls["set_sensitivity_mask"] == ("DRAWABLE-ONLY",)
     assert calls["set_documentation"][2] == "python-fu-nst-style-transfer"
-    arguments = [call for call in procedure.calls
-                 if call[0].startswith("add_") and call[0].endswith("_argument")]
+    arguments = [call for call in procedure.calls if call[0].startswith("add_")
+                 and call[0].endswith("_argument") and not call[0].endswith("_aux_argument")]
     assert [call[1] for call in arguments] == GIMP3_ARGUMENTS
     by_name = dict((call[1], call) for call in arguments)
     assert by_name["style-layer"][0] == "add_layer_argument"
     assert by_name["style-layer"][4:] == (True, "READWRITE")
     assert by_name["iterations"][0] == "add_int_argument"
     assert by_name["iterations"][4:] == (0, 10000, 0, "READWRITE")
-    assert by_name["content-weight"][0] == "add_double_argument"
+    assert by_name["style-strength"][0] == "add_double_argument"
+    assert by_name["style-strength"][4:] == (0.0, 10.0, 5.0, "READWRITE")
+    # The GIMP 3 tooltip is the plug-in's explanation, not the label again.
+    assert by_name["style-strength"][3] == _plugin.TOOLTIPS["style_strength"]
+    # GIMP cannot keep a layer in the last values: its id is kept in a string aux argument.
+    aux = [call[1:] for call in procedure.calls if call[0] == "add_string_aux_argument"]
+    assert [entry[0] for entry in aux] == ["style-layer-last-id"]
     assert by_name["use-ssim"][0:1] + by_name["use-ssim"][4:] == ("add_boolean_argument", True,
                                                                   "READWRITE")
     preset = by_name["preset"]

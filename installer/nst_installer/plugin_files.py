@@ -31,8 +31,9 @@ FOLDER_MODE = 0o755
 
 
 def plugin_sources(source_dir: Path) -> List[Path]:
-    """Every ``*.py`` of the plug-in's source folder (the main file and its helper modules)."""
-    return sorted(p for p in source_dir.glob("*.py") if p.is_file())
+    """Every ``*.py`` of the plug-in's source folder (the main file and its helper modules), and its
+    help page (``*.html``, opened by the dialog's Help button)."""
+    return sorted(p for p in source_dir.iterdir() if p.is_file() and p.suffix in (".py", ".html"))
 
 
 def with_shebang(source: bytes, shebang: str) -> bytes:
@@ -46,11 +47,16 @@ def with_shebang(source: bytes, shebang: str) -> bytes:
     return shebang.encode("ascii") + newline + rest
 
 
-def engine_config(engine_python: Path, log_dir: Path, version: str) -> Dict[str, str]:
-    """``nst_config.json``: how the plug-in finds the engine."""
-    return {"engine_python": os.path.abspath(str(engine_python)),
-            "log_dir": os.path.abspath(str(log_dir)),
-            "version": version}
+def engine_config(engine_python: Path, log_dir: Path, version: str,
+                  doctor: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """``nst_config.json``: how the plug-in finds the engine, and the devices the engine's doctor
+    found (the dialog offers only those; absent when doctor did not say)."""
+    config: Dict[str, object] = {"engine_python": os.path.abspath(str(engine_python)),
+                                 "log_dir": os.path.abspath(str(log_dir)),
+                                 "version": version}
+    if doctor and ("cuda" in doctor or "mps" in doctor):
+        config["devices"] = ["cpu"] + [name for name in ("cuda", "mps") if doctor.get(name) is True]
+    return config
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
@@ -60,7 +66,7 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
 
 
 def build_plugin_folder(folder: Path, sources: Sequence[Path], shebang: str,
-                        config: Dict[str, str]) -> List[str]:
+                        config: Dict[str, object]) -> List[str]:
     """Fill the (empty, existing) ``folder``; return the names written, for the manifest."""
     written = []
     for source in sources:
@@ -185,7 +191,7 @@ class _Swap:
     swapped: bool = False
 
 
-def install_plugin_folders(targets: Sequence, sources: Sequence[Path], config: Dict[str, str],
+def install_plugin_folders(targets: Sequence, sources: Sequence[Path], config: Dict[str, object],
                            previous_files: Dict[str, List[str]], backup_root: Path,
                            created_dirs: List[Path]) -> List[FolderInstall]:
     """Put a complete plug-in folder into each target's plug-ins folder, all or none.

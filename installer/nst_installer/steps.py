@@ -227,7 +227,7 @@ def _prepare_weights(plan: InstallPlan, changes: Changes, report: InstallReport)
 
 def _install_plugin(plan: InstallPlan, previous: Optional[Manifest], changes: Changes,
                     report: InstallReport) -> None:
-    config = engine_config(plan.engine.python, plan.logs_dir, plan.project_version)
+    config = engine_config(plan.engine.python, plan.logs_dir, plan.project_version, report.doctor)
     previous_files = previous.files_by_plugin_folder() if previous else {}
     say("Installing the plug-in into %d GIMP plug-ins folder%s ..."
         % (len(plan.targets), "" if len(plan.targets) == 1 else "s"))

@@ -51,6 +51,13 @@ def emit(event, **fields):
     sys.stdout.flush()
 
 
+# The stylize options the fake understands, as the real engine's parser would: an option the
+# plug-in sends that is not here fails like argparse does (exit 2), so a test notices.
+OPTIONS_WITH_VALUE = ("-o", "--progress", "--preset", "--size", "--iterations", "--content-weight",
+                      "--style-weight", "--style-strength", "--seed", "--device")
+FLAGS = ("--ssim", "--no-ssim", "--preserve-colors")
+
+
 def parse_args(argv):
     if argv[:3] != ["-m", "nst_core", "stylize"]:
         sys.stderr.write("fake engine: unexpected command %r\n" % argv)
@@ -60,6 +67,9 @@ def parse_args(argv):
     index = 0
     while index < len(rest):
         arg = rest[index]
+        if arg.startswith("-") and arg not in OPTIONS_WITH_VALUE + FLAGS:
+            sys.stderr.write("nst-core stylize: error: unrecognized arguments: %s\n" % arg)
+            sys.exit(2)
         if arg.startswith("-"):
             if index + 1 < len(rest) and not rest[index + 1].startswith("--"):
                 options[arg] = rest[index + 1]
@@ -179,7 +189,7 @@ def write_result(image, output):
 def stats(size, iterations):
     """The `done` event's stats, with every field PROTOCOL.md lists."""
     return {"seconds": 0.01 * iterations, "iterations": iterations, "best_iteration": iterations,
-            "device": "cpu", "working_size": size, "output_size": size, "upscale": "none",
+            "steps": iterations, "stop_reason": "max_iterations", "device": "cpu", "working_size": size, "output_size": size, "upscale": "none",
             "loss": 1.0, "content_loss": 0.5, "style_loss": 0.5, "ssim_factors": [0.2],
             "scales": [size], "capped": False}
 

@@ -92,6 +92,18 @@ def run_procedure(image, drawables, style, **values):
     return {"status": status.value_nick, "message": message}
 
 
+def run_with_last_values(image, drawables):
+    """What Filters > Repeat (Ctrl+F) does: Gimp.RunMode.WITH_LAST_VALS, no style layer given."""
+    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    result = procedure.run(config)
+    message = result.index(1) if result.length() > 1 else None
+    return {"status": result.index(0).value_nick, "message": message}
+
+
 def run_files():
     """The plug-in's run folders (TMPDIR/nst-gimp-USER/run-*) still on disk."""
     import glob
@@ -105,8 +117,8 @@ def runs_roots():
 
 def engine_values(**overrides):
     values = {"preset": params.get("preset", "standard"), "iterations": params["iterations"],
-              "size": params["size"], "style-weight": 1.0, "content-weight": 1.0,
-              "use-ssim": True, "preserve-colors": False, "seed": 0, "device": "cpu"}
+              "size": params["size"], "style-strength": 5.0, "use-ssim": True,
+              "preserve-colors": False, "seed": 0, "device": "cpu"}
     values.update(overrides)
     return values
 
@@ -150,9 +162,12 @@ def success_scenario():
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 50, 40, 30, 20)
     # ... and every other argument set to a non-default value, to follow them to the engine.
     findings["selection_run"] = run_procedure(image, [target], style, **engine_values(**{
-        "style-weight": 2.5, "content-weight": 0.5, "use-ssim": False, "preserve-colors": True,
-        "seed": 7}))
+        "style-strength": 7.5, "use-ssim": False, "preserve-colors": True, "seed": 7}))
     findings["after_selection_run"] = stack(image)
+    # Filters > Repeat: GIMP runs the procedure with the last values, which cannot hold a layer.
+    Gimp.Selection.none(image)
+    findings["repeat_run"] = run_with_last_values(image, [target])
+    findings["after_repeat_run"] = stack(image)
     findings["run_folders_at_end"] = run_files()
     findings["runs_roots"] = runs_roots()
     image.delete()
