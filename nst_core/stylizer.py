@@ -29,6 +29,8 @@ from torch import nn
 from . import __version__, color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
+from .convergence import ConvergenceRule
+from .eta import RunClock
 from .errors import BadInput, Cancelled, OutOfMemory
 from .events import Progress, Started, Warned
 from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
@@ -116,6 +118,8 @@ class Optimized:
     best: Iterate
     steps: int  # steps taken
     optimizer: Any  # a next scale may carry on Adam's state
+    stop_reason: str = "max_iterations"  # or "converged" (ConvergenceRule)
+    steps_before: int = 0  # steps of the scales before this one (set by ``_stylize``)
 
 
 def as_loaded(image, role):
@@ -191,8 +195,7 @@ class Objective(nn.Module):
             {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
                              params.ssim_sigma, params.ssim_implementation) for name, gram in style_grams.items()})
         self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
-        self.content_weight = params.content_weight
-        self.style_weight = params.style_weight
+        self.content_weight, self.style_weight = params.weights()  # given, or those of the strength
         self.tv_weight = params.tv_weight
         self.tv = TVLoss()
 
@@ -213,42 +216,29 @@ class Objective(nn.Module):
         return total, {"content": content, "style": style, "tv": tv, "factors": factors}
 
 
-class _Clock:
-    """Turns iterations into a time-weighted fraction and an ETA: an iteration costs its pixel count."""
-
-    def __init__(self, total_units):
-        self.start = time.perf_counter()
-        self.total_units = max(total_units, 1)
-        self.done_units = 0
-        self.first = None  # (time, units) after the first iteration, whose one-off costs skew the rate
-
-    def tick(self, units):
-        self.done_units += units
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = (now, self.done_units)
-            eta = None
-        else:
-            rate = (now - self.first[0]) / max(self.done_units - self.first[1], 1)
-            eta = rate * (self.total_units - self.done_units)
-        return now - self.start, min(self.done_units / self.total_units, 1.0), eta
-
-
 class _ProgressReporter:
     """Numbers the iterates of a whole run and turns each into a ``Progress`` event."""
 
     def __init__(self, plan, params, emit):
         self.total = plan.total_iterations
-        self.clock = _Clock(plan.work_units)
+        tile_pixels = plan.tiles[0][2] * plan.tiles[0][3] if plan.tiles else 0
+        self.clock = RunClock([(s.iterations, s.pixels) for s in plan.stages]
+                              + [(plan.refine_iterations, tile_pixels)] * len(plan.tiles))
         self.use_ssim = params.use_ssim
         self.emit = emit
         self.iteration = 0  # steps taken so far, over every scale and tile
+        self.parts = 0  # scales and tiles begun
 
-    def for_stage(self, phase, scale, pixels):
-        """The ``on_iterate`` callback of one scale or tile."""
+    def for_stage(self, phase, scale, pixels, rule=None):
+        """The ``on_iterate`` callback of one scale or tile; ``rule``: its ConvergenceRule, if any."""
+        self.clock.begin(self.parts)
+        self.parts += 1
+        most = self.clock.parts[self.clock.index][0]
+
         def on_iterate(current, best):
             self.iteration += 1
-            elapsed, fraction, eta = self.clock.tick(pixels)
+            expected = None if rule is None else rule.expected_remaining(most)
+            elapsed, fraction, eta = self.clock.tick(expected)
             parts = current.parts
             self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
                                scale=scale, loss=current.loss, content_loss=float(parts["content"]),
@@ -372,8 +362,11 @@ class Stylizer:
                 }
         return optimizer
 
-    def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None):
-        """Minimise ``objective`` from ``x`` for ``iterations`` steps; returns an :class:`Optimized`.
+    def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None,
+                 convergence=None):
+        """Minimise ``objective`` from ``x`` for at most ``iterations`` steps; returns an :class:`Optimized`.
+
+        ``convergence`` (a :class:`ConvergenceRule`) ends it earlier, once the best iterate stops changing.
 
         Pixels are clipped to 0..255 after every step, as in the paper. Step k's loss evaluation (inside
         the optimiser's closure) is of the image after k - 1 steps, so the image after step k is reported
@@ -395,10 +388,15 @@ class Stylizer:
                 raise FloatingPointError("the loss became NaN or infinite; try a smaller learning rate")
             if best is None or iterate.loss < best.loss:
                 best = iterate
+            if iterate.step > 0 and convergence is not None:
+                convergence.update(best.loss, best.image)  # before on_iterate: the ETA reads it
             if iterate.step > 0 and on_iterate is not None:
                 on_iterate(iterate, best)
 
+        steps = 0
         for step in range(1, iterations + 1):
+            if convergence is not None and convergence.converged:
+                break
             if should_stop is not None and should_stop():
                 raise Cancelled()
             record = {}
@@ -419,13 +417,16 @@ class Stylizer:
                 return total.detach() * loss_scale[0]
 
             optimizer.step(closure)
+            steps = step
             with torch.no_grad():
                 x.clamp_(0, 255)
             consider(record["iterate"])
         # The last step's result has not been evaluated yet: one forward pass without gradients.
         final_loss, final_parts = self.evaluate(x.detach(), objective, params)
-        consider(Iterate(step=iterations, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
-        return Optimized(best=best, steps=iterations, optimizer=optimizer)
+        consider(Iterate(step=steps, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
+        converged = convergence is not None and convergence.converged
+        return Optimized(best=best, steps=steps, optimizer=optimizer,
+                         stop_reason="converged" if converged else "max_iterations")
 
     # ----- the whole run ----------------------------------------------------------------------
 
@@ -447,6 +448,10 @@ class Stylizer:
         if len(blend) != len(styles):
             raise BadInput(f"style-blend has {len(blend)} weight(s) for {len(styles)} style image(s)")
         blend = [w / sum(blend) for w in blend]
+        if params.strength_ignored:
+            emit(Warned(f"style strength {params.style_strength:g} ignored: the style and content weights "
+                        f"{'of the paper preset ' if params.loss_normalization == 'raw' else ''}set the balance "
+                        "(leave --style-weight/--content-weight out, or use the standard or fast preset)"))
         return self._run_with_fallback(content, styles, blend, params, emit, should_stop)
 
     def _run_with_fallback(self, content, styles, blend, params, emit, should_stop):
@@ -506,7 +511,8 @@ class Stylizer:
         stylized = self._stylize(plan, prepared, params, progress, should_stop, generator)
         result = self._upscale(stylized.best.image, plan, prepared, params, progress, should_stop)
         image = finish_image(result, content, params)
-        stats = self._stats(plan, params, stylized, image, seconds=time.perf_counter() - start_time)
+        stats = self._stats(plan, params, stylized, image, seconds=time.perf_counter() - start_time,
+                            steps=progress.iteration)
         return StyleResult(image=image, stats=stats)
 
     def _announce(self, plan, content, emit):
@@ -537,8 +543,9 @@ class Stylizer:
         return Prepared(content=content, content_tensor=_to_tensor(content_rgb, device), styles=style_set)
 
     def _stylize(self, plan, prepared, params, progress, should_stop, generator):
-        """Coarse to fine: each scale starts from the previous scale's best iterate, resized."""
-        x, stylized = None, None
+        """Coarse to fine: each scale starts from the previous scale's best iterate, resized. With
+        ``params.converge`` each scale ends once its picture stops changing (the next one starts then)."""
+        x, stylized, steps_before = None, None, 0
         for index, stage in enumerate(plan.stages):
             scaled_content = resize(prepared.content_tensor, stage.size)
             if x is None:
@@ -548,9 +555,14 @@ class Stylizer:
             grams = self.style_grams(prepared.styles, round(max(stage.size) * params.style_scale), params)
             objective = self.objective(scaled_content, grams, params)
             carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
+            if stylized is not None:
+                steps_before += stylized.steps
+            rule = ConvergenceRule.from_params(params)
             stylized = self.optimize(x, objective, stage.iterations, params,
-                                     progress.for_stage("stylize", index, stage.pixels), should_stop, carried)
+                                     progress.for_stage("stylize", index, stage.pixels, rule), should_stop, carried,
+                                     convergence=rule)
             x = stylized.best.image
+        stylized.steps_before = steps_before  # the earlier scales' steps: the best's number in the whole run
         return stylized
 
     def _upscale(self, image, plan, prepared, params, progress, should_stop):
@@ -564,15 +576,20 @@ class Stylizer:
                                         len(plan.stages))
         return result
 
-    def _stats(self, plan, params, stylized, image, seconds):
+    def _stats(self, plan, params, stylized, image, seconds, steps):
         best = stylized.best
-        # A step number of the whole run, as progress events count them: the steps of the earlier scales
-        # plus this one's (0 would be the starting image).
-        best_iteration = sum(s.iterations for s in plan.stages[:-1]) + best.step
+        # A step number of the whole run, as progress events count them: the steps the earlier scales
+        # took plus this one's (0 would be the starting image).
+        best_iteration = stylized.steps_before + best.step
+        content_weight, style_weight = params.weights()
         return {
             "seconds": round(seconds, 3),
-            "iterations": plan.total_iterations,
+            "iterations": plan.total_iterations,  # the most the plan allowed
+            "steps": steps,  # taken, over every scale and tile
+            "stop_reason": stylized.stop_reason,  # of the last scale: "converged" or "max_iterations"
             "best_iteration": best_iteration,
+            "content_weight": content_weight,  # as used (given, or from the style strength)
+            "style_weight": style_weight,
             "device": str(self.device),
             "backbone": self.architecture,
             "weights": self.source.describe(),
@@ -599,8 +616,10 @@ class Stylizer:
         for x0, y0, w, h in tiles:
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
             objective = self.objective(prepared.content_tensor[region], grams, params)
+            rule = ConvergenceRule.from_params(params)
             refined = self.optimize(canvas[region], objective, params.refine_iterations, params,
-                                    progress.for_stage("refine", scale_index, w * h), should_stop)
+                                    progress.for_stage("refine", scale_index, w * h, rule), should_stop,
+                                    convergence=rule)
             feather = _feather(w, h, params.tile_overlap, canvas.device)
             out[region] += refined.best.image * feather
             weight_sum[region] += feather
