@@ -24,6 +24,7 @@ class ConvergenceRule:
         self.pixel_change = pixel_change
         self._history = deque(maxlen=window + 1)  # (best loss, best image) after each step
         self.changes = []  # (loss change, pixel change) after each step once a window is full
+        self.losses = []  # the best loss after each step
         self.converged = False
 
     @classmethod
@@ -36,6 +37,7 @@ class ConvergenceRule:
     def update(self, best_loss, best_image=None):
         """Record the state after one more step; True once the scale has converged."""
         self._history.append((best_loss, best_image))
+        self.losses.append(best_loss)
         if len(self._history) <= self.window:
             return False
         old_loss, old_image = self._history[0]
@@ -49,22 +51,32 @@ class ConvergenceRule:
         return self.converged
 
     def expected_remaining(self, most):
-        """Steps the scale is expected to take yet, at most ``most``.
+        """Steps the scale is expected to take yet, at most ``most``; None while there is no trend.
 
-        Each change that is still above its threshold is extrapolated geometrically from its value one
-        window earlier (a quasi-Newton optimiser's tail shrinks about so); with no trend yet (fewer than
-        two windows measured) or a change that is not shrinking, ``most``.
+        The model: what one window takes off the best loss, and the pixel change, each shrink by the
+        same factor every window (a quasi-Newton tail does, about), the factor measured from the last
+        two windows. It is stepped forward a step at a time until both changes are below their
+        thresholds. No trend: fewer than two windows measured (None); a change that is not shrinking:
+        ``most``.
         """
         if self.converged:
             return 0
-        if len(self.changes) <= self.window:
-            return most
-        now, before = self.changes[-1], self.changes[-1 - self.window]
-        steps = 0.0
-        for value, earlier, limit in zip(now, before, (self.loss_change, self.pixel_change)):
-            if value < limit:
-                continue
-            if not 0 < value < earlier or limit <= 0:
-                return most
-            steps = max(steps, self.window * math.log(limit / value) / math.log(value / earlier))
-        return min(most, math.ceil(steps))
+        w = self.window
+        if len(self.losses) < 2 * w + 1:
+            return None
+        loss = self.losses[-1]
+        drop, drop_before = self.losses[-1 - w] - loss, self.losses[-1 - 2 * w] - self.losses[-1 - w]
+        pixel, pixel_before = self.changes[-1][1], self.changes[-1 - w][1]
+        if drop_before <= 0 or drop >= drop_before or (pixel >= self.pixel_change and pixel >= pixel_before):
+            return most  # not shrinking: no end in sight
+        r = (drop / drop_before) ** (1.0 / w)  # each step's drop is r times the one before
+        pixel_per_step = (pixel / pixel_before) ** (1.0 / w) if pixel_before > 0 else 0.0
+        step_drop = drop / sum(r ** -i for i in range(w))  # the last step's share of the window's drop
+        for steps in range(most + 1):
+            if drop / max(abs(loss + drop), 1e-30) < self.loss_change and pixel < self.pixel_change:
+                return steps
+            step_drop *= r
+            loss -= step_drop
+            drop *= r
+            pixel *= pixel_per_step
+        return most

@@ -5,10 +5,13 @@ scale or tile being optimised, else the one before), excluding each part's first
 one-off costs (style targets, optimiser set-up). Steps still to come are
 
   this part     the convergence rule's expected remaining steps (``ConvergenceRule.expected_remaining``),
-                or all that are left of its maximum when it has no rule
-  later parts   their maximum times the share of their maximum that earlier parts needed (the smallest
-                such share: a scale that converged early predicts that the next one will too), or the
-                full maximum while no part has finished.
+                or, while it has no trend (or there is no rule), the typical count below less the
+                steps taken (at least one more)
+  later parts   the typical count of steps a part needs, capped at each part's maximum: the most any
+                part that stopped early took, or the current part's own expected total (when it is
+                expected to stop early) if larger. A scale starts
+                from the previous one's result and stops by the same rule, so about as many steps is
+                the expectation; while nothing is known (no part finished, no trend), the maximum.
 """
 
 import time
@@ -22,7 +25,7 @@ class RunClock:
         self.start = now()
         self.index = -1  # the part being run
         self.steps_here = 0
-        self.finished_shares = []  # steps taken / maximum of the parts that ended
+        self.finished_steps = []  # steps taken by the parts that ended
         self._last = None  # time of this part's previous step
         self._seconds = self._units = 0.0  # timed steps of the part that gives the rate
         self.max_units = sum(steps * pixels for steps, pixels in self.parts)
@@ -30,8 +33,8 @@ class RunClock:
 
     def begin(self, index):
         """Part ``index`` starts (parts are entered in order; earlier ones are finished)."""
-        if self.index >= 0 and self.steps_here:
-            self.finished_shares.append(self.steps_here / self.parts[self.index][0])
+        if self.index >= 0 and 0 < self.steps_here < self.parts[self.index][0]:
+            self.finished_steps.append(self.steps_here)  # stopped early: a measure of what a part needs
         self.index, self.steps_here, self._last = index, 0, None
 
     def tick(self, expected_here=None):
@@ -53,10 +56,16 @@ class RunClock:
         if self._units == 0:
             return elapsed, min(self.done_units / self.max_units, 1.0), None
         left_here = max(most - self.steps_here, 0)
+        known = list(self.finished_steps)
         if expected_here is not None:
             left_here = min(left_here, expected_here)
-        share = min(self.finished_shares) if self.finished_shares else 1.0
-        later = sum(max(1.0, steps * share) * size for steps, size in self.parts[self.index + 1:])
+            if self.steps_here + left_here < most:
+                known.append(self.steps_here + left_here)
+        typical = max(known) if known else None
+        if expected_here is None and left_here and typical is not None:
+            left_here = min(left_here, max(typical - self.steps_here, 1))
+        later = sum((steps if typical is None else min(steps, typical)) * size
+                    for steps, size in self.parts[self.index + 1:])
         eta = self._seconds / self._units * (left_here * pixels + later)
         fraction = elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0
         return elapsed, fraction, eta

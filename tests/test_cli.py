@@ -345,6 +345,8 @@ def test_jsonl_run_stream_is_start_progress_done(jsonl_run):
     assert stats["iterations"] == 2 and stats["output_size"] == [96, 64]
     assert stats["working_size"] == start["working_size"] and isinstance(stats["capped"], bool)
     assert stats["device"] == "cpu" and len(stats["ssim_factors"]) == 5
+    # Issue 13: why it stopped and after how many steps (2 steps: too few for a convergence window).
+    assert stats["steps"] == 2 and stats["stop_reason"] == "max_iterations"
 
 
 @pytest.mark.parametrize("event_name", ["start", "progress", "done"])
@@ -649,3 +651,17 @@ def test_failed_run_keeps_the_older_file_at_the_output_path(inputs):
     check_error_run(proc, "bad_input", "not an image")
     assert out.read_bytes() == old
     assert folder_listing(out.parent) == ["result.png"]
+
+
+def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():
+    """Issue 13: spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
+    entry sets OMP_WAIT_POLICY=PASSIVE before anything imports torch, and keeps a value the user set."""
+    code = ("import os, sys\nfrom nst_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, file=sys.stderr)")
+    env = base_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "PASSIVE False", proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "ACTIVE False", proc.stderr

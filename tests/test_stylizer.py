@@ -256,3 +256,37 @@ def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
     assert all(p.device.type == "cpu" for p in net.parameters()), "the engine's network was not moved"
     assert list(random_engine._style_cache) == cached, "the CPU run's targets stay out of the engine's cache"
     assert torch.backends.cudnn.benchmark == cudnn_before
+
+
+def test_a_converged_run_stops_early_and_says_so(random_engine):
+    """Issue 13: iterations are a maximum; each scale ends once its best picture stops changing, the
+    coarse one handing over early, and the stats say why the run stopped and after how many steps."""
+    from nst_core.schedule import plan_stages
+
+    # An untrained network moves the pixels a lot for long (5 grey levels per 10 steps after 50): loose limits.
+    loose = dict(converge_loss_change=0.2, converge_pixel_change=12.0)
+    result, events = run(random_engine, iterations=200, multiscale=True, min_scale_size=40, size=64, **loose)
+    progress = [e for e in events if e.event == "progress"]
+    stats = result.stats
+    assert stats["stop_reason"] == "converged" and stats["iterations"] == 200
+    assert stats["steps"] == len(progress) < 200
+    assert [e.iteration for e in progress] == list(range(1, stats["steps"] + 1))
+    assert 0 <= stats["best_iteration"] <= stats["steps"]
+    planned = plan_stages(tuple(stats["working_size"]), 200, True, min_long_side=40, coarse_share=0.3, max_scales=3)
+    assert len(planned) >= 2
+    coarse_steps = sum(1 for e in progress if e.scale == 0)
+    assert 10 < coarse_steps < planned[0].iterations, "the coarse scale handed over early, after a full window"
+
+    everything, events = run(random_engine, iterations=15, converge=False, **loose)
+    assert everything.stats["stop_reason"] == "max_iterations" and everything.stats["steps"] == 15
+    assert len([e for e in events if e.event == "progress"]) == 15
+
+
+def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
+    strong, _ = run(random_engine, iterations=2, style_strength=8.0)
+    assert (strong.stats["content_weight"], strong.stats["style_weight"]) == (
+        1.0, StyleParams.preset("standard").weights()[1] * 8)
+    given, events = run(random_engine, iterations=2, style_strength=8.0, style_weight=3.0)
+    assert given.stats["style_weight"] == 3.0
+    warnings = [e.message for e in events if e.event == "warning"]
+    assert len(warnings) == 1 and "style strength 8 ignored" in warnings[0]
