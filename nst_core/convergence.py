@@ -54,8 +54,10 @@ class ConvergenceRule:
         """Steps the scale is expected to take yet, at most ``most``; None while there is no trend.
 
         The model: what one window takes off the best loss, and the pixel change, each shrink by the
-        same factor every window (a quasi-Newton tail does, about), the factor measured from the last
-        two windows. It is stepped forward a step at a time until both changes are below their
+        same factor every step (a quasi-Newton tail does, about), the factor measured between the last
+        window and one up to three windows before it. On a real run (256 px, L-BFGS, VGG-16) the loss
+        falls in phases, and this model was off by up to 2x either way until the last ~20 % of a scale:
+        the 25 % bound is tested on scripted runs only (tests/test_convergence.py). It is stepped forward a step at a time until both changes are below their
         thresholds. No trend: fewer than two windows measured (None); a change that is not shrinking:
         ``most``.
         """
@@ -64,13 +66,17 @@ class ConvergenceRule:
         w = self.window
         if len(self.losses) < 2 * w + 1:
             return None
+        # The trend over as long a span as the history gives, up to three windows: one window's drop
+        # is noisy on a real run (L-BFGS steps vary), its ratio to the drop k windows earlier less so.
+        k = min(3, (len(self.losses) - 1) // w - 1)
         loss = self.losses[-1]
-        drop, drop_before = self.losses[-1 - w] - loss, self.losses[-1 - 2 * w] - self.losses[-1 - w]
-        pixel, pixel_before = self.changes[-1][1], self.changes[-1 - w][1]
+        drop = self.losses[-1 - w] - loss
+        drop_before = self.losses[-1 - (k + 1) * w] - self.losses[-1 - k * w]
+        pixel, pixel_before = self.changes[-1][1], self.changes[-1 - k * w][1]
         if drop_before <= 0 or drop >= drop_before or (pixel >= self.pixel_change and pixel >= pixel_before):
             return most  # not shrinking: no end in sight
-        r = (drop / drop_before) ** (1.0 / w)  # each step's drop is r times the one before
-        pixel_per_step = (pixel / pixel_before) ** (1.0 / w) if pixel_before > 0 else 0.0
+        r = (drop / drop_before) ** (1.0 / (k * w))  # each step's drop is r times the one before
+        pixel_per_step = (pixel / pixel_before) ** (1.0 / (k * w)) if pixel_before > 0 else 0.0
         step_drop = drop / sum(r ** -i for i in range(w))  # the last step's share of the window's drop
         for steps in range(most + 1):
             if drop / max(abs(loss + drop), 1e-30) < self.loss_change and pixel < self.pixel_change:

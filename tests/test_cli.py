@@ -304,7 +304,8 @@ def jsonl_run(tmp_path_factory):
     out.write_bytes(b"an older file that the result replaces")
     old_inode = out.stat().st_ino
     proc = run_engine("stylize", folder / "content.png", folder / "style.png", "-o", out, "--size", "64",
-                      "--iterations", "2", "--device", "cpu", "--weights", "random", "--progress", "jsonl")
+                      "--iterations", "2", "--device", "cpu", "--weights", "random", "--progress", "jsonl",
+                      "--ssim")  # the standard preset runs without the SSIM factor since issue 13
     return {"proc": proc, "folder": folder, "out": out, "old_inode": old_inode}
 
 

@@ -51,7 +51,7 @@ def test_same_seed_same_result(random_engine):
 
 
 def test_progress_events_describe_the_run(random_engine):
-    _, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96)
+    _, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96, use_ssim=True)
     start = events[0]
     assert start.event == "start" and start.working_size == (96, 64) and len(start.scales) >= 2
     progress = [e for e in events if e.event == "progress"]
@@ -286,6 +286,8 @@ def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
     strong, _ = run(random_engine, iterations=2, style_strength=8.0)
     assert (strong.stats["content_weight"], strong.stats["style_weight"]) == (
         1.0, StyleParams.preset("standard").weights()[1] * 8)
+    with_ssim, _ = run(random_engine, iterations=2, use_ssim=True)
+    assert with_ssim.stats["style_weight"] == 24.0, "the SSIM factor's own calibrated middle"
     given, events = run(random_engine, iterations=2, style_strength=8.0, style_weight=3.0)
     assert given.stats["style_weight"] == 3.0
     warnings = [e.message for e in events if e.event == "warning"]
