@@ -15,7 +15,7 @@ import traceback
 
 from . import __version__
 from .errors import BadInput, Cancelled, NSTError, WeightsMissing
-from .devices import DEVICES
+from .devices import DEVICES, prefer_passive_threads
 from .params import PRESETS, StyleParams, cli_fields
 from .protocol import JsonlWriter
 
@@ -583,6 +583,9 @@ def cmd_weights_path(args):
 
 
 def main(argv=None):
+    # The console script enters here: idle OpenMP threads must sleep on a shared CPU, and torch (loaded
+    # later, by the command) reads the setting on loading. An OMP_WAIT_POLICY the user set is kept.
+    prefer_passive_threads()
     args = build_parser().parse_args(argv)
     if args.handler is cmd_stylize:
         return args.handler(args)

@@ -6,6 +6,8 @@ against what the device has free now, re-read before every run.
 """
 
 import functools
+import os
+import sys
 
 import psutil
 
@@ -22,6 +24,21 @@ BYTES_PER_PIXEL = {"vgg19": 3400, "vgg16": 2600}
 LBFGS_HISTORY = 100  # as torch's default; 20 reached a 5% higher loss after 200 steps
 # Half precision halves the activations but not the float32 image, Gram matrices or optimiser state.
 HALF_PRECISION_SAVING = 0.55
+
+
+def prefer_passive_threads(environ=None):
+    """Idle OpenMP threads sleep instead of spinning, unless the user chose otherwise.
+
+    The CPU is shared (GIMP, another engine, a service's other work): with OpenMP's default active
+    wait, two engines side by side on 2 cores each took 27x the time of one alone (30 steps at 160 px:
+    2.1 s alone, 57 s side by side), with OMP_WAIT_POLICY=PASSIVE 5.0 s each (issue 13's figures).
+    The OpenMP runtime reads the variable once, when torch loads it: this must run before the first
+    ``import torch`` (the CLI's entry points call it first). An explicit OMP_WAIT_POLICY is respected.
+    Returns True when the setting can still take effect (torch not yet imported).
+    """
+    environ = os.environ if environ is None else environ
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
 
 
 def pick_device(name="auto"):

@@ -29,6 +29,8 @@ from torch import nn
 from . import __version__, color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
+from .convergence import ConvergenceRule
+from .eta import RunClock
 from .errors import BadInput, Cancelled, OutOfMemory
 from .events import Preview, Progress, Started, Warned
 from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
@@ -92,11 +94,10 @@ class RunPlan:
         return sum(s.iterations for s in self.stages) + len(self.tiles) * self.refine_iterations
 
     @property
-    def work_units(self):
-        """The run's expected cost: an iteration costs its pixel count."""
+    def parts(self):
+        """(most steps, pixels) of each scale, then of each tile: what the run's clock estimates from."""
         tile_pixels = self.tiles[0][2] * self.tiles[0][3] if self.tiles else 0
-        refinement = len(self.tiles) * self.refine_iterations * tile_pixels
-        return sum(s.iterations * s.pixels for s in self.stages) + refinement
+        return [(s.iterations, s.pixels) for s in self.stages] + [(self.refine_iterations, tile_pixels)] * len(self.tiles)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Optimized:
     steps: int  # steps taken
     optimizer: Any  # a next scale may carry on Adam's state
     finished_early: bool = False  # ``should_finish`` ended it before ``iterations`` steps
+    stop_reason: str = "max_iterations"  # or "converged" (its ConvergenceRule ended it)
 
 
 @dataclass
@@ -204,8 +206,7 @@ class Objective(nn.Module):
             {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
                              params.ssim_sigma, params.ssim_implementation) for name, gram in style_grams.items()})
         self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
-        self.content_weight = params.content_weight
-        self.style_weight = params.style_weight
+        self.content_weight, self.style_weight = params.weights()  # given, or those of the strength
         self.tv_weight = params.tv_weight
         self.tv = TVLoss()
 
@@ -226,34 +227,13 @@ class Objective(nn.Module):
         return total, {"content": content, "style": style, "tv": tv, "factors": factors}
 
 
-class _Clock:
-    """Turns iterations into a time-weighted fraction and an ETA: an iteration costs its pixel count."""
-
-    def __init__(self, total_units):
-        self.start = time.perf_counter()
-        self.total_units = max(total_units, 1)
-        self.done_units = 0
-        self.first = None  # (time, units) after the first iteration, whose one-off costs skew the rate
-
-    def tick(self, units):
-        self.done_units += units
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = (now, self.done_units)
-            eta = None
-        else:
-            rate = (now - self.first[0]) / max(self.done_units - self.first[1], 1)
-            eta = rate * (self.total_units - self.done_units)
-        return now - self.start, min(self.done_units / self.total_units, 1.0), eta
-
-
 class _ProgressReporter:
     """Numbers the iterates of a whole run, turns each into a ``Progress`` event and, when asked, the
     best one so far into a ``Preview`` at most every ``preview_every`` seconds."""
 
     def __init__(self, plan, params, emit, preview_every=None, make_preview=None):
         self.total = plan.total_iterations
-        self.clock = _Clock(plan.work_units)
+        self.clock = RunClock(plan.parts)
         self.use_ssim = params.use_ssim
         self.emit = emit
         self.iteration = 0  # steps taken so far, over every scale and tile
@@ -261,12 +241,18 @@ class _ProgressReporter:
         self.preview_every = preview_every
         self.make_preview = make_preview if preview_every is not None else None
         self.last_preview = None  # when the last preview was finished
+        self.parts = 0  # scales and tiles begun
 
-    def for_stage(self, phase, scale, pixels):
-        """The ``on_iterate`` callback of one scale or tile."""
+    def for_stage(self, phase, scale, rule=None):
+        """The ``on_iterate`` callback of one scale or tile; ``rule``: its ConvergenceRule, if any."""
+        self.clock.begin(self.parts)
+        self.parts += 1
+        most = self.clock.parts[self.clock.index][0]
+
         def on_iterate(current, best):
             self.iteration += 1
-            elapsed, fraction, eta = self.clock.tick(pixels)
+            expected = None if rule is None else rule.expected_remaining(most)
+            elapsed, fraction, eta = self.clock.tick(expected)
             parts = current.parts
             self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
                                scale=scale, loss=current.loss, content_loss=float(parts["content"]),
@@ -404,8 +390,8 @@ class Stylizer:
         return optimizer
 
     def optimize(self, x, objective, iterations, params, on_iterate=None, should_stop=None, previous_optimizer=None,
-                 should_finish=None):
-        """Minimise ``objective`` from ``x`` for ``iterations`` steps; returns an :class:`Optimized`.
+                 should_finish=None, convergence=None):
+        """Minimise ``objective`` from ``x`` for at most ``iterations`` steps; returns an :class:`Optimized`.
 
         Pixels are clipped to 0..255 after every step, as in the paper. Step k's loss evaluation (inside
         the optimiser's closure) is of the image after k - 1 steps, so the image after step k is reported
@@ -414,7 +400,8 @@ class Stylizer:
         image (step 0) is a candidate for the best too, though not reported.
 
         ``should_stop()`` true before a step raises ``Cancelled``; ``should_finish()`` true ends the
-        optimisation there, with the lowest-loss iterate so far (``finished_early``).
+        optimisation there, with the lowest-loss iterate so far (``finished_early``). ``convergence`` (a
+        :class:`ConvergenceRule`) ends it once the best iterate stops changing (``stop_reason``).
         """
         x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         optimizer = self._make_optimizer(x, params, previous_optimizer)
@@ -430,14 +417,20 @@ class Stylizer:
                 raise FloatingPointError("the loss became NaN or infinite; try a smaller learning rate")
             if best is None or iterate.loss < best.loss:
                 best = iterate
+            if iterate.step > 0 and convergence is not None:
+                convergence.update(best.loss, best.image)  # before on_iterate: the ETA reads it
             if iterate.step > 0 and on_iterate is not None:
                 on_iterate(iterate, best)
 
-        steps = 0
+        steps, stop_reason, finished_early = 0, "max_iterations", False
         for step in range(1, iterations + 1):
+            if convergence is not None and convergence.converged:
+                stop_reason = "converged"
+                break
             if should_stop is not None and should_stop():
                 raise Cancelled()
             if should_finish is not None and should_finish():
+                finished_early = True
                 break
             record = {}
 
@@ -464,7 +457,8 @@ class Stylizer:
         # The last step's result has not been evaluated yet: one forward pass without gradients.
         final_loss, final_parts = self.evaluate(x.detach(), objective, params)
         consider(Iterate(step=steps, loss=final_loss, parts=_detached(final_parts), image=x.detach().clone()))
-        return Optimized(best=best, steps=steps, optimizer=optimizer, finished_early=steps < iterations)
+        return Optimized(best=best, steps=steps, optimizer=optimizer, finished_early=finished_early,
+                         stop_reason=stop_reason)
 
     # ----- the whole run ----------------------------------------------------------------------
 
@@ -490,6 +484,10 @@ class Stylizer:
         if len(blend) != len(styles):
             raise BadInput(f"style-blend has {len(blend)} weight(s) for {len(styles)} style image(s)")
         blend = [w / sum(blend) for w in blend]
+        if params.strength_ignored:
+            emit(Warned(f"style strength {params.style_strength:g} ignored: the style and content weights "
+                        f"{'of the paper preset ' if params.loss_normalization == 'raw' else ''}set the balance "
+                        "(leave --style-weight/--content-weight out, or use the standard or fast preset)"))
         control = RunControl(should_stop, should_finish, preview_every)
         return self._run_with_fallback(content, styles, blend, params, emit, control)
 
@@ -553,10 +551,10 @@ class Stylizer:
         progress = _ProgressReporter(plan, params, emit, control.preview_every, make_preview)
         # Anything random in a run draws from its own generator: the process's global RNG is left alone.
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
-        best, finished = self._stylize(plan, prepared, params, progress, control, generator)
+        best, finished, stop_reason = self._stylize(plan, prepared, params, progress, control, generator)
         result, upscale, finished = self._upscale(best.image, finished, plan, prepared, params, progress, control)
         image = finish_image(result, content, params)
-        stats = self._stats(plan, params, best, progress, image, upscale, finished,
+        stats = self._stats(plan, params, best, progress, image, upscale, "stopped" if finished else stop_reason,
                             seconds=time.perf_counter() - start_time)
         return StyleResult(image=image, stats=stats)
 
@@ -588,13 +586,15 @@ class Stylizer:
         return Prepared(content=content, content_tensor=_to_tensor(content_rgb, device), styles=style_set)
 
     def _stylize(self, plan, prepared, params, progress, control, generator):
-        """Coarse to fine: each scale starts from the previous scale's best iterate, resized.
+        """Coarse to fine: each scale starts from the previous scale's best iterate, resized. With
+        ``params.converge`` each scale ends once its picture stops changing (the next one starts then).
 
-        Returns the best :class:`Iterate` of the last scale run, and whether a finish request ended it."""
+        Returns the best :class:`Iterate` of the last scale run, whether a finish request ended it, and
+        why the last scale ended ("converged" or "max_iterations")."""
         x, stylized = None, None
         for index, stage in enumerate(plan.stages):
             if stylized is not None and control.finish_requested():
-                return stylized.best, True
+                return stylized.best, True, stylized.stop_reason
             scaled_content = resize(prepared.content_tensor, stage.size)
             if x is None:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, generator)
@@ -603,13 +603,14 @@ class Stylizer:
             grams = self.style_grams(prepared.styles, round(max(stage.size) * params.style_scale), params)
             objective = self.objective(scaled_content, grams, params)
             carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
+            rule = ConvergenceRule.from_params(params)
             stylized = self.optimize(x, objective, stage.iterations, params,
-                                     progress.for_stage("stylize", index, stage.pixels), control.should_stop,
-                                     carried, control.should_finish)
+                                     progress.for_stage("stylize", index, rule), control.should_stop,
+                                     carried, control.should_finish, convergence=rule)
             x = stylized.best.image
             if stylized.finished_early:
                 break
-        return stylized.best, stylized.finished_early
+        return stylized.best, stylized.finished_early, stylized.stop_reason
 
     def _upscale(self, image, finished, plan, prepared, params, progress, control):
         """The best iterate brought to the content's size as ``plan.upscale`` says. Returns it, the way it
@@ -628,14 +629,17 @@ class Stylizer:
             result = refined
         return result, upscale, finished
 
-    def _stats(self, plan, params, best, progress, image, upscale, finished, seconds):
+    def _stats(self, plan, params, best, progress, image, upscale, stop_reason, seconds):
+        content_weight, style_weight = params.weights()
         return {
             "seconds": round(seconds, 3),
-            "iterations": plan.total_iterations,
-            "steps": progress.iteration,  # fewer than iterations when told to finish early
-            "stop_reason": "stopped" if finished else "max_iterations",
+            "iterations": plan.total_iterations,  # the most the plan allowed
+            "steps": progress.iteration,  # taken, over every scale and tile: fewer on convergence or a stop
+            "stop_reason": stop_reason,  # "stopped", or how the last scale ended: "converged", "max_iterations"
             # A step number of the whole run, as progress events count them (0: the starting image).
             "best_iteration": progress.best_iteration,
+            "content_weight": content_weight,  # as used (given, or from the style strength)
+            "style_weight": style_weight,
             "device": str(self.device),
             "backbone": self.architecture,
             "weights": self.source.describe(),
@@ -666,9 +670,10 @@ class Stylizer:
                 return None
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
             objective = self.objective(prepared.content_tensor[region], grams, params)
+            rule = ConvergenceRule.from_params(params)
             refined = self.optimize(canvas[region], objective, params.refine_iterations, params,
-                                    progress.for_stage("refine", scale_index, w * h), control.should_stop,
-                                    should_finish=control.should_finish)
+                                    progress.for_stage("refine", scale_index, rule), control.should_stop,
+                                    should_finish=control.should_finish, convergence=rule)
             if refined.finished_early:
                 return None
             feather = _feather(w, h, params.tile_overlap, canvas.device)

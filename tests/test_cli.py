@@ -249,7 +249,8 @@ def jsonl_run(tmp_path_factory):
     out.write_bytes(b"an older file that the result replaces")
     old_inode = out.stat().st_ino
     proc = run_engine("stylize", folder / "content.png", folder / "style.png", "-o", out, "--size", "64",
-                      "--iterations", "2", "--device", "cpu", "--weights", "random", "--progress", "jsonl")
+                      "--iterations", "2", "--device", "cpu", "--weights", "random", "--progress", "jsonl",
+                      "--ssim")  # the standard preset runs without the SSIM factor since issue 13
     return {"proc": proc, "folder": folder, "out": out, "old_inode": old_inode}
 
 
@@ -290,6 +291,8 @@ def test_jsonl_run_stream_is_start_progress_done(jsonl_run):
     assert stats["iterations"] == 2 and stats["output_size"] == [96, 64]
     assert stats["working_size"] == start["working_size"] and isinstance(stats["capped"], bool)
     assert stats["device"] == "cpu" and len(stats["ssim_factors"]) == 5
+    # Issue 13: why it stopped and after how many steps (2 steps: too few for a convergence window).
+    assert stats["steps"] == 2 and stats["stop_reason"] == "max_iterations"
 
 
 @pytest.mark.parametrize("event_name", ["start", "progress", "done"])
@@ -696,3 +699,17 @@ def test_plugin_options_are_stylize_options_with_valid_values():
         assert params.preserve_colors == ("luminance" if values["preserve_colors"] else None)
         if values["preset"] not in nst_protocol.PRESETS_WITH_FIXED_WEIGHTS:
             assert params.style_strength == values["style_strength"]
+
+
+def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():
+    """Issue 13: spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
+    entry sets OMP_WAIT_POLICY=PASSIVE before anything imports torch, and keeps a value the user set."""
+    code = ("import os, sys\nfrom nst_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, file=sys.stderr)")
+    env = base_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "PASSIVE False", proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "ACTIVE False", proc.stderr

@@ -70,6 +70,9 @@ def test_every_declared_field_is_a_stylize_option_that_reaches_the_params():
         elif spec.name == "style_blend":
             value = (0.25, 0.75)
             argv += [flag, "0.25", "0.75"]
+        elif default is None:  # the strength and the weights: not given unless given
+            value = 2.5
+            argv += [flag, str(value)]
         else:
             value = default + (1 if isinstance(default, int) else 0.5)
             argv += [flag, str(value)]
@@ -87,3 +90,53 @@ def test_choices_come_from_the_engines_own_lists():
     stylize = next(a for a in build_parser()._actions if a.dest == "command").choices["stylize"]
     choices = {a.dest: a.choices for a in stylize._actions}
     assert tuple(choices["init"]) == INITS and tuple(choices["device"]) == DEVICES
+
+
+def test_style_strength_maps_monotonically_with_the_calibrated_middle():
+    from nst_core import params as p
+
+    weights = [p.strength_to_style_weight(s / 2) for s in range(0, 21)]
+    assert all(a < b for a, b in zip(weights, weights[1:])), "more strength, more style"
+    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH) == p.CALIBRATED_STYLE_WEIGHT
+    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH, use_ssim=True) == p.CALIBRATED_STYLE_WEIGHT_SSIM
+    assert p.strength_to_style_weight(3.0, use_ssim=True) < p.strength_to_style_weight(4.0, use_ssim=True)
+    assert p.strength_to_style_weight(6.0) / p.strength_to_style_weight(5.0) == pytest.approx(p.STRENGTH_FACTOR)
+    for preset in ("standard", "fast"):
+        assert not StyleParams.preset(preset).use_ssim
+        assert StyleParams.preset(preset).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT)
+        assert StyleParams.preset(preset, use_ssim=True).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT_SSIM)
+        assert StyleParams.preset(preset, style_strength=0.0).weights()[1] == pytest.approx(
+            p.CALIBRATED_STYLE_WEIGHT / p.STRENGTH_FACTOR ** 5)
+
+
+@pytest.mark.parametrize("bad", [-0.5, 10.5, math.nan, math.inf])
+def test_style_strength_out_of_range_says_the_range(bad):
+    with pytest.raises(BadInput, match=r"style-strength must be a number from 0 to 10 \(default 5"):
+        StyleParams.preset("fast", style_strength=bad)
+
+
+def test_a_given_weight_wins_over_the_strength_and_the_paper_ignores_it():
+    given = StyleParams.preset("standard", style_strength=9.0, style_weight=3.0)
+    assert given.weights() == (1.0, 3.0) and given.strength_ignored
+    assert StyleParams.preset("standard", content_weight=2.0).weights() == (2.0, 1.0)
+    paper = StyleParams.preset("paper", style_strength=9.0)
+    assert paper.weights() == (1e3, 1e-2) and paper.strength_ignored
+    assert not StyleParams.preset("fast", style_strength=9.0).strength_ignored
+
+
+def test_the_paper_runs_every_step_and_the_others_stop_on_convergence():
+    assert StyleParams.preset("paper").converge is False
+    assert StyleParams.preset("standard").converge and StyleParams.preset("fast").converge
+    with pytest.raises(BadInput, match="converge-window"):
+        StyleParams(converge_window=1)
+
+
+def test_idle_threads_sleep_unless_the_user_chose_otherwise():
+    from nst_core.devices import prefer_passive_threads
+
+    environ = {}
+    prefer_passive_threads(environ)
+    assert environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    chosen = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}
+    prefer_passive_threads(chosen)
+    assert chosen == {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}

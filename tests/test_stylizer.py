@@ -52,7 +52,7 @@ def test_same_seed_same_result(random_engine):
 
 
 def test_progress_events_describe_the_run(random_engine):
-    _, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96)
+    _, events = run(random_engine, iterations=20, multiscale=True, min_scale_size=48, size=96, use_ssim=True)
     start = events[0]
     assert start.event == "start" and start.working_size == (96, 64) and len(start.scales) >= 2
     progress = [e for e in events if e.event == "progress"]
@@ -310,3 +310,39 @@ def test_previews_are_throttled_and_the_first_comes_after_the_first_step(random_
     assert names.count("preview") == 1 and names.index("preview") == names.index("progress") + 1
     preview = events[names.index("preview")]
     assert preview.image.size == (160, 100) and preview.iteration in (0, 1), "the best of the start and step 1"
+
+
+def test_a_converged_run_stops_early_and_says_so(random_engine):
+    """Issue 13: iterations are a maximum; each scale ends once its best picture stops changing, the
+    coarse one handing over early, and the stats say why the run stopped and after how many steps."""
+    from nst_core.schedule import plan_stages
+
+    # An untrained network moves the pixels a lot for long (5 grey levels per 10 steps after 50): loose limits.
+    loose = dict(converge_loss_change=0.2, converge_pixel_change=12.0)
+    result, events = run(random_engine, iterations=200, multiscale=True, min_scale_size=40, size=64, **loose)
+    progress = [e for e in events if e.event == "progress"]
+    stats = result.stats
+    assert stats["stop_reason"] == "converged" and stats["iterations"] == 200
+    assert stats["steps"] == len(progress) < 200
+    assert [e.iteration for e in progress] == list(range(1, stats["steps"] + 1))
+    assert 0 <= stats["best_iteration"] <= stats["steps"]
+    planned = plan_stages(tuple(stats["working_size"]), 200, True, min_long_side=40, coarse_share=0.3, max_scales=3)
+    assert len(planned) >= 2
+    coarse_steps = sum(1 for e in progress if e.scale == 0)
+    assert 10 < coarse_steps < planned[0].iterations, "the coarse scale handed over early, after a full window"
+
+    everything, events = run(random_engine, iterations=15, converge=False, **loose)
+    assert everything.stats["stop_reason"] == "max_iterations" and everything.stats["steps"] == 15
+    assert len([e for e in events if e.event == "progress"]) == 15
+
+
+def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
+    strong, _ = run(random_engine, iterations=2, style_strength=8.0)
+    assert (strong.stats["content_weight"], strong.stats["style_weight"]) == (
+        1.0, StyleParams.preset("standard").weights()[1] * 8)
+    with_ssim, _ = run(random_engine, iterations=2, use_ssim=True)
+    assert with_ssim.stats["style_weight"] == 24.0, "the SSIM factor's own calibrated middle"
+    given, events = run(random_engine, iterations=2, style_strength=8.0, style_weight=3.0)
+    assert given.stats["style_weight"] == 3.0
+    warnings = [e.message for e in events if e.event == "warning"]
+    assert len(warnings) == 1 and "style strength 8 ignored" in warnings[0]

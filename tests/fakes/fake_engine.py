@@ -189,7 +189,8 @@ def write_result(image, output):
 def stats(size, iterations):
     """The `done` event's stats, with every field PROTOCOL.md lists."""
     return {"seconds": 0.01 * iterations, "iterations": iterations, "best_iteration": iterations,
-            "steps": iterations, "stop_reason": "max_iterations", "device": "cpu", "working_size": size, "output_size": size, "upscale": "none",
+            "steps": iterations, "stop_reason": "max_iterations", "content_weight": 1.0, "style_weight": 2.0,
+            "device": "cpu", "working_size": size, "output_size": size, "upscale": "none",
             "loss": 1.0, "content_loss": 0.5, "style_loss": 0.5, "ssim_factors": [0.2],
             "scales": [size], "capped": False}
 
