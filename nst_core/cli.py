@@ -94,7 +94,16 @@ def build_parser():
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")
     run.add_argument("--ignore-stdin", action="store_true",
                      help="do not stop when stdin closes (for shell pipelines)")
+    run.add_argument("--server", metavar="URL",
+                     help="send the job to a running `nst-core serve` at URL (docs/SERVICE.md) instead of "
+                          "running it here")
+    run.add_argument("--token-file", metavar="FILE",
+                     help="with --server: the service's token (default: the one in this engine's data folder)")
     run.set_defaults(handler=cmd_stylize)
+
+    from .serve import add_serve_parser
+
+    add_serve_parser(commands, _add_engine_options).set_defaults(handler=cmd_serve)
 
     doctor = commands.add_parser("doctor", help="report torch, devices and weights")
     doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -272,6 +281,10 @@ def cmd_stylize(args):
         output = check_output_path(args.output, [args.content] + args.styles)
         if stop():
             raise Cancelled()
+        if args.server:  # a running service does the work (nst_core.client): no torch here
+            from .client import stylize_remote
+
+            return stylize_remote(args, output, reporter, stop)
 
         from .stylizer import Stylizer, as_loaded
 
@@ -370,6 +383,12 @@ def cmd_doctor(args):
     if not report["ready"]:
         print("next step: `nst-core weights fetch` (online) or `nst-core weights import FILE` (offline)")
     return 0
+
+
+def cmd_serve(args):
+    from .serve import serve
+
+    return serve(args)
 
 
 def cmd_weights_fetch(args):
