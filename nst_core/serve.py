@@ -492,7 +492,8 @@ def build_app(service):
                           "missing or wrong token: send the header 'Authorization: Bearer <token>' with the "
                           f"token from the service's token file ({TOKEN_FILE_NAME} in its data folder, or the "
                           "--token-file it was started with)", {"WWW-Authenticate": "Bearer"})
-        service.last_active = time.monotonic()
+        if request.path != f"{API}/health":  # a monitor's polling is no use: it keeps nothing alive
+            service.last_active = time.monotonic()
         service.purge()
         try:
             return await handler(request)
@@ -762,7 +763,7 @@ async def _main(args, stylizer, token, token_file):
 
 
 async def _exit_when_idle(service, seconds, stopping):
-    """--idle-exit: ends the service after ``seconds`` with no job and no authorised request (the GIMP
+    """--idle-exit: ends the service after ``seconds`` with no job and no authorised request but health (the GIMP
     plug-in's warm local service is started this way, so that it does not outlive its use)."""
     while not stopping.is_set():
         idle = time.monotonic() - service.last_active
