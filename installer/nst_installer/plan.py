@@ -16,6 +16,7 @@ from .plugin_files import MAIN_FILE, PLUGIN_NAME
 from .torch_choice import TorchSource, choose_torch_source
 
 MANIFEST_NAME = "install-manifest.json"
+SERVICE_TOKEN_COPY = "service-token"  # the installer's copy of --token-file, in its data folder
 DEMO_CONTENT = Path("examples") / "chelsea.png"
 DEMO_STYLE = Path("examples") / "starry_night.jpg"
 DEMO_SIZE = 256
@@ -57,6 +58,8 @@ class InstallOptions:
     data_dir: Optional[Path] = None
     demo: bool = False
     demo_output: Optional[Path] = None
+    server: Optional[str] = None  # --server: the plug-in's engine_service
+    server_token_file: Optional[Path] = None  # --token-file: copied to SERVICE_TOKEN_COPY
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,13 @@ class InstallPlan:
     targets: List[PluginTarget]
     plugin_source: Path
     demo: Optional[DemoPlan]
+    server: Optional[str] = None
+    server_token_file: Optional[Path] = None
+
+    @property
+    def server_token_copy(self) -> Path:
+        """Where the installer keeps its copy of --token-file, named in nst_config.json."""
+        return self.data_dir / SERVICE_TOKEN_COPY
 
 
 def _plugin_targets(options: InstallOptions, facts: HostFacts) -> List[PluginTarget]:
@@ -183,6 +193,8 @@ def build_install_plan(options: InstallOptions, facts: HostFacts) -> InstallPlan
         targets=_plugin_targets(options, facts),
         plugin_source=facts.plugin_source,
         demo=demo,
+        server=options.server,
+        server_token_file=options.server_token_file,
     )
 
 
@@ -212,6 +224,9 @@ def describe_plan(plan: InstallPlan) -> List[str]:
         note = " (GIMP version not in the path: pass --gimp-version 2.10 for GIMP 2.10)" \
             if target.version_guessed else ""
         lines.append("            %s with %s%s" % (MAIN_FILE, target.shebang, note))
+    if plan.server:
+        lines.append("  service:  the plug-in sends its jobs to %s (token: a copy of %s at %s)"
+                     % (plan.server, plan.server_token_file, plan.server_token_copy))
     lines.append("  logs:     %s" % plan.logs_dir)
     lines.append("  record:   %s (what --uninstall removes)" % plan.manifest_path)
     if plan.demo:
