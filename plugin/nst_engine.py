@@ -22,6 +22,8 @@ from nst_protocol import EngineError, RunRecord, failure_message, parse_event_li
 
 CONFIG_FILE_NAME = "nst_config.json"
 ENGINE_PYTHON_ENV = "NST_ENGINE_PYTHON"
+# Overrides the config's engine_service ("local", "off" or a URL), e.g. to try a run without the service.
+ENGINE_SERVICE_ENV = "NST_ENGINE_SERVICE"
 LOG_FILE_NAME = "nst_engine.log"
 # The log is appended to run after run; past this size the old part moves to a ".1" file.
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
@@ -122,6 +124,10 @@ def load_config(plugin_dir, environ=None):
             "The engine's Python was not found at %s (named in %s). The engine may have been "
             "moved or uninstalled: run the installer again, or set %s to the Python that has "
             "nst_core installed." % (engine_python, source, ENGINE_PYTHON_ENV))
+    service_override = environ.get(ENGINE_SERVICE_ENV, "").strip()
+    if service_override:
+        data = dict(data, engine_service=service_override)
+        path = "%s (engine_service from the %s environment variable)" % (path, ENGINE_SERVICE_ENV)
     service, token_file, idle_minutes = service_settings(data, path)
     return EngineConfig(engine_python, data.get("log_dir") or "", data.get("version") or "",
                         source, service, token_file, idle_minutes)

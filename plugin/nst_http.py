@@ -134,7 +134,8 @@ def multipart_body(params, content_path, style_paths):
     for name, path in [("content", content_path)] + [("style", p) for p in style_paths]:
         with io.open(path, "rb") as handle:
             data = handle.read()
-        filename = "".join(c if c.isalnum() or c in "._-" else "_"
+        # ASCII only in the header (a unicode path on Python 2.7 may hold any letter)
+        filename = "".join(c if (c.isalnum() and ord(c) < 128) or c in "._-" else "_"
                            for c in os.path.basename(path)) or "image"
         chunks += [("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
                     "Content-Type: application/octet-stream\r\n\r\n"

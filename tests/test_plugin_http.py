@@ -312,6 +312,8 @@ def test_config_keys_choose_the_transport(tmp_path):
         return nst_engine.load_config(str(tmp_path), environ={})
 
     assert config().service == "local" and config().service_idle_minutes == 15
+    overridden = nst_engine.load_config(str(tmp_path), environ={nst_engine.ENGINE_SERVICE_ENV: "off"})
+    assert overridden.service == "off"
     assert isinstance(nst_engine.make_engine(config(), str(tmp_path)), nst_http.LocalServiceEngine)
     assert isinstance(nst_engine.make_engine(config(engine_service="off"), str(tmp_path)),
                       nst_engine.SubprocessEngine)
