@@ -286,6 +286,7 @@ class Service:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-engine")
         self.wakeup = asyncio.Event()
         self.closing = False
+        self.last_active = time.monotonic()  # the last authorised request or finished job (--idle-exit)
 
     # ----- queue ---------------------------------------------------------------------------------
 
@@ -318,6 +319,7 @@ class Service:
             self.announce_positions()
 
     def finish(self, job, state, final_line):
+        self.last_active = time.monotonic()
         job.state = state
         job.finished_at = time.monotonic()
         job.remove_files()
@@ -490,6 +492,8 @@ def build_app(service):
                           "missing or wrong token: send the header 'Authorization: Bearer <token>' with the "
                           f"token from the service's token file ({TOKEN_FILE_NAME} in its data folder, or the "
                           "--token-file it was started with)", {"WWW-Authenticate": "Bearer"})
+        if request.path != f"{API}/health":  # a monitor's polling is no use: it keeps nothing alive
+            service.last_active = time.monotonic()
         service.purge()
         try:
             return await handler(request)
@@ -745,9 +749,12 @@ async def _main(args, stylizer, token, token_file):
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
     dispatcher = asyncio.create_task(service.dispatch())
+    idle_watch = asyncio.create_task(_exit_when_idle(service, args.idle_exit, stopping)) if args.idle_exit else None
     try:
         await stopping.wait()
     finally:
+        if idle_watch is not None:
+            idle_watch.cancel()
         service.closing = True
         for job in list(service.waiting):
             service.drop_waiting(job, "the service is stopping")
@@ -761,6 +768,18 @@ async def _main(args, stylizer, token, token_file):
         await runner.cleanup()
         service.executor.shutdown(wait=False)
         print("nst-core serve: stopped", flush=True)
+
+
+async def _exit_when_idle(service, seconds, stopping):
+    """--idle-exit: ends the service after ``seconds`` with no job and no authorised request but health (the GIMP
+    plug-in's warm local service is started this way, so that it does not outlive its use)."""
+    while not stopping.is_set():
+        idle = time.monotonic() - service.last_active
+        if service.places_taken() == 0 and idle >= seconds:
+            print(f"nst-core serve: idle for {idle:.0f} s (--idle-exit {seconds:g}), stopping", flush=True)
+            stopping.set()
+            return
+        await asyncio.sleep(min(5.0, max(0.2, seconds - idle)))
 
 
 def serve(args):
@@ -779,6 +798,8 @@ def serve(args):
         raise BadInput("--queue must be from 0 to 1000")
     if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0):
         raise BadInput("--max-upload-mb, --max-pixels and --result-ttl must be > 0")
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        raise BadInput("--idle-exit must be a number of seconds > 0 (leave it out to run until stopped)")
     token_file = os.path.abspath(args.token_file or default_token_file())
     token = load_or_create_token(token_file)
     # Pillow's decompression-bomb guard, which the engine's own loader turns off for local files
@@ -814,5 +835,8 @@ def add_serve_parser(commands, add_engine_options):
                               help=f"largest image, in pixels (default {DEFAULT_MAX_PIXELS})")
     serve_parser.add_argument("--result-ttl", type=float, default=DEFAULT_RESULT_TTL,
                               help=f"seconds a finished result waits to be fetched (default {DEFAULT_RESULT_TTL})")
+    serve_parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                              help="stop after this many seconds with no job and no request (default: run "
+                                   "until stopped); the GIMP plug-in's local service uses it")
     add_engine_options(serve_parser)
     return serve_parser

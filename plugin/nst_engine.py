@@ -22,6 +22,8 @@ from nst_protocol import EngineError, RunRecord, failure_message, parse_event_li
 
 CONFIG_FILE_NAME = "nst_config.json"
 ENGINE_PYTHON_ENV = "NST_ENGINE_PYTHON"
+# Overrides the config's engine_service ("local", "off" or a URL), e.g. to try a run without the service.
+ENGINE_SERVICE_ENV = "NST_ENGINE_SERVICE"
 LOG_FILE_NAME = "nst_engine.log"
 # The log is appended to run after run; past this size the old part moves to a ".1" file.
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
@@ -35,14 +37,29 @@ CREATE_NO_WINDOW = 0x08000000
 # Configuration written by the installer
 
 
-class EngineConfig(object):
-    """Where the engine's Python is and where its log goes."""
+# nst_config.json's keys for the transport (docs/SERVICE.md, "GIMP and the service"):
+#   engine_service: "local" (the default: a warm `nst-core serve` on this machine, started by the
+#       first run, nst_http.LocalServiceEngine), "off" (an engine process per run, SubprocessEngine)
+#       or the http(s):// address of a service elsewhere (nst_http.HttpEngine);
+#   engine_service_token_file: that service's token file (a copy of it on this machine);
+#   engine_service_idle_minutes: how long the local service waits for the next job before it exits.
+SERVICE_LOCAL = "local"
+SERVICE_OFF = "off"
+DEFAULT_SERVICE_IDLE_MINUTES = 15
 
-    def __init__(self, engine_python, log_dir, version, source):
+
+class EngineConfig(object):
+    """Where the engine's Python is, where its log goes, and which transport runs the jobs."""
+
+    def __init__(self, engine_python, log_dir, version, source, service=SERVICE_LOCAL,
+                 service_token_file="", service_idle_minutes=DEFAULT_SERVICE_IDLE_MINUTES):
         self.engine_python = engine_python
         self.log_dir = log_dir
         self.version = version
         self.source = source  # where engine_python came from, for messages
+        self.service = service
+        self.service_token_file = service_token_file
+        self.service_idle_minutes = service_idle_minutes
 
 
 def config_path(plugin_dir):
@@ -107,8 +124,63 @@ def load_config(plugin_dir, environ=None):
             "The engine's Python was not found at %s (named in %s). The engine may have been "
             "moved or uninstalled: run the installer again, or set %s to the Python that has "
             "nst_core installed." % (engine_python, source, ENGINE_PYTHON_ENV))
+    service_override = environ.get(ENGINE_SERVICE_ENV, "").strip()
+    if service_override:
+        data = dict(data, engine_service=service_override)
+        path = "%s (engine_service from the %s environment variable)" % (path, ENGINE_SERVICE_ENV)
+    service, token_file, idle_minutes = service_settings(data, path)
     return EngineConfig(engine_python, data.get("log_dir") or "", data.get("version") or "",
-                        source)
+                        source, service, token_file, idle_minutes)
+
+
+def service_settings(data, path):
+    """(engine_service, engine_service_token_file, engine_service_idle_minutes) of the config,
+    checked, with their defaults."""
+    service = data.get("engine_service")
+    if service is None or service == "":
+        service = SERVICE_LOCAL
+    text_types = (type(u""), type(""))
+    lowered = service.strip().lower() if isinstance(service, text_types) else None
+    if lowered in (SERVICE_LOCAL, SERVICE_OFF):
+        service = lowered
+    elif lowered is not None and lowered.startswith(("http://", "https://")):
+        service = service.strip().rstrip("/")
+    else:
+        raise EngineError(
+            "not_configured",
+            "engine_service in %s is %r: write \"local\" (a warm engine service on this computer), "
+            "\"off\" (an engine process per run) or the address of an nst-core serve, such as "
+            "\"https://gpu.example.org\"." % (path, service))
+    token_file = data.get("engine_service_token_file") or ""
+    if service not in (SERVICE_LOCAL, SERVICE_OFF) and not token_file:
+        raise EngineError(
+            "not_configured",
+            "engine_service in %s names the service %s but no engine_service_token_file: copy the "
+            "service's token file to this computer and name it there (or run the installer with "
+            "--server URL --token-file FILE)." % (path, service))
+    if token_file:
+        token_file = os.path.expanduser(token_file)
+    idle = data.get("engine_service_idle_minutes", DEFAULT_SERVICE_IDLE_MINUTES)
+    if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not idle > 0:
+        raise EngineError(
+            "not_configured",
+            "engine_service_idle_minutes in %s is %r: write a number of minutes above 0 (default "
+            "%d)." % (path, idle, DEFAULT_SERVICE_IDLE_MINUTES))
+    return service, token_file, float(idle)
+
+
+def make_engine(config, fallback_log_dir):
+    """The engine that runs the jobs, as engine_service says: SubprocessEngine ("off"), or one of
+    nst_http's (the local warm service, or a remote service), all with one interface."""
+    if config.service == SERVICE_OFF:
+        return SubprocessEngine(config.engine_python, config.log_dir, fallback_log_dir)
+    # nst_http builds on this module's log and process helpers, so it is imported here and not at
+    # the top: the two modules do not import each other while loading.
+    import nst_http
+    if config.service == SERVICE_LOCAL:
+        return nst_http.LocalServiceEngine(config, fallback_log_dir)
+    return nst_http.HttpEngine(config.service, config.service_token_file, config.log_dir,
+                               fallback_log_dir)
 
 
 # ---------------------------------------------------------------------------------------------

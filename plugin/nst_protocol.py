@@ -225,6 +225,9 @@ def progress_text(event):
         return text
     if kind == "warning":
         return "Style transfer: %s" % event.get("message", "")
+    if kind == "queued":  # the HTTP transport: the service runs another job first
+        return "Style transfer: waiting for the engine service, %s job(s) ahead" % event.get(
+            "position", "?")
     if kind == "done":
         return "Style transfer: done, adding the layer"
     return None

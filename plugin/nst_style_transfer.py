@@ -393,7 +393,7 @@ def add_styled_layer(image, drawable, style_layer, settings):
         content_png = export_layer_png(drawable, os.path.join(run_dir, "content.png"))
         style_png = export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
         result_png = os.path.join(run_dir, "result.png")
-        engine = nst_engine.SubprocessEngine(config.engine_python, config.log_dir, runs_root)
+        engine = nst_engine.make_engine(config, runs_root)
         progress.say("Neural Style Transfer: starting the engine")
         engine.run(nst_protocol.Job(content_png, [style_png], result_png, options),
                    progress.on_event)

@@ -203,7 +203,9 @@ def gimp_session(tmp_path_factory):
     plug_ins = home / ".config" / "GIMP" / "3.0" / "plug-ins"
     engine_python = engine_python_for_this_checkout(work_dir)
     folder, config, how = install_plugin(plug_ins, engine_python, work_dir / "data")
-    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work_dir / "tmp")}
+    # The scenarios below run the engine a process per run; test_..._through_a_local_service the warm
+    # local service, the config's default.
+    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work_dir / "tmp"), "NST_ENGINE_SERVICE": "off"}
     (work_dir / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work_dir / "fake-python"))
@@ -219,6 +221,40 @@ def scenario_params(session, scenario):
             "style": str(REPO / "examples" / "great_wave.jpg"), "size": WORKING_SIZE,
             "iterations": session["iterations"], "preset": PRESET, "temp_dir": session["env"]["TMPDIR"],
             "target_size": TARGET_SIZE, "target_offsets": TARGET_OFFSETS}
+
+
+def check_styled_layer(found):
+    """The checks of the layer a styling run adds (shared by the process and the service scenarios)."""
+    run = found["run"]
+    results = [check("run succeeds", run["status"] == "success", str(run))]
+    before, after = found["before"], found["after"]
+    target = [layer for layer in before if layer["name"] == "Photo"][0]
+    results.append(check("exactly one layer added", len(after) == len(before) + 1,
+                         "%d -> %d layers" % (len(before), len(after))))
+    new = [layer for layer in after if layer["name"] not in [b["name"] for b in before]]
+    new_layer = new[0] if len(new) == 1 else {}
+    target_after = [layer for layer in after if layer["name"] == "Photo"][0]
+    results += [
+        check("new layer named 'Styled: Great Wave'", new_layer.get("name") == "Styled: Great Wave",
+              str(new_layer.get("name"))),
+        check("directly above the target",
+              new_layer.get("position") == target_after["position"] - 1
+              and new_layer.get("parent") == target_after["parent"],
+              "new at %s, target at %s" % (new_layer.get("position"), target_after["position"])),
+        check("same size and offsets as the target",
+              new_layer.get("size") == TARGET_SIZE and new_layer.get("offsets") == TARGET_OFFSETS,
+              "%s at %s" % (new_layer.get("size"), new_layer.get("offsets"))),
+        check("its pixels differ from the content's",
+              new_layer.get("pixels_sha1") not in (None, target["pixels_sha1"])),
+        check("the other layers are untouched (names, order, sizes, offsets, pixels)",
+              without_positions([layer for layer in after if layer is not new_layer])
+              == without_positions(before)),
+        check("with a selection: run succeeds, one more layer", found["selection_run"]["status"]
+              == "success" and len(found["after_selection_run"]) == len(after) + 1,
+              str(found["selection_run"])),
+        check("temp folder clean at the end", found["run_folders_at_end"] == []),
+    ]
+    return results
 
 
 def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
@@ -320,6 +356,52 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
     if not all(results):
         print(gimp_output[-3000:])
     assert all(results)
+
+
+def test_plugin_styles_a_layer_through_a_local_service_in_real_gimp3(gimp_session):
+    """engine_service "local" (the installer's default): the first run starts a warm nst-core serve,
+    the second (with a selection) reuses it; the layers arrive as with an engine process per run."""
+    session = gimp_session
+    if session["engine"] != "real":
+        pytest.skip("the local service needs the real engine (the fake one knows only stylize)")
+    env = dict(session["env"], NST_ENGINE_SERVICE="local", params=scenario_params(session, "success"))
+    env["params"]["scenario"] = "success"
+    log_dir = Path(session["config"]["log_dir"])
+    state_file = log_dir / "nst_service-cpu.json"
+    try:
+        found, gimp_output = run_gimp(session["kind"], session["root"], session["home"],
+                                      session["work_dir"], env, "service")
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        print("checks after two styling runs through the local service (real GIMP 3):")
+        results = check_styled_layer(found)
+        log = (log_dir / "nst_engine.log").read_text()
+        url = state.get("url", "?")
+        results += [
+            check("the first run started the service", "started the engine service at %s" % url in log,
+                  str(state)),
+            check("the second run reused it", "reusing the engine service at %s" % url in log),
+            check("both runs went through it (outcome lines)",
+                  log.count("outcome: done via %s" % url) == 2),
+            check("no engine process per run was started", " -m nst_core stylize " not in
+                  log.split("started the engine service")[-1]),
+        ]
+        if state.get("url"):
+            sys.path.insert(0, str(REPO / "plugin"))
+            import nst_http
+            token = (log_dir / nst_http.LOCAL_TOKEN_FILE).read_text().strip()
+            health = nst_http.ServiceAddress(url, token).health()
+            results.append(check("the service is still there, warm, with 2 jobs done",
+                                 health["stats"]["jobs_done"] == 2, str(health["stats"])))
+        if not all(results):
+            print(gimp_output[-3000:])
+        assert all(results)
+    finally:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("pid"):
+            try:
+                os.kill(state["pid"], signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def test_engine_failure_leaves_the_image_unchanged_in_real_gimp3(gimp_session):

@@ -610,7 +610,7 @@ def test_venv_install_reinstall_and_uninstall(machine):
     assert calls[1]["args"] == ["-m", "venv", str(venv)]
     pip_calls = [c["args"][3:] for c in calls if c["args"][:2] == ["-m", "pip"]]
     assert pip_calls[0][-4:] == ["torch", "torchvision", "--index-url", index.as_uri()]
-    assert pip_calls[1][-2:] == ["--upgrade", str(REPO)]
+    assert pip_calls[1][-2:] == ["--upgrade", str(REPO) + "[serve]"]
     assert all(c["python"] == str(venv_python) for c in calls[2:])
     manifest = machine.manifest()
     assert manifest["created_venvs"] == [str(venv)] and manifest["torch_variant"] == "cpu"
@@ -821,3 +821,37 @@ def test_the_real_plugin_source_installs(machine):
     assert installed == sorted([p.name for p in source.glob("*.py")] + ["nst_config.json", "nst_help.html"])
     main = (plugins / PLUGIN / "nst_style_transfer.py").read_text().splitlines()
     assert main[0] == "#!/usr/bin/env python3" and not any(line.startswith("#!") for line in main[1:2])
+
+
+# --- the plug-in pointed at an engine service (--server URL --token-file F) ----------------------------
+
+def test_server_and_token_file_go_into_the_config_with_a_private_copy_of_the_token(machine):
+    machine.profile(".config", "GIMP", "3.0")
+    token = machine.root / "Downloads" / "service-token"
+    token.parent.mkdir()
+    token.write_text("a-token-of-the-gpu-machine-0123456789\n")
+    token.chmod(0o644)  # as a download or a USB stick leaves it
+    result = machine.run("--server", "https://gpu.example.org/nst/", "--token-file", str(token), "--no-weights")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((machine.home / ".config/GIMP/3.0/plug-ins" / PLUGIN / "nst_config.json").read_text())
+    copy = machine.data_dir() / "service-token"
+    assert config["engine_service"] == "https://gpu.example.org/nst"
+    assert config["engine_service_token_file"] == str(copy)
+    assert copy.read_text() == token.read_text() and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert str(copy) in machine.manifest()["created_files"]
+    assert machine.run("--uninstall").returncode == 0
+    assert not copy.exists() and token.exists()  # the copy goes with the install, the original stays
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--server", "https://gpu.example.org"), "go together"),
+    (("--server", "gpu.example.org", "--token-file", "TOKEN"), "not an http"),
+    (("--server", "https://gpu.example.org", "--token-file", "MISSING"), "cannot be read"),
+    (("--server", "https://gpu.example.org", "--token-file", "TOKEN", "--no-gimp"), "--no-gimp"),
+])
+def test_server_options_are_checked_before_anything_is_done(machine, args, words):
+    (machine.root / "TOKEN").write_text("x" * 40)
+    args = [str(machine.root / a) if a in ("TOKEN", "MISSING") else a for a in args]
+    result = machine.run(*args)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert not machine.data_dir().exists()

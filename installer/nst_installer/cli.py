@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     gimp.add_argument("--gimp-version", metavar="VERSION",
                       help="the GIMP version of the --gimp-plugin-dir folders (2.10 or 3.x), when their "
                            "path does not say (it picks the plug-in's interpreter line)")
+    service = parser.add_argument_group(
+        "engine service", "By default the plug-in keeps a warm engine service on this computer (started by "
+        "the first run, gone after 15 idle minutes). To send the work to a machine with a GPU instead, run "
+        "`nst-core serve` there (docs/SERVICE.md) and name it here.")
+    service.add_argument("--server", metavar="URL",
+                         help="the plug-in sends its jobs to the nst-core serve at URL (https://... behind a "
+                              "TLS proxy, or http://127.0.0.1:PORT); needs --token-file")
+    service.add_argument("--token-file", metavar="FILE",
+                         help="that service's token file (copied from it): the installer keeps a copy, "
+                              "readable only by you, in its data folder")
     other = parser.add_argument_group("other")
     other.add_argument("--data-dir", metavar="DIR",
                        help="the installer's folder for the venv, logs and its install record (default: "
@@ -117,6 +127,22 @@ def install_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error("--weights-format describes an imported file: give it with --weights FILE")
     if args.no_gimp and args.gimp_plugin_dir:
         parser.error("--no-gimp installs no plug-in: it does not go with --gimp-plugin-dir")
+    if bool(args.server) != bool(args.token_file):
+        parser.error("--server and --token-file go together: the service's address and its token file")
+    if args.server:
+        if args.no_gimp:
+            parser.error("--server tells the plug-in where to send its jobs: it does not go with --no-gimp")
+        if not re.match(r"^https?://[^/\s]+", args.server):
+            parser.error("--server %r is not an http:// or https:// address such as https://gpu.example.org"
+                         % args.server)
+        token_path = _absolute(args.token_file)
+        try:
+            token = token_path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error("--token-file %s cannot be read (%s): copy the service's token file to this "
+                         "computer first" % (token_path, error))
+        if not token:
+            parser.error("--token-file %s is empty: copy the service's token file again" % token_path)
     gimp_version = None
     if args.gimp_version:
         try:
@@ -139,6 +165,8 @@ def install_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         data_dir=_absolute(args.data_dir),
         demo=args.demo,
         demo_output=_absolute(args.demo_output),
+        server=args.server.rstrip("/") if args.server else None,
+        server_token_file=_absolute(args.token_file),
     )
 
 

@@ -16,6 +16,7 @@ from .plugin_files import MAIN_FILE, PLUGIN_NAME
 from .torch_choice import TorchSource, choose_torch_source
 
 MANIFEST_NAME = "install-manifest.json"
+SERVICE_TOKEN_COPY = "service-token"  # the installer's copy of --token-file, in its data folder
 DEMO_CONTENT = Path("examples") / "chelsea.png"
 DEMO_STYLE = Path("examples") / "starry_night.jpg"
 DEMO_SIZE = 256
@@ -57,6 +58,8 @@ class InstallOptions:
     data_dir: Optional[Path] = None
     demo: bool = False
     demo_output: Optional[Path] = None
+    server: Optional[str] = None  # --server: the plug-in's engine_service
+    server_token_file: Optional[Path] = None  # --token-file: copied to SERVICE_TOKEN_COPY
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,13 @@ class InstallPlan:
     # Where GIMP was looked for when none was found (the engine is installed without the plug-in);
     # empty when GIMP was found, or not looked for (--no-gimp, --gimp-plugin-dir).
     gimp_searched: List[str] = field(default_factory=list)
+    server: Optional[str] = None
+    server_token_file: Optional[Path] = None
+
+    @property
+    def server_token_copy(self) -> Path:
+        """Where the installer keeps its copy of --token-file, named in nst_config.json."""
+        return self.data_dir / SERVICE_TOKEN_COPY
 
 
 def _plugin_targets(options: InstallOptions, facts: HostFacts) -> List[PluginTarget]:
@@ -196,6 +206,8 @@ def build_install_plan(options: InstallOptions, facts: HostFacts) -> InstallPlan
         plugin_source=facts.plugin_source,
         demo=demo,
         gimp_searched=_gimp_searched(options, facts),
+        server=options.server,
+        server_token_file=options.server_token_file,
     )
 
 
@@ -229,6 +241,9 @@ def describe_plan(plan: InstallPlan) -> List[str]:
         lines.append("            %s with %s%s" % (MAIN_FILE, target.shebang, note))
     if plan.gimp_searched:
         lines.append("  plug-in:  none: no GIMP found (looked in %s)" % ", ".join(plan.gimp_searched))
+    if plan.server:
+        lines.append("  service:  the plug-in sends its jobs to %s (token: a copy of %s at %s)"
+                     % (plan.server, plan.server_token_file, plan.server_token_copy))
     lines.append("  logs:     %s" % plan.logs_dir)
     lines.append("  record:   %s (what --uninstall removes)" % plan.manifest_path)
     if plan.demo:

@@ -8,6 +8,7 @@ that took minutes to fill, once the engine in it works) is recorded in the manif
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -107,7 +108,9 @@ def _prepare_engine(plan: InstallPlan, previous: Optional[Manifest], changes: Ch
         say("Installing the engine nst-core %s ..." % plan.project_version)
         leftovers_before = build_leftovers(engine.project_dir)
         try:
-            engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir)], "the engine", log)
+            # With the serve extra (aiohttp): the plug-in's warm local service is `nst-core serve`.
+            engine_steps.pip_install(engine.python, ["--upgrade", str(engine.project_dir) + "[serve]"],
+                                     "the engine", log)
         finally:
             remove_build_leftovers(engine.project_dir, leftovers_before)
         say("Checking that the engine starts ...")
@@ -225,9 +228,30 @@ def _prepare_weights(plan: InstallPlan, changes: Changes, report: InstallReport)
 
 # --- the plug-in -----------------------------------------------------------------------------------------
 
+def _copy_server_token(plan: InstallPlan, changes: Changes) -> Dict[str, str]:
+    """--server URL --token-file F: F copied into the data folder (mode 0600), and the config's keys.
+
+    A copy, not a reference: the file given is often a download or a USB stick's; the copy stays where
+    the plug-in looks, readable by this user only whatever the original's mode. A new token means
+    running this again with the new file (or copying it over the copy)."""
+    copy = plan.server_token_copy
+    existed = copy.exists()
+    make_dirs_recorded(copy.parent, changes.created_dirs)
+    token = plan.server_token_file.read_text(encoding="ascii").strip()
+    fd = os.open(str(copy), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    os.chmod(str(copy), 0o600)
+    if not existed:
+        changes.created_files.append(copy)
+    return {"engine_service": plan.server, "engine_service_token_file": str(copy)}
+
+
 def _install_plugin(plan: InstallPlan, previous: Optional[Manifest], changes: Changes,
                     report: InstallReport) -> None:
     config = engine_config(plan.engine.python, plan.logs_dir, plan.project_version, report.doctor)
+    if plan.server:
+        config.update(_copy_server_token(plan, changes))
     previous_files = previous.files_by_plugin_folder() if previous else {}
     say("Installing the plug-in into %d GIMP plug-ins folder%s ..."
         % (len(plan.targets), "" if len(plan.targets) == 1 else "s"))

@@ -11,17 +11,22 @@ from fakes.fake_gimpfu import FakeGimp
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO / "plugin"
-PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_protocol", "nst_runfiles", "nst_gimpfu3")
+PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_protocol", "nst_runfiles", "nst_gimpfu3",
+                  "nst_http")
 
 
-def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0"):
-    """What the installer does: plugin/*.py into plug-ins/nst_style_transfer/ plus the config."""
+def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", service="off"):
+    """What the installer does: plugin/*.py into plug-ins/nst_style_transfer/ plus the config.
+
+    service: the config's engine_service; "off" (an engine process per run, which the fake engine
+    plays) unless a test is about the service (tests/test_plugin_http.py)."""
     folder = Path(plug_ins_dir) / "nst_style_transfer"
     folder.mkdir(parents=True, exist_ok=True)
     for source in PLUGIN_SOURCE.glob("*.py"):
         shutil.copy2(source, folder / source.name)
     (folder / "nst_style_transfer.py").chmod(0o755)
-    config = {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": version}
+    config = {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": version,
+              "engine_service": service}
     (folder / "nst_config.json").write_text(json.dumps(config))
     return folder
 

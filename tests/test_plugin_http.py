@@ -1,0 +1,347 @@
+"""The plug-in's HTTP transport (plugin/nst_http.py) against a real ``nst-core serve`` on a loopback free
+port (untrained network, CPU, tiny sizes): a job end to end, cancel, stop, busy, a wrong token, an
+unreachable service, a service that dies mid-run; and the warm local service: the first run starts
+it, the next reuses it, a stale state file is replaced, it exits when idle, and when it cannot start
+the job runs in an engine process of its own with the reason in the log.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import REPO, make_content, make_style
+
+pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
+
+from fakes.fake_engine import write_fake_engine  # noqa: E402
+from test_serve import start_service, stop_service  # noqa: E402
+
+sys.path.insert(0, str(REPO / "plugin"))
+import nst_engine  # noqa: E402
+import nst_http  # noqa: E402
+import nst_protocol  # noqa: E402
+from nst_protocol import EngineError, Job  # noqa: E402
+
+QUICK = nst_protocol.engine_options(preset="fast", iterations=2, size=64, use_ssim=False, device="cpu")
+LONG = nst_protocol.engine_options(preset="fast", iterations=5000, size=64, use_ssim=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("http-images")
+    make_content(alpha=True).save(folder / "content.png")
+    make_style().save(folder / "style.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    # --queue 0: one job at a time and none waiting, so a second job is "busy" at once.
+    running = start_service(tmp_path_factory.mktemp("http-service"), "--queue", "0")
+    yield running
+    stop_service(running)
+
+
+def engine_for(service, tmp_path, token_file=None):
+    return nst_http.HttpEngine(service.url, str(token_file or service.token_file), str(tmp_path / "logs"),
+                               str(tmp_path))
+
+
+def job(images, tmp_path, options=QUICK, name="result.png"):
+    return Job(str(images / "content.png"), [str(images / "style.png")], str(tmp_path / name), options)
+
+
+def log_text(tmp_path):
+    return (tmp_path / "logs" / nst_engine.LOG_FILE_NAME).read_text()
+
+
+def run_in_thread(engine, the_job, on_event=None):
+    """engine.run on a thread: (thread, outcome dict with 'result' or 'error', first progress Event)."""
+    outcome, progressed = {}, threading.Event()
+
+    def events(event):
+        if event.get("event") == "progress":
+            progressed.set()
+        if on_event:
+            on_event(event)
+
+    def work():
+        try:
+            outcome["result"] = engine.run(the_job, events)
+        except EngineError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, outcome, progressed
+
+
+def test_a_job_end_to_end(service, images, tmp_path):
+    events = []
+    done = engine_for(service, tmp_path).run(job(images, tmp_path), events.append)
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "warning" and kinds[1] == "accepted" and kinds[-1] == "done"
+    assert "start" in kinds and "progress" in kinds and "heartbeat" not in kinds
+    # The device is the service's: the dialog's "cpu" is reported, not sent.
+    assert any(e["event"] == "warning" and "does not apply" in e["message"] for e in events)
+    assert done["output"] == str(tmp_path / "result.png") and done["log_path"]
+    with Image.open(tmp_path / "result.png") as result:
+        assert result.size == (96, 64) and result.mode == "RGBA"
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+    assert "outcome: done via %s" % service.url in log_text(tmp_path)
+    assert service.wait_idle()["stats"]["jobs_done"] >= 1
+
+
+def test_the_byte_by_byte_reader_of_python_27_reads_the_same_stream(service, images, tmp_path, monkeypatch):
+    class WithoutReadline:  # Python 2.7's HTTPResponse: read(amt) only
+        def __init__(self, response):
+            self.read = response.read
+
+    original = nst_http.read_line
+    monkeypatch.setattr(nst_http, "read_line", lambda response: original(WithoutReadline(response)))
+    events = []
+    engine_for(service, tmp_path).run(job(images, tmp_path), events.append)
+    assert [e["event"] for e in events if e["event"] in ("start", "done")] == ["start", "done"]
+    assert (tmp_path / "result.png").is_file()
+
+
+def test_cancel_busy_and_stop_on_a_running_job(service, images, tmp_path):
+    engine = engine_for(service, tmp_path / "a")
+    thread, outcome, progressed = run_in_thread(engine, job(images, tmp_path, LONG))
+    assert progressed.wait(120), outcome
+    # The queue holds no waiting job (--queue 0): another client is told at once that it is busy.
+    with pytest.raises(EngineError) as busy:
+        engine_for(service, tmp_path / "b").run(job(images, tmp_path, QUICK, "other.png"))
+    assert busy.value.code == "busy" and "busy" in busy.value.message
+    assert "not changed" in busy.value.message and not (tmp_path / "other.png").exists()
+    # Stop-and-keep: the service ends the run with the best result so far, as a normal done.
+    assert engine.stop() is True
+    thread.join(120)
+    assert outcome["result"]["event"] == "done", outcome
+    assert outcome["result"]["stats"]["stop_reason"] == "stopped"
+    assert (tmp_path / "result.png").is_file()
+    assert not thread.is_alive()
+    assert service.wait_idle()["queue"]["running"] == 0
+
+
+def test_a_wrong_token_names_the_token_file(service, images, tmp_path):
+    token_file = tmp_path / "copied-token"
+    token_file.write_text("not-the-token-of-this-service\n")
+    with pytest.raises(EngineError) as error:
+        engine_for(service, tmp_path, token_file).run(job(images, tmp_path))
+    assert error.value.code == "unauthorized"
+    assert str(token_file) in error.value.message and "--token-file" in error.value.message
+    assert not (tmp_path / "result.png").exists()
+
+
+def test_an_unreachable_service_says_how_to_start_one(images, tmp_path):
+    url = "http://127.0.0.1:%d" % nst_http.free_port()
+    token_file = tmp_path / "token"
+    token_file.write_text("x" * 32)
+    with pytest.raises(EngineError) as error:
+        nst_http.HttpEngine(url, str(token_file), str(tmp_path / "logs"), str(tmp_path)).run(job(images, tmp_path))
+    assert error.value.code == "unreachable"
+    assert url in error.value.message and "nst-core serve" in error.value.message
+    assert "not changed" in error.value.message and not (tmp_path / "result.png").exists()
+
+
+def test_a_service_that_dies_mid_run_is_a_lost_connection(images, tmp_path):
+    (tmp_path / "dying").mkdir()
+    dying = start_service(tmp_path / "dying")
+    try:
+        thread, outcome, progressed = run_in_thread(
+            nst_http.HttpEngine(dying.url, str(dying.token_file), str(tmp_path / "logs"), str(tmp_path)),
+            job(images, tmp_path, LONG))
+        assert progressed.wait(120), outcome
+        dying.process.send_signal(signal.SIGKILL)
+        thread.join(120)
+    finally:
+        dying.process.kill()
+        dying.process.wait()
+    assert outcome["error"].code == "connection_lost", outcome
+    assert dying.url in outcome["error"].message and "not changed" in outcome["error"].message
+    assert not (tmp_path / "result.png").exists()
+
+
+def test_job_params_are_the_command_line_options_by_name():
+    params, device = nst_http.job_params(nst_protocol.engine_options(
+        preset="standard", iterations=7, size=96, style_weight=2.5, use_ssim=False, preserve_colors=True,
+        seed=3, device="cuda"))
+    assert device == "cuda"
+    assert params == {"preset": "standard", "iterations": "7", "size": "96", "content-weight": "1.0",
+                      "style-weight": "2.5", "ssim": False, "preserve-colors": True, "seed": "3"}
+
+
+# ----- the warm local service --------------------------------------------------------------------
+
+def engine_python_of_this_checkout(folder):
+    """The plug-in gives the engine a clean environment (no PYTHONPATH): a wrapper puts this checkout's
+    nst_core first, as the installer's venv would hold it."""
+    wrapper = folder / "engine-python"
+    wrapper.write_text('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (REPO, sys.executable))
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@pytest.fixture
+def local_setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("NST_WEIGHTS", "random")
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    started = []
+    yield tmp_path, started
+    for pid in started:  # whatever a test left running
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def local_engine(tmp_path, engine_python, idle_minutes=15):
+    config = nst_engine.EngineConfig(engine_python, str(tmp_path / "logs"), "", "test",
+                                     service_idle_minutes=idle_minutes)
+    return nst_engine.make_engine(config, str(tmp_path))
+
+
+def state_of(tmp_path, device="cpu"):
+    return json.loads((tmp_path / "logs" / ("nst_service-%s.json" % device)).read_text())
+
+
+def health_of(tmp_path, state):
+    token = (tmp_path / "logs" / nst_http.LOCAL_TOKEN_FILE).read_text().strip()
+    return nst_http.ServiceAddress(state["url"], token).health()
+
+
+def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, local_setup):
+    tmp_path, started = local_setup
+    python = engine_python_of_this_checkout(tmp_path)
+    engine = local_engine(tmp_path, python)
+    assert isinstance(engine, nst_http.LocalServiceEngine)
+    engine.run(job(images, tmp_path, QUICK, "first.png"))
+    state = state_of(tmp_path)
+    started.append(state["pid"])
+    assert state["url"].startswith("http://127.0.0.1:") and "starting" not in state
+    assert health_of(tmp_path, state)["stats"]["jobs_done"] == 1
+
+    local_engine(tmp_path, python).run(job(images, tmp_path, QUICK, "second.png"))
+    assert state_of(tmp_path) == state  # the same service: same address and process
+    health = health_of(tmp_path, state)
+    assert health["stats"]["jobs_done"] == 2
+    assert health["stats"]["style_cache"]["hits"] >= 1  # the style's targets came from its cache
+    assert (tmp_path / "first.png").is_file() and (tmp_path / "second.png").is_file()
+    log = log_text(tmp_path)
+    assert "started the engine service at %s" % state["url"] in log
+    assert "reusing the engine service at %s" % state["url"] in log
+
+    # A stale state file (its service ended): the next run starts a new service, here one that exits
+    # after 3 s without work.
+    os.kill(state["pid"], signal.SIGTERM)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            health_of(tmp_path, state)
+        except EngineError:
+            break
+        time.sleep(0.2)
+    try:  # the test process is its parent: reap it, as init would for the plug-in's
+        os.waitpid(state["pid"], 0)
+    except ChildProcessError:
+        pass  # subprocess reaped it already
+    local_engine(tmp_path, python, idle_minutes=0.05).run(job(images, tmp_path, QUICK, "third.png"))
+    new_state = state_of(tmp_path)
+    started.append(new_state["pid"])
+    assert new_state["pid"] != state["pid"]
+    assert "its process %d has ended" % state["pid"] in log_text(tmp_path)
+    # Health calls do not keep it alive: only jobs and their requests do.
+    service_log = tmp_path / "logs" / nst_http.LOCAL_SERVICE_LOG
+    deadline = time.time() + 60
+    while "idle for" not in service_log.read_text():
+        assert time.time() < deadline, "the service with a 3 s idle time still runs after a minute"
+        health_of(tmp_path, new_state)
+        time.sleep(0.5)
+    deadline = time.time() + 60
+    while True:
+        try:
+            health_of(tmp_path, new_state)
+        except EngineError as error:
+            assert error.code == "unreachable"
+            break
+        assert time.time() < deadline, "the service said it stops, but still answers after a minute"
+        time.sleep(0.2)
+    assert "idle for" in service_log.read_text()
+
+
+def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp_path, monkeypatch):
+    # The fake engine knows only `stylize`: `serve` exits with an error at once.
+    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
+    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
+    engine = local_engine(tmp_path, write_fake_engine(str(tmp_path / "fake-python")))
+    done = engine.run(job(images, tmp_path))
+    assert done["event"] == "done" and (tmp_path / "result.png").is_file()
+    log = log_text(tmp_path)
+    assert "the warm engine service is not used for this run: it exited with code 2" in log
+    assert "unexpected command" in log  # the service's own last words, from its log
+    assert state_of(tmp_path)["failed"]
+    # The next run does not pay for another failed start: it says so and runs the job at once.
+    engine.run(job(images, tmp_path, QUICK, "again.png"))
+    assert "its last start failed" in log_text(tmp_path)
+    assert (tmp_path / "again.png").is_file()
+    assert (tmp_path / "logs" / nst_http.LOCAL_SERVICE_LOG).read_text().count("started by the plug-in") == 1
+
+
+def test_config_keys_choose_the_transport(tmp_path):
+    python = write_fake_engine(str(tmp_path / "fake-python"))
+
+    def config(**entries):
+        (tmp_path / nst_engine.CONFIG_FILE_NAME).write_text(json.dumps(dict(engine_python=python, **entries)))
+        return nst_engine.load_config(str(tmp_path), environ={})
+
+    assert config().service == "local" and config().service_idle_minutes == 15
+    overridden = nst_engine.load_config(str(tmp_path), environ={nst_engine.ENGINE_SERVICE_ENV: "off"})
+    assert overridden.service == "off"
+    assert isinstance(nst_engine.make_engine(config(), str(tmp_path)), nst_http.LocalServiceEngine)
+    assert isinstance(nst_engine.make_engine(config(engine_service="off"), str(tmp_path)),
+                      nst_engine.SubprocessEngine)
+    remote = config(engine_service="https://gpu.example.org/nst/", engine_service_token_file="~/t")
+    engine = nst_engine.make_engine(remote, str(tmp_path))
+    assert isinstance(engine, nst_http.HttpEngine) and engine.url == "https://gpu.example.org/nst"
+    assert engine.token_file == os.path.expanduser("~/t")
+    for bad, words in (({"engine_service": "gpu.example.org"}, "engine_service"),
+                       ({"engine_service": "http://x:1"}, "engine_service_token_file"),
+                       ({"engine_service_idle_minutes": 0}, "engine_service_idle_minutes")):
+        with pytest.raises(EngineError) as error:
+            config(**bad)
+        assert words in error.value.message and error.value.code == "not_configured"
+
+
+def test_the_client_runs_a_job_on_python_27(service, images, tmp_path):
+    """GIMP 2.10's Python: the same module, the same service (the byte-by-byte reader, httplib)."""
+    from test_plugin_py27 import find_python27
+
+    python27 = find_python27()
+    if python27 is None:
+        pytest.skip("no Python 2.7 here (NST_PYTHON27, python2.7 on PATH or pyenv's)")
+    script = """
+import json, sys
+sys.path.insert(0, %r)
+import nst_http, nst_protocol
+kinds = []
+done = nst_http.HttpEngine(%r, %r, %r, %r).run(
+    nst_protocol.Job(%r, [%r], %r, %r), lambda event: kinds.append(event["event"]))
+print(json.dumps({"kinds": kinds, "output": done["output"]}))
+""" % (str(REPO / "plugin"), service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path),
+       str(images / "content.png"), str(images / "style.png"), str(tmp_path / "result.png"), QUICK)
+    out = subprocess.run([python27, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["kinds"][-1] == "done" and "progress" in answer["kinds"]
+    with Image.open(answer["output"]) as result:
+        assert result.size == (96, 64)
