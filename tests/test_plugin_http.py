@@ -173,11 +173,11 @@ def test_a_service_that_dies_mid_run_is_a_lost_connection(images, tmp_path):
 
 def test_job_params_are_the_command_line_options_by_name():
     params, device = nst_http.job_params(nst_protocol.engine_options(
-        preset="standard", iterations=7, size=96, style_weight=2.5, use_ssim=False, preserve_colors=True,
+        preset="standard", iterations=7, size=96, style_strength=6.5, use_ssim=False, preserve_colors=True,
         seed=3, device="cuda"))
     assert device == "cuda"
-    assert params == {"preset": "standard", "iterations": "7", "size": "96", "content-weight": "1.0",
-                      "style-weight": "2.5", "ssim": False, "preserve-colors": True, "seed": "3"}
+    assert params == {"preset": "standard", "iterations": "7", "size": "96", "style-strength": "6.5",
+                      "ssim": False, "preserve-colors": True, "seed": "3"}
 
 
 # ----- the warm local service --------------------------------------------------------------------
