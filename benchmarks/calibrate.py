@@ -48,6 +48,8 @@ def example(name):
 
 
 def parse_value(text):
+    if "," in text:  # layer lists: content_layers=relu4_2 style_layers=relu1_1,relu2_1
+        return tuple(text.split(","))
     for kind in (int, float):
         try:
             return kind(text)
@@ -132,6 +134,20 @@ def run_one(engine, judge, content, style, params, every):
     }
 
 
+def print_table(runs):
+    print("| run | pair | px | W | steps | first good (full size): step, cost | style, content there "
+          "| final style | final content |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        hit = r["first_good"]
+        where = f"{hit['step']}, {hit['cost']}" if hit else "not reached"
+        there = f"{hit['style']:.3f}, {hit['content']:.3f}" if hit else "-"
+        extra = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        print(f"| {r['label'] or r['preset']}{' ' + extra if extra else ''} | {r['pair']} | {r['size']} "
+              f"| {r['style_weight']:g} | {r['steps']} | {where} | {there} | {r['final']['style']:.3f} "
+              f"| {r['final']['content']:.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
@@ -143,7 +159,11 @@ def main():
     parser.add_argument("--label", default="")
     parser.add_argument("--json", default=os.path.join(HERE, "calibration.json"))
     parser.add_argument("--save", help="folder for the final images (PNG)")
+    parser.add_argument("--table", action="store_true", help="only print the JSON's runs as a Markdown table")
     args = parser.parse_args()
+    if args.table:
+        print_table(json.load(open(args.json)))
+        return
 
     from nst_core.params import StyleParams
     from nst_core.stylizer import Stylizer
@@ -156,6 +176,9 @@ def main():
     pairs = args.pairs or [f"{c}:{s}" for c in CONTENTS for s in STYLES]
     overrides = dict(item.split("=", 1) for item in args.set)
     overrides = {k: parse_value(v) for k, v in overrides.items()}
+    for key in ("content_layers", "style_layers"):
+        if isinstance(overrides.get(key), str):
+            overrides[key] = (overrides[key],)
     runs = json.load(open(args.json)) if os.path.isfile(args.json) else []
     for pair in pairs:
         content_name, style_name = pair.split(":")
@@ -176,7 +199,7 @@ def main():
                   flush=True)
             if args.save:
                 os.makedirs(args.save, exist_ok=True)
-                tag = "-".join(str(v) for v in overrides.values())
+                tag = "-".join(",".join(v) if isinstance(v, tuple) else str(v) for v in overrides.values())
                 name = f"{content_name}-{style_name}-{args.size}-{args.preset}-w{weight:g}{'-' + tag if tag else ''}.png"
                 result.image.save(os.path.join(args.save, name))
             with open(args.json, "w") as handle:
