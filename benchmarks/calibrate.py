@@ -66,7 +66,9 @@ class Recorder:
         self.last_scale = None
 
     def __call__(self, event):
-        if event.event == "progress" and event.image is not None:
+        # Tiled refinement (a content larger than the working size) is not counted: its iterates are
+        # tiles; the returned result, which includes it, is judged as "final".
+        if event.event == "progress" and event.phase == "stylize" and event.image is not None:
             image = event.image.detach().clamp(0, 255).round().byte().cpu()
             self.frames.append((event.iteration, event.elapsed, event.scale,
                                 (image.shape[-1], image.shape[-2]), image))
