@@ -144,7 +144,7 @@ def print_table(runs):
         hit = r["first_good"]
         where = f"{hit['step']}, {hit['cost']}" if hit else "not reached"
         there = f"{hit['style']:.3f}, {hit['content']:.3f}" if hit else "-"
-        extra = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        extra = " ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in r["overrides"].items())
         print(f"| {r['label'] or r['preset']}{' ' + extra if extra else ''} | {r['pair']} | {r['size']} "
               f"| {r['style_weight']:g} | {r['steps']} | {where} | {there} | {r['final']['style']:.3f} "
               f"| {r['final']['content']:.3f} |")
