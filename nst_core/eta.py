@@ -30,6 +30,7 @@ class RunClock:
         self._seconds = self._units = 0.0  # timed steps of the part that gives the rate
         self.max_units = sum(steps * pixels for steps, pixels in self.parts)
         self.done_units = 0
+        self.fraction = 0.0  # never goes back: a progress bar that shrinks says nothing useful
 
     def begin(self, index):
         """Part ``index`` starts (parts are entered in order; earlier ones are finished)."""
@@ -54,7 +55,8 @@ class RunClock:
         self._last = t
         elapsed = t - self.start
         if self._units == 0:
-            return elapsed, min(self.done_units / self.max_units, 1.0), None
+            self.fraction = max(self.fraction, min(self.done_units / self.max_units, 1.0))
+            return elapsed, self.fraction, None
         left_here = max(most - self.steps_here, 0)
         known = list(self.finished_steps)
         if expected_here is not None:
@@ -67,5 +69,5 @@ class RunClock:
         later = sum((steps if typical is None else min(steps, typical)) * size
                     for steps, size in self.parts[self.index + 1:])
         eta = self._seconds / self._units * (left_here * pixels + later)
-        fraction = elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0
-        return elapsed, fraction, eta
+        self.fraction = max(self.fraction, elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0)
+        return elapsed, self.fraction, eta
