@@ -12,6 +12,11 @@ one-off costs (style targets, optimiser set-up). Steps still to come are
                 expected to stop early) if larger. A scale starts
                 from the previous one's result and stops by the same rule, so about as many steps is
                 the expectation; while nothing is known (no part finished, no trend), the maximum.
+
+How good it is: within 25 % from a tenth of the run on scripted runs whose changes shrink steadily
+(tests/test_convergence.py). Not yet on real ones: replaying three recorded 256 px runs (L-BFGS,
+VGG-16), 10-18 % of the estimates after the first tenth were within 25 %. The pixel change falls fast
+for ~50 steps and then slowly, so early extrapolations end too soon, and late ones swing with its noise.
 """
 
 import time
