@@ -12,6 +12,11 @@ one-off costs (style targets, optimiser set-up). Steps still to come are
                 expected to stop early) if larger. A scale starts
                 from the previous one's result and stops by the same rule, so about as many steps is
                 the expectation; while nothing is known (no part finished, no trend), the maximum.
+
+How good it is: within 25 % from a tenth of the run on scripted runs whose changes shrink steadily
+(tests/test_convergence.py). Not yet on real ones: replaying three recorded 256 px runs (L-BFGS,
+VGG-16), 10-18 % of the estimates after the first tenth were within 25 %. The pixel change falls fast
+for ~50 steps and then slowly, so early extrapolations end too soon, and late ones swing with its noise.
 """
 
 import time
@@ -30,6 +35,7 @@ class RunClock:
         self._seconds = self._units = 0.0  # timed steps of the part that gives the rate
         self.max_units = sum(steps * pixels for steps, pixels in self.parts)
         self.done_units = 0
+        self.fraction = 0.0  # never goes back: a progress bar that shrinks says nothing useful
 
     def begin(self, index):
         """Part ``index`` starts (parts are entered in order; earlier ones are finished)."""
@@ -54,7 +60,8 @@ class RunClock:
         self._last = t
         elapsed = t - self.start
         if self._units == 0:
-            return elapsed, min(self.done_units / self.max_units, 1.0), None
+            self.fraction = max(self.fraction, min(self.done_units / self.max_units, 1.0))
+            return elapsed, self.fraction, None
         left_here = max(most - self.steps_here, 0)
         known = list(self.finished_steps)
         if expected_here is not None:
@@ -67,5 +74,5 @@ class RunClock:
         later = sum((steps if typical is None else min(steps, typical)) * size
                     for steps, size in self.parts[self.index + 1:])
         eta = self._seconds / self._units * (left_here * pixels + later)
-        fraction = elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0
-        return elapsed, fraction, eta
+        self.fraction = max(self.fraction, elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0)
+        return elapsed, self.fraction, eta

@@ -80,9 +80,13 @@ class StyleParams:
     # by less than converge_pixel_change grey levels (mean absolute, 0..255); the last scale's ends the run.
     converge: bool = _option(True, "end each scale once its picture stops changing (--no-converge: "
                                    "run every step of --iterations)")
+    # Measured at 256 px (plain Gram loss, style 2, chelsea and coffee + starry_night): over 10 steps the
+    # best loss fell 2.1 % and the picture moved 2.7 grey levels at step 100, 0.45 % and 1.5 at 200,
+    # 0.2 % and 0.8 at 300, while the evaluator's style distance went 0.099, 0.092, 0.090: these limits
+    # stop at about 150 steps instead of about 340 (1 % and 0.5) for a picture that no longer changes.
     converge_window: int = 10
-    converge_loss_change: float = 0.01
-    converge_pixel_change: float = 0.5
+    converge_loss_change: float = 0.02
+    converge_pixel_change: float = 2.0
     # The balance: --style-strength, unless a weight is given. None = not given: the weights follow
     # the strength (content 1, style strength_to_style_weight); a weight given wins over the strength,
     # and the missing one is then 1. The paper preset gives both, so the strength never applies there.

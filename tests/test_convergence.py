@@ -124,3 +124,15 @@ def test_without_early_stops_the_clock_counts_every_step_of_every_part():
         now[0] += 4.0
         elapsed, fraction, eta = clock.tick()
     assert eta == 0 and fraction == 1.0 and elapsed == 50.0
+
+
+def test_the_fraction_done_never_goes_back_even_when_the_time_left_grows():
+    now = [0.0]
+    clock = RunClock([(5, 100), (50, 10000)], now=lambda: now[0])
+    fractions = []
+    for part, (steps, seconds) in enumerate([(5, 0.1), (50, 10.0)]):
+        clock.begin(part)
+        for _ in range(steps):
+            now[0] += seconds
+            fractions.append(clock.tick()[1])
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
