@@ -14,6 +14,7 @@ from .errors import BadInput
 
 PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 PAPER_CONTENT_LAYERS = ("relu5_2",)
+GATYS_CONTENT_LAYERS = ("relu4_2",)
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "noise")
@@ -29,19 +30,18 @@ MAX_SIZE = 16384
 # Style strength (standard and fast presets): one number from 0 to 10 that sets style against content.
 # Each step multiplies the style weight (content weight 1, normalised losses) by STRENGTH_FACTOR, so
 # the range spans 2**-5 to 2**5 times the calibrated middle, DEFAULT_STRENGTH. The middle's style weight
-# depends on the style loss: with the SSIM factor, (1 - SSIM) / 2 shrinks the style term as the Grams
-# approach their targets, and about 16x the weight is needed for the same look. Measured with
-# benchmarks/evaluate.py at 256 px, chelsea + starry_night (the hardest example pair), L-BFGS:
-#   plain Gram, weight 1 / 2 / 4 (150 steps; 2: standard, converged at 339): style 0.19 / 0.13 / 0.10,
-#   content 0.42 / 0.49 / 0.52 (good: style <= 0.15 and content <= 0.5);
-#   SSIM factor, weight 16 / 32 (150 steps): style 0.16 / 0.13, content 0.47 / 0.50.
+# depends on the style loss: the SSIM factor (1 - SSIM) / 2 shrinks each layer's Gram loss as the
+# Grams approach their targets, so it needs a larger weight for the same look than the plain Gram loss.
+# Calibrated with benchmarks/evaluate.py (real VGG-16; good: style <= 0.15 and content <= 0.5) at
+# 256 px, fast preset, content at relu4_2 (benchmarks/README.md, "Calibration"):
+#   SSIM factor, weight 64: all six example pairs good, first good after 14-20 steps, final style
+#   0.04-0.14, content 0.14-0.29; with the content at relu5_2 (the paper's layer) no weight put
+#   every pair in the good region (16: style 0.16 on chelsea + starry_night; 32: content 0.52-0.55).
 MIN_STRENGTH, MAX_STRENGTH, DEFAULT_STRENGTH = 0.0, 10.0, 5.0
 STRENGTH_FACTOR = 2.0
-CALIBRATED_STYLE_WEIGHT = 2.0  # plain Gram loss (the standard and fast presets)
-CALIBRATED_STYLE_WEIGHT_SSIM = 24.0  # with --ssim: between the 16 and 32 measured
-
-
-def strength_to_style_weight(strength, use_ssim=False):
+CALIBRATED_STYLE_WEIGHT_SSIM = 64.0  # the standard and fast presets' loss
+CALIBRATED_STYLE_WEIGHT = 8.0  # with --no-ssim (plain Gatys)
+def strength_to_style_weight(strength, use_ssim=True):
     """The style weight (against a content weight of 1) that ``strength`` stands for: log-spaced,
     monotone, ``DEFAULT_STRENGTH`` -> the calibrated weight of the style loss in use."""
     if not (isinstance(strength, (int, float)) and math.isfinite(strength)
@@ -97,8 +97,7 @@ class StyleParams:
     content_weight: Optional[float] = _option(None, "content weight alpha (overrides --style-strength)", type=float)
     style_weight: Optional[float] = _option(None, "style weight beta (overrides --style-strength)", type=float)
     tv_weight: float = _option(0.0, "total-variation smoothing weight")
-    use_ssim: bool = _option(True, "the SSIM factor per style layer (the paper; standard and fast: off, "
-                                   "--ssim turns it on)", flag="--ssim")
+    use_ssim: bool = _option(True, "the SSIM factor per style layer (--no-ssim: plain Gatys)", flag="--ssim")
     ssim_scaling: str = _option("max", "max: Grams divided by max|A| before SSIM (default); none: raw Grams",
                                 choices=SSIM_SCALINGS)
     ssim_window: int = 11
@@ -250,12 +249,12 @@ def cli_fields():
 
 
 PRESETS = {
-    # Multi-scale, normalised losses: a good result soonest. The default.
-    # The plain Gram loss (no SSIM factor): with it the style stalled short of the good region on
-    # starry_night at any weight that kept the content (see CALIBRATED_STYLE_WEIGHT); --ssim brings it back.
-    "standard": {"use_ssim": False},
+    # Multi-scale, normalised losses, the SSIM-weighted style loss, content at relu4_2 (Gatys et al.'s
+    # layer: with the paper's relu5_2 no style weight put every example pair in the good region, see
+    # CALIBRATED_STYLE_WEIGHT_SSIM): a clearly styled result soonest. The default.
+    "standard": {"content_layers": GATYS_CONTENT_LAYERS},
     # A quick look: fewer steps, and fewer per tile when a large layer is refined in tiles.
-    "fast": {"iterations": 150, "refine_iterations": 10, "use_ssim": False},
+    "fast": {"iterations": 150, "refine_iterations": 10, "content_layers": GATYS_CONTENT_LAYERS},
     # Prabhu & McAteer (2020) exactly: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
     "paper": {
         "size": 512,

@@ -97,16 +97,19 @@ def test_style_strength_maps_monotonically_with_the_calibrated_middle():
 
     weights = [p.strength_to_style_weight(s / 2) for s in range(0, 21)]
     assert all(a < b for a, b in zip(weights, weights[1:])), "more strength, more style"
-    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH) == p.CALIBRATED_STYLE_WEIGHT
-    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH, use_ssim=True) == p.CALIBRATED_STYLE_WEIGHT_SSIM
-    assert p.strength_to_style_weight(3.0, use_ssim=True) < p.strength_to_style_weight(4.0, use_ssim=True)
+    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH) == p.CALIBRATED_STYLE_WEIGHT_SSIM
+    assert p.strength_to_style_weight(p.DEFAULT_STRENGTH, use_ssim=False) == p.CALIBRATED_STYLE_WEIGHT
+    assert p.strength_to_style_weight(3.0, use_ssim=False) < p.strength_to_style_weight(4.0, use_ssim=False)
     assert p.strength_to_style_weight(6.0) / p.strength_to_style_weight(5.0) == pytest.approx(p.STRENGTH_FACTOR)
     for preset in ("standard", "fast"):
-        assert not StyleParams.preset(preset).use_ssim
-        assert StyleParams.preset(preset).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT)
-        assert StyleParams.preset(preset, use_ssim=True).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT_SSIM)
+        # The SSIM-weighted loss, the engine's own, is the default; content at Gatys et al.'s relu4_2.
+        assert StyleParams.preset(preset).use_ssim
+        assert StyleParams.preset(preset).content_layers == ("relu4_2",)
+        assert StyleParams.preset(preset).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT_SSIM)
+        assert StyleParams.preset(preset, use_ssim=False).weights() == (1.0, p.CALIBRATED_STYLE_WEIGHT)
         assert StyleParams.preset(preset, style_strength=0.0).weights()[1] == pytest.approx(
-            p.CALIBRATED_STYLE_WEIGHT / p.STRENGTH_FACTOR ** 5)
+            p.CALIBRATED_STYLE_WEIGHT_SSIM / p.STRENGTH_FACTOR ** 5)
+    assert StyleParams.preset("paper").content_layers == ("relu5_2",), "the paper keeps its own layer"
 
 
 @pytest.mark.parametrize("bad", [-0.5, 10.5, math.nan, math.inf])
