@@ -30,6 +30,15 @@ import nst_http  # noqa: E402
 import nst_protocol  # noqa: E402
 from nst_protocol import EngineError, Job  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def the_plugin_modules_imported_here(monkeypatch):
+    """Other tests import the plug-in afresh (fakes.plugin_setup forgets its modules); make_engine's
+    lazy `import nst_http` must find the modules this file holds, or isinstance would compare classes
+    of two copies."""
+    for module in (nst_engine, nst_http, nst_protocol):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
 QUICK = nst_protocol.engine_options(preset="fast", iterations=2, size=64, use_ssim=False, device="cpu")
 LONG = nst_protocol.engine_options(preset="fast", iterations=5000, size=64, use_ssim=False, device="cpu")
 

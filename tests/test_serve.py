@@ -607,7 +607,7 @@ def documented_endpoints():
 
 def test_protocol_documents_every_endpoint_and_each_answers(service):
     endpoints = documented_endpoints()
-    assert {path for _, path in endpoints} == {"/v1/health", "/v1/jobs", "/v1/jobs/ID/result",
+    assert {path for _, path in endpoints} == {"/v1/health", "/v1/jobs", "/v1/jobs/ID/result", "/v1/jobs/ID/preview",
                                               "/v1/jobs/ID/cancel", "/v1/jobs/ID/stop", "/v1/jobs/ID"}
     for method, path in endpoints:
         status, answer = service.call(method, path.replace("ID", "no-such-job"),
