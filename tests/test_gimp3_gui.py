@@ -69,7 +69,9 @@ def gui(tmp_path_factory):
     engine = choose_engine()
     plug_ins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
     _folder, config, _how = install_plugin(plug_ins, sys.executable, work / "data")
-    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp")}
+    # One engine process per run: the checks read each run's command line from the engine log (the
+    # warm local service, the installer's default, is proven by the headless e2e test).
+    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp"), "NST_ENGINE_SERVICE": "off"}
     (work / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work / "fake-python"))
