@@ -57,8 +57,8 @@ class ConvergenceRule:
         same factor every step (a quasi-Newton tail does, about), the factor measured between the last
         window and one up to three windows before it. On a real run (256 px, L-BFGS, VGG-16) the loss
         falls in phases, and this model was off by up to 2x either way until the last ~20 % of a scale:
-        the 25 % bound is tested on scripted runs only (tests/test_convergence.py). It is stepped forward a step at a time until both changes are below their
-        thresholds. No trend: fewer than two windows measured (None); a change that is not shrinking:
+        the 25 % bound is tested on scripted runs only (tests/test_convergence.py). It is stepped
+        forward a step at a time until both changes are below their thresholds. No trend: fewer than two windows measured (None); a change that is not shrinking:
         ``most``.
         """
         if self.converged:

@@ -97,7 +97,8 @@ class RunPlan:
     def parts(self):
         """(most steps, pixels) of each scale, then of each tile: what the run's clock estimates from."""
         tile_pixels = self.tiles[0][2] * self.tiles[0][3] if self.tiles else 0
-        return [(s.iterations, s.pixels) for s in self.stages] + [(self.refine_iterations, tile_pixels)] * len(self.tiles)
+        tiles = [(self.refine_iterations, tile_pixels)] * len(self.tiles)
+        return [(s.iterations, s.pixels) for s in self.stages] + tiles
 
 
 @dataclass
