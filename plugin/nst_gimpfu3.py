@@ -727,6 +727,17 @@ def run_in_dialog(title, engine, job, on_event, describe=None):
     return window.outcome["result"]
 
 
+def layer_fingerprint(image, layer):
+    """(the layer's id, the SHA-1 of its pixels as 8-bit RGBA read back from GIMP, the number of
+    layers of the image): what tests in a real GIMP compare (NST_PREVIEW_LOG)."""
+    import hashlib
+    g = gi()
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(g.Gegl.Rectangle.new(0, 0, width, height), 1.0,
+                                  "R'G'B'A u8", g.Gegl.AbyssPolicy.CLAMP)
+    return layer.get_id(), hashlib.sha1(bytes(data)).hexdigest(), len(image.get_layers())
+
+
 def run_registration(registration, procedure, run_mode, image, drawables, config):
     """Runs a gimpfu function as a GIMP 3 ImageProcedure; returns its return values."""
     g = gi()

@@ -13,6 +13,7 @@ nst_gimpfu3, our gimpfu-compatible shim over GIMP 3's API. Keep this file Python
 
 from __future__ import absolute_import, division, print_function
 
+import json
 import os
 import sys
 
@@ -32,6 +33,7 @@ try:
     # layer behind; the result layer appears at the end, as before.
     replace_layer_pixels = None
     run_in_dialog = None
+    layer_fingerprint = None
 
     def run_is_interactive():
         return False
@@ -41,7 +43,7 @@ except ImportError:
     from nst_gimpfu3 import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
                              PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
     from nst_gimpfu3 import set_dialog_options, replace_layer_pixels, run_is_interactive
-    from nst_gimpfu3 import run_in_dialog
+    from nst_gimpfu3 import run_in_dialog, layer_fingerprint
 
 import nst_engine
 import nst_protocol
@@ -51,6 +53,10 @@ import nst_runfiles
 # unless they set NST_PREVIEW_EVERY (seconds, or "off"), which also overrides the dialog's.
 LIVE_PREVIEW_SECONDS = 1.0
 PREVIEW_EVERY_ENV = "NST_PREVIEW_EVERY"
+# For tests in a real GIMP (tests/gimp3/e2e_batch.py): a file to which each preview shown and each
+# result gets a JSON line (the layer's id and pixel checksum read back from GIMP, the image's layer
+# count), so that a test can see the one layer being updated in place.
+PREVIEW_LOG_ENV = "NST_PREVIEW_LOG"
 
 PROCEDURE_NAME = "python-fu-nst-style-transfer"
 
@@ -406,12 +412,19 @@ class ResultLayer(object):
         self.previews_shown += 1
         gimp.displays_flush()
 
-    def show(self, path):
+    def show(self, path, what="preview", stop_reason=None):
         if self.layer is None:
             self.undo_step.open()
             self.layer = insert_result_layer(self.image, self.target, path, self.name)
         else:
             replace_layer_pixels(self.layer, path)
+        log_path = os.environ.get(PREVIEW_LOG_ENV)
+        if log_path and layer_fingerprint is not None:
+            layer_id, checksum, layer_count = layer_fingerprint(self.image, self.layer)
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps({"what": what, "layer": layer_id, "sha1": checksum,
+                                         "layers": layer_count, "target": item_name(self.target),
+                                         "stop_reason": stop_reason}) + "\n")
 
     def discard(self):
         if self.layer is not None:
@@ -426,16 +439,25 @@ class ResultLayer(object):
 class ProgressReporter(object):
     """Shows the engine's events in GIMP's progress bar and keeps its warnings."""
 
-    def __init__(self):
+    def __init__(self, show_in_gimp=True):
+        # False while the run dialog shows the progress: GIMP's status-bar progress would offer
+        # its own Cancel, which kills the plug-in and leaves the preview layer behind.
+        self.show_in_gimp = show_in_gimp
         self.warnings = []
 
     def begin(self, text):
-        gimp.progress_init(text)
+        if self.show_in_gimp:
+            gimp.progress_init(text)
 
     def say(self, text):
-        pdb.gimp_progress_set_text(text)
+        if self.show_in_gimp:
+            pdb.gimp_progress_set_text(text)
 
     def on_event(self, event, prefix=""):
+        if event.get("event") == "warning" and event.get("message"):
+            self.warnings.append(event["message"])
+        if not self.show_in_gimp:
+            return
         text = nst_protocol.progress_text(event)
         if text:
             pdb.gimp_progress_set_text(prefix + text)
@@ -443,8 +465,6 @@ class ProgressReporter(object):
             fraction = nst_protocol.progress_fraction(event)
             if fraction is not None:
                 gimp.progress_update(fraction)
-        elif event.get("event") == "warning" and event.get("message"):
-            self.warnings.append(event["message"])
         elif event.get("event") == "done":
             gimp.progress_update(1.0)
 
@@ -475,9 +495,13 @@ def add_styled_layer(image, drawable, style_layer, settings):
 def run_job(engine, job, on_event, title):
     """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
     else with GIMP's progress bar."""
-    if run_in_dialog is not None and run_is_interactive():
+    if uses_run_dialog():
         return run_in_dialog(title, engine, job, on_event, describe_event)
     return engine.run(job, on_event)
+
+
+def uses_run_dialog():
+    return run_in_dialog is not None and run_is_interactive()
 
 
 def describe_event(event):
@@ -517,7 +541,7 @@ def add_styled_layers(image, targets, style_layer, settings):
             "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
             "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
             % (runs_root, exc))
-    progress = ProgressReporter()
+    progress = ProgressReporter(show_in_gimp=not uses_run_dialog())
     results = []
     not_styled = []
     name = "Styled: %s" % item_name(style_layer)
@@ -550,8 +574,9 @@ def add_styled_layers(image, targets, style_layer, settings):
                            on_event, "Neural Style Transfer: %s" % item_name(target))
             # The result replaces the last preview in the same layer (or, without previews, a
             # layer is added only now, after the engine succeeded).
-            result.show(result_png)
-            result.stopped = (done.get("stats") or {}).get("stop_reason") == "stopped"
+            stop_reason = (done.get("stats") or {}).get("stop_reason")
+            result.show(result_png, "result", stop_reason)
+            result.stopped = stop_reason == "stopped"
             if result.preview_failure:
                 progress.warnings.append(result.preview_failure)
     except BaseException:

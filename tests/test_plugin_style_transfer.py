@@ -572,3 +572,44 @@ def test_cancel_during_several_layers_removes_every_layer_of_the_run(harness):
     assert len(jobs) == 2
     assert snapshot(world, image) == before  # the first layer's finished result went too
     assert image.undo_depth == 0
+
+
+def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
+    """GIMP's status-bar progress offers a Cancel that kills the plug-in (leaving a preview layer):
+    runs from the dialog show their progress, Stop and Cancel in the run dialog instead."""
+    world = harness.world
+    image, target, style = scene(world)
+    replaced = live_preview(harness, seconds="")  # the dialog's own interval
+    harness.monkeypatch.delenv("NST_PREVIEW_EVERY")
+    shown = []
+
+    def fake_run_in_dialog(title, engine, job, on_event, describe):
+        shown.append((title, job.preview_every))
+
+        def described(event):
+            shown.append(describe(event))
+            on_event(event)
+        return engine.run(job, described)
+    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog", fake_run_in_dialog)
+    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    run(harness, image, target, style)
+    assert shown[0] == ("Neural Style Transfer: Photo", harness.plugin.LIVE_PREVIEW_SECONDS)
+    assert any(text and "iteration 2 of 3" in text and fraction for text, fraction in shown[1:])
+    assert shown[-1] == ("Style transfer: done, adding the layer", 1.0)
+    assert world.progress_values == [] and world.progress_texts == []
+    assert len(styled_layers(world, image)) == 1 and replaced
+
+
+def test_a_cancel_from_the_run_dialog_is_no_error(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    before = snapshot(world, image)
+    live_preview(harness)
+    harness.engine_mode("hang")
+    control_run(harness, "cancel")
+    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
+                                lambda title, engine, job, on_event, describe:
+                                engine.run(job, on_event))
+    run(harness, image, target, style)  # no fail(): the user asked for it
+    assert snapshot(world, image) == before and world.messages == []
