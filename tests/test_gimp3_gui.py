@@ -13,6 +13,7 @@ the engine as in tests/test_gimp3_e2e.py.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -226,6 +227,108 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
     results.append(check("Repeat ran with the same settings",
                          len(commands) == 2 and commands[1].split()[-14:] == first[-14:],
                          " ".join(commands[1].split()[-14:]) if len(commands) > 1 else "no run"))
+    if not all(results):
+        print(session.gimp_log()[-3000:])
+    assert all(results)
+
+
+def pixels_differ(first, second):
+    """How many pixels differ between two screenshots of the same size (0 when they are equal)."""
+    a = numpy.asarray(Image.open(str(first)).convert("RGB")).astype(int)
+    b = numpy.asarray(Image.open(str(second)).convert("RGB")).astype(int)
+    if a.shape != b.shape:
+        return -1
+    return int((numpy.abs(a - b).sum(axis=2) > 30).sum())
+
+
+def layers_in_title(session, window):
+    match = re.search(r"(\d+) layers", session.window_name(window))
+    return int(match.group(1)) if match else None
+
+
+def start_long_run(session, image_window):
+    """The dialog, then OK on a run long enough to watch (300 steps at 96 px); returns the run
+    dialog's window, or None."""
+    dialog = open_dialog(session, image_window)
+    time.sleep(2.0)
+    session.activate(dialog)
+    for keys, value in (("alt+i", "300"), ("alt+z", "96")):
+        session.key(keys, "ctrl+a", pause=0.3)
+        session.type_text(value, pause=0.3)
+        session.key("Tab", pause=0.3)
+    session.key("alt+o", pause=0.5)
+    session.wait_until_gone(dialog, timeout=30)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        runs = session.find_windows("^Neural Style Transfer: ")
+        if runs:
+            return runs[-1]
+        time.sleep(0.5)
+    return None
+
+
+def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
+    """The run dialog of a run from the dialog: the result layer appears at the first preview and
+    the picture forms on the canvas (two screenshots during the run differ); Stop and keep ends
+    the run with the layer; Cancel ends it with the image as it was."""
+    session = gui["session"]
+    image_window = session.wait_for_window(r"\[photo\]", timeout=60)
+    results = []
+    layers_before = layers_in_title(session, image_window)
+    run_window = start_long_run(session, image_window)
+    results.append(check("a run dialog of the plug-in's own stays open during the run",
+                         run_window is not None, session.window_names()))
+    # the first preview inserts the layer
+    deadline = time.time() + 180
+    while time.time() < deadline and layers_in_title(session, image_window) != layers_before + 1:
+        time.sleep(0.5)
+    first_preview_layers = layers_in_title(session, image_window)
+    results.append(check("the result layer appears during the run (at the first preview)",
+                         first_preview_layers == layers_before + 1 and run_window is not None
+                         and run_window in session.find_windows("^Neural Style Transfer: "),
+                         "%s -> %s layers" % (layers_before, first_preview_layers)))
+    session.move(5, 5, pause=0.2)
+    shots = []
+    for index in range(4):
+        shots.append(session.screenshot("10-live-%d" % index, window=image_window))
+        time.sleep(2.5)
+    changed = [pixels_differ(a, b) for a, b in zip(shots, shots[1:])]
+    results.append(check("the picture forms: screenshots 2.5 s apart during the run differ",
+                         any(count > 100 for count in changed), "changed pixels %s" % changed))
+    results.append(check("still one new layer while the previews come",
+                         layers_in_title(session, image_window) == layers_before + 1))
+    if run_window is not None:
+        session.activate(run_window)
+        session.key("alt+s", pause=0.5)  # Stop and keep
+        stopped = session.wait_until_gone(run_window, timeout=120)
+        session.screenshot("11-stopped")
+        results.append(check("Stop and keep ends the run; the layer stays",
+                             stopped and layers_in_title(session, image_window)
+                             == layers_before + 1, session.window_name(image_window)))
+    # Cancel: the image as it was
+    layers_before_cancel = layers_in_title(session, image_window)
+    run_window = start_long_run(session, image_window)
+    deadline = time.time() + 180
+    while time.time() < deadline and \
+            layers_in_title(session, image_window) != layers_before_cancel + 1:
+        time.sleep(0.5)
+    if run_window is not None:
+        session.activate(run_window)
+        session.key("alt+c", pause=0.5)
+        cancelled = session.wait_until_gone(run_window, timeout=120)
+        time.sleep(2.0)
+        session.screenshot("12-cancelled")
+        errors = session.find_windows("[Ee]rror|Neural Style Transfer$")
+        results.append(check("Cancel ends the run: the preview layer is gone, no error shown",
+                             cancelled and layers_in_title(session, image_window)
+                             == layers_before_cancel and not errors,
+                             "%s; windows %s" % (session.window_name(image_window),
+                                                 session.window_names())))
+    else:
+        results.append(check("a run dialog for the cancelled run", False))
+    engine_log = Path(gui["config"]["log_dir"]) / "nst_engine.log"
+    print("  engine log tail:\n" + "\n".join(engine_log.read_text().splitlines()[-6:])
+          if engine_log.exists() else "  no engine log")
     if not all(results):
         print(session.gimp_log()[-3000:])
     assert all(results)
