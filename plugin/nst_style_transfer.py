@@ -189,8 +189,11 @@ HELP_PAGE = os.path.join(PLUGIN_DIR, HELP_PAGE_NAME)
 HELP = """Paints the active layer in the style of the style layer (neural style transfer after
 Prabhu & McAteer 2020) and adds the result as a new layer "Styled: <style layer>" directly above the
 active layer, with its size and position. With a selection, the new layer gets a layer mask made
-from it. Undo removes it in one step. The work runs in the separate nst_core engine (PyTorch); the
-progress bar shows its iterations and the time left, and cancelling stops it.
+from it. Undo removes it in one step. With several layers selected (GIMP 3) each gets its own.
+The work runs in the separate nst_core engine (PyTorch). From the dialog on GIMP 3 a run window shows
+the iterations and the time left, the layer appears at the first preview and forms as you watch,
+Stop and keep ends the run keeping the result so far, Cancel leaves the image as it was; elsewhere
+GIMP's progress bar shows the run (scripts get previews with NST_PREVIEW_EVERY=SECONDS).
 Parameters: style-layer: the picture whose style to copy, a layer of any open image.
 preset: standard (SSIM-weighted, balanced), fast (a quick preview) or paper (the paper's exact
 method). iterations and size: the most optimisation steps and the working long side in pixels; 0
