@@ -407,9 +407,15 @@ class ResultLayer(object):
         """Best effort: a preview that cannot be shown ends the previews, not the run."""
         if self.preview_failure is not None:
             return
+        # The engine keeps only its newest previews: one shown late (the run dialog hands the
+        # events over through GTK's main loop) may be gone already, and a newer one follows.
+        if not os.path.exists(path):
+            return
         try:
             self.show(path)
         except Exception as exc:  # GIMP's errors vary by version: any of them ends the previews
+            if not os.path.exists(path):
+                return  # removed while GIMP read it: skipped like the above
             self.preview_failure = "The live preview stopped (%s); the result comes at the end." % exc
             return
         self.previews_shown += 1

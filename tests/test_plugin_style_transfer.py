@@ -613,3 +613,27 @@ def test_a_cancel_from_the_run_dialog_is_no_error(harness):
                                 engine.run(job, on_event))
     run(harness, image, target, style)  # no fail(): the user asked for it
     assert snapshot(world, image) == before and world.messages == []
+
+
+def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_come(harness):
+    """In the run dialog the events reach GIMP through GTK's main loop, so a preview may be shown
+    after the engine removed its file: it is skipped, and the previews go on."""
+    world = harness.world
+    image, target, style = scene(world)
+    replaced = live_preview(harness)
+    real_run_job = harness.plugin.run_job
+    previews = []
+
+    def run_job(engine, job, on_event, title):
+        def late(event):
+            if event.get("event") == "preview":
+                previews.append(event)
+                if len(previews) == 2:
+                    event = dict(event, path=event["path"] + ".gone")
+            on_event(event)
+        return real_run_job(engine, job, late, title)
+    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    run(harness, image, target, style)
+    # previews 1 (inserts) and 3 shown, 2 skipped, then the result: 2 replacements, no note
+    assert len(previews) == 3 and len(replaced) == 2
+    assert world.messages == []
