@@ -711,8 +711,12 @@ def run_in_dialog(title, engine, job, on_event, describe=None):
             if window.asked == "cancel":
                 dialog.set_response_sensitive(Gtk.ResponseType.CANCEL, False)
 
-    # Closing the window answers DELETE_EVENT (GtkDialog's default), which counts as Cancel.
+    # Closing the window (or Escape): GtkDialog's own delete-event handler answers DELETE_EVENT,
+    # which counts as Cancel, and then lets the window be destroyed; ours, connected after it,
+    # keeps the window until the engine has ended the run.
     dialog.connect("response", on_response)
+    dialog.connect("delete-event", lambda *_args: True)
+    dialog.set_keep_above(True)  # not lost behind the image window while the picture forms
     dialog.show_all()
     worker = threading.Thread(target=work)
     worker.daemon = True
