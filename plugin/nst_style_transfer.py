@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import sys
+import time
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 if PLUGIN_DIR not in sys.path:
@@ -431,7 +432,8 @@ class ResultLayer(object):
         if log_path and layer_fingerprint is not None:
             layer_id, checksum, layer_count = layer_fingerprint(self.image, self.layer)
             with open(log_path, "a") as handle:
-                handle.write(json.dumps({"what": what, "layer": layer_id, "sha1": checksum,
+                handle.write(json.dumps({"what": what, "time": time.time(),
+                                         "layer": layer_id, "sha1": checksum,
                                          "layers": layer_count, "target": item_name(self.target),
                                          "stop_reason": stop_reason}) + "\n")
 

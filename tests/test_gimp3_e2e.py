@@ -479,6 +479,10 @@ def test_live_preview_stop_cancel_and_several_layers_in_real_gimp3(gimp_session)
     added = new_layers(before, found["after_preview_run"])
     print("  preview checksums (layer id: sha1[:12]): %s" % ", ".join(
         "%s:%s" % (line["layer"], line["sha1"][:12]) for line in log))
+    if previews:
+        print("  procedure call -> first preview on the layer: %.1f s (random weights, %d px, an "
+              "engine process per run, shared CPU)" % (previews[0]["time"]
+                                                       - found["preview_run_started"], WORKING_SIZE))
     results = [
         check("preview run succeeds", found["preview_run"]["status"] == "success",
               str(found["preview_run"])),

@@ -332,6 +332,8 @@ def live_scenario():
     # 1. previews update one layer in place
     image, target, style, style_image = build_scene()
     findings["before"] = stack(image)
+    import time
+    findings["preview_run_started"] = time.time()
     findings["preview_run"] = run_procedure(image, [target], style, **values)
     findings["after_preview_run"] = stack(image)
     findings["preview_log"] = read_preview_log()
