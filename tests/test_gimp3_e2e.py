@@ -467,7 +467,7 @@ def test_live_preview_stop_cancel_and_several_layers_in_real_gimp3(gimp_session)
     preview_log = work_dir / "preview-log.jsonl"
     params = dict(scenario_params(session, "live"), live_iterations=LIVE_ITERATIONS,
                   preview_log=str(preview_log))
-    env = dict(session["env"], NST_PREVIEW_EVERY="0", NST_PREVIEW_LOG=str(preview_log),
+    env = dict(session["env"], NST_PREVIEW_EVERY="0.5", NST_PREVIEW_LOG=str(preview_log),
                params=params)
     found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir,
                                   env, "live")

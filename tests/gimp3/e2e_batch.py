@@ -297,16 +297,16 @@ def engine_processes():
     return found
 
 
-def signal_engine_after_previews(signum, previews, report):
+def signal_engine_after_previews(signum, previews, report, run_over):
     """A thread that, once the plug-in has shown this many previews, sends signum to the engine
-    (SIGUSR1: the engine's stop-and-keep; SIGTERM: its cancel); report gets what it did."""
-    import signal
+    (SIGUSR1: the engine's stop-and-keep; SIGTERM: its cancel); report gets what it did. It gives
+    up when the event run_over is set (the run ended first: report then lacks "pids")."""
     import threading
     import time
 
     def watch():
         deadline = time.time() + 600
-        while time.time() < deadline:
+        while time.time() < deadline and not run_over.is_set():
             path = params["preview_log"]
             shown = 0
             if os.path.exists(path):
@@ -328,6 +328,7 @@ def signal_engine_after_previews(signum, previews, report):
 
 def live_scenario():
     import signal
+    import threading
     values = engine_values(iterations=params["live_iterations"])
     # 1. previews update one layer in place
     image, target, style, style_image = build_scene()
@@ -338,11 +339,13 @@ def live_scenario():
     findings["after_preview_run"] = stack(image)
     findings["preview_log"] = read_preview_log()
     image.delete()
-    # 2. stop and keep: SIGUSR1 to the engine after two previews
+    # 2. stop and keep: SIGUSR1 to the engine after the first preview
     image, target, style, _si = build_scene()
     report = findings["stop_signal"] = {}
-    watcher = signal_engine_after_previews(signal.SIGUSR1, 2, report)
+    run_over = threading.Event()
+    watcher = signal_engine_after_previews(signal.SIGUSR1, 1, report, run_over)
     findings["stop_run"] = run_procedure(image, [target], style, **values)
+    run_over.set()
     watcher.join(5)
     findings["after_stop_run"] = stack(image)
     findings["stop_log"] = read_preview_log()
@@ -350,8 +353,10 @@ def live_scenario():
     # 3. the engine cancelled (SIGTERM) after a preview: the preview layer goes again
     image, target, style, _si = build_scene()
     report = findings["cancel_signal"] = {}
-    watcher = signal_engine_after_previews(signal.SIGTERM, 1, report)
+    run_over = threading.Event()
+    watcher = signal_engine_after_previews(signal.SIGTERM, 1, report, run_over)
     findings["cancel_run"] = run_procedure(image, [target], style, **values)
+    run_over.set()
     watcher.join(5)
     findings["after_cancel_run"] = stack(image)
     findings["cancel_log"] = read_preview_log()
