@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp3"))
 from gui_session import GuiSession, gui_chroot_problem  # noqa: E402
 from fakes.fake_engine import write_fake_engine  # noqa: E402
-from test_gimp3_e2e import REPO, bind_paths, choose_engine, install_plugin, unavailable  # noqa: E402
+from test_gimp3_e2e import (REPO, bind_paths, choose_engine, engine_python_for_this_checkout,  # noqa: E402
+                            install_plugin, unavailable)
 
 pytestmark = [pytest.mark.gui, pytest.mark.gimp, pytest.mark.slow]
 
@@ -69,7 +70,9 @@ def gui(tmp_path_factory):
     work = tmp_path_factory.mktemp("gimp3-gui")
     engine = choose_engine()
     plug_ins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
-    _folder, config, _how = install_plugin(plug_ins, sys.executable, work / "data")
+    # As in the e2e test: this checkout's engine even when the venv's nst_core is another one's.
+    _folder, config, _how = install_plugin(plug_ins, engine_python_for_this_checkout(work),
+                                           work / "data")
     env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp")}
     (work / "tmp").mkdir()
     if engine == "fake":
