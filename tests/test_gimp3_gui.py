@@ -73,7 +73,9 @@ def gui(tmp_path_factory):
     # As in the e2e test: this checkout's engine even when the venv's nst_core is another one's.
     _folder, config, _how = install_plugin(plug_ins, engine_python_for_this_checkout(work),
                                            work / "data")
-    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp")}
+    # An engine process per run (as in the e2e test): the checks below read its command lines in
+    # the engine log (the warm service's runs log their parameters instead).
+    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp"), "NST_ENGINE_SERVICE": "off"}
     (work / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work / "fake-python"))
@@ -292,7 +294,7 @@ def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
     layers_before = layers_in_title(session, image_window)
     run_window = start_long_run(session, image_window)
     results.append(check("a run dialog of the plug-in's own stays open during the run",
-                         run_window is not None, session.window_names()))
+                         run_window is not None, str(session.window_names())))
     # the first preview inserts the layer
     deadline = time.time() + 180
     while time.time() < deadline and layers_in_title(session, image_window) != layers_before + 1:
