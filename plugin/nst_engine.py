@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from nst_protocol import EngineError, RunRecord, failure_message, parse_event_line
+from nst_protocol import EngineError, RunRecord, failure_message, format_float, parse_event_line
 
 CONFIG_FILE_NAME = "nst_config.json"
 ENGINE_PYTHON_ENV = "NST_ENGINE_PYTHON"
@@ -187,9 +187,17 @@ def make_engine(config, fallback_log_dir):
 # Command line and environment
 
 
-def build_command(engine_python, content_path, style_paths, output_path, options):
-    return ([engine_python, "-m", "nst_core", "stylize", content_path] + list(style_paths)
-            + ["-o", output_path, "--progress", "jsonl"] + list(options))
+def build_command(engine_python, content_path, style_paths, output_path, options,
+                  preview_every=None, preview_dir=None):
+    command = ([engine_python, "-m", "nst_core", "stylize", content_path] + list(style_paths)
+               + ["-o", output_path, "--progress", "jsonl"] + list(options))
+    if preview_every is not None:
+        # The engine writes the previews into preview_dir (the run folder) and removes them at
+        # the end of the run (PROTOCOL.md "Previews").
+        command += ["--preview-every", format_float(preview_every)]
+        if preview_dir:
+            command += ["--preview-dir", preview_dir]
+    return command
 
 
 def clean_environment(environ):
@@ -376,7 +384,7 @@ class SubprocessEngine(object):
 
     def run(self, job, on_event=None):
         command = build_command(self.engine_python, job.content, job.styles, job.output,
-                                job.options)
+                                job.options, job.preview_every, job.preview_folder())
         log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
             header = "\n===== %s  client pid %d\n%s\n" % (

@@ -85,12 +85,15 @@ class DialogOptions(object):
     """What a plug-in may add on GIMP 3 beyond gimpfu's description (set_dialog_options)."""
 
     def __init__(self, tooltips=None, help_page=None, unavailable_choices=None,
-                 required_layers=None):
+                 required_layers=None, several_drawables=False):
         self.tooltips = dict(tooltips or {})  # gimpfu name -> the argument's blurb (its tooltip)
         self.help_page = help_page  # a local file the dialog's Help button opens
         self.unavailable_choices = dict(unavailable_choices or {})  # gimpfu name -> [choice index
         # or label]; greyed out in the dialog, still valid for scripts
         self.required_layers = dict(required_layers or {})  # gimpfu name -> message when empty
+        # True: the procedure also runs with several drawables selected, and the function's
+        # drawable argument is then the list of them (one selected: the drawable itself).
+        self.several_drawables = bool(several_drawables)
 
 
 REGISTRATIONS = []
@@ -105,16 +108,16 @@ def procedure_name(proc_name):
 
 
 def set_dialog_options(proc_name, tooltips=None, help_page=None, unavailable_choices=None,
-                       required_layers=None):
+                       required_layers=None, several_drawables=False):
     """GIMP 3 only (gimpfu 2.10 has no such call): per-parameter tooltips, a Help page of the
     plug-in's own instead of GIMP's manual, choices to grey out in the dialog (by name, e.g.
     {"device": ["cuda"]}), and layer parameters the dialog must not close without (with what to
-    tell the user)."""
+    tell the user), and whether the function takes several selected drawables (as a list)."""
     name = procedure_name(proc_name)
     for registration in REGISTRATIONS:
         if registration.name == name:
             registration.dialog = DialogOptions(tooltips, help_page, unavailable_choices,
-                                                required_layers)
+                                                required_layers, several_drawables)
             return registration
     raise ValueError("set_dialog_options: %s is not registered" % proc_name)
 
@@ -300,8 +303,12 @@ def suggest_layer(image, target, open_images, layers_of, is_group):
 def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 - gi module names
     """Describes a registration on a GIMP 3 procedure (Gimp and GObject passed in for tests)."""
     procedure.set_image_types(registration.image_types)
-    # The gimpfu function takes one drawable: no menu entry when several are selected.
-    procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+    # A gimpfu function takes one drawable: no menu entry when several are selected, unless the
+    # plug-in said its function takes a list of them too.
+    mask = Gimp.ProcedureSensitivityMask.DRAWABLE
+    if registration.dialog.several_drawables:
+        mask = mask | Gimp.ProcedureSensitivityMask.DRAWABLES
+    procedure.set_sensitivity_mask(mask)
     procedure.set_menu_label(registration.label)
     if registration.menu:
         procedure.add_menu_path(registration.menu)
@@ -395,12 +402,12 @@ def mnemonic_clashes(labels, buttons=PROCEDURE_DIALOG_BUTTONS):
     return sorted((letter, names) for letter, names in users.items() if len(names) > 1)
 
 
-def drawables_problem(label, drawables):
-    """Why a run with these selected drawables cannot call a one-drawable gimpfu function."""
+def drawables_problem(label, drawables, several_allowed=False):
+    """Why a run with these selected drawables cannot call the gimpfu function."""
     title = label.replace("_", "").rstrip(".")
     if not drawables:
         return "%s needs an active layer: select one in the Layers dialog." % title
-    if len(drawables) > 1:
+    if len(drawables) > 1 and not several_allowed:
         return ("%s works on one layer at a time, and %d are selected: select just one in the "
                 "Layers dialog." % (title, len(drawables)))
     return None
@@ -580,11 +587,167 @@ pdb = Gimp3Pdb()
 gimp = Gimp3Gimp(pdb)
 
 
+# What the function may ask about the run under way (run_is_interactive).
+RUN_STATE = {"interactive": False}
+
+
+def run_is_interactive():
+    """True while the function runs on behalf of the user's dialog (not a script, not Repeat)."""
+    return RUN_STATE["interactive"]
+
+
+def replace_layer_pixels(layer, path):
+    """Makes the layer's pixels those of the image file at path, in place: the same layer, so that
+    no undo step is added; the picture is scaled to the layer's size when it differs. GIMP 3: the
+    file loads into a scratch image, and its pixels are copied into the layer's buffer."""
+    g = gi()
+    scratch = checked(g.Gimp.file_load(g.Gimp.RunMode.NONINTERACTIVE,
+                                       g.Gio.File.new_for_path(path)), "load %s" % path)
+    try:
+        source = scratch.get_layers()[0]
+        width, height = layer.get_width(), layer.get_height()
+        if (source.get_width(), source.get_height()) != (width, height):
+            source.scale(width, height, False)
+        rectangle = g.Gegl.Rectangle.new(0, 0, width, height)
+        target_buffer = layer.get_buffer()
+        # The buffers convert between their pixel formats (e.g. the file without alpha).
+        source.get_buffer().copy(rectangle, g.Gegl.AbyssPolicy.CLAMP, target_buffer, rectangle)
+        target_buffer.flush()
+        layer.update(0, 0, width, height)
+    finally:
+        scratch.delete()
+
+
+# The run dialog's answers (besides Gtk's CANCEL and DELETE_EVENT).
+RESPONSE_STOP = 1
+
+
+class RunWindow(object):
+    """What run_in_dialog shows and what it is asked, apart from GTK (tested without GIMP)."""
+
+    def __init__(self, engine, describe):
+        self.engine = engine
+        self.describe = describe
+        self.asked = None  # "stop" or "cancel", once the user pressed one
+        self.outcome = {}
+
+    def answer(self, response):
+        """The user pressed Stop (keep) or Cancel (or closed the window): the engine is asked, the
+        run goes on until the engine has ended it. Returns the status text to show."""
+        if self.asked is not None:
+            return None
+        if response == RESPONSE_STOP:
+            self.asked = "stop"
+            self.engine.stop()
+            return "Stopping: finishing the best result so far..."
+        self.asked = "cancel"
+        self.engine.cancel()
+        return "Cancelling: the image stays as it was..."
+
+
+def run_in_dialog(title, engine, job, on_event, describe=None):
+    """Runs engine.run(job, ...) in a dialog of the plug-in's own that stays open during the run:
+    the progress, the time left, and the buttons Stop (keep: the engine ends early and its `done`
+    brings the best result so far) and Cancel (the engine ends without a result; EngineError
+    "cancelled"). GIMP's own progress bar Cancel kills a plug-in at once; these buttons let the
+    plug-in end the run cleanly. The engine runs on a worker thread; its events reach on_event on
+    this (GIMP's and GTK's) thread, in order, while the GTK main loop turns. describe(event) ->
+    (text or None, fraction or None) for the dialog's label and bar. Returns run()'s result or
+    raises what it raised."""
+    import threading
+    g = gi()
+    import gi as gi_module
+    gi_module.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    window = RunWindow(engine, describe or (lambda event: (None, None)))
+    dialog = Gtk.Dialog(title=title, role="nst-run")
+    dialog.add_button("_Stop and keep", RESPONSE_STOP)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    box = dialog.get_content_area()
+    box.set_spacing(8)
+    box.set_border_width(12)
+    label = Gtk.Label(label="Starting the engine...", xalign=0.0)
+    label.set_line_wrap(True)
+    label.set_width_chars(48)
+    bar = Gtk.ProgressBar()
+    status = Gtk.Label(label="Stop and keep: end now and keep the best result so far as the layer. "
+                       "Cancel: end now and leave the image as it was.", xalign=0.0)
+    status.set_line_wrap(True)
+    status.set_width_chars(48)
+    for widget in (label, bar, status):
+        box.pack_start(widget, False, False, 0)
+    loop = g.GLib.MainLoop()
+
+    def deliver(event):
+        try:
+            on_event(event)
+            text, fraction = window.describe(event)
+            if text:
+                label.set_text(text)
+            if fraction is not None:
+                bar.set_fraction(fraction)
+        except Exception as exc:  # on_event failed: the run must not go on without it
+            window.outcome.setdefault("callback_error", exc)
+            engine.cancel()
+        return False
+
+    def finished():
+        loop.quit()
+        return False
+
+    def work():
+        try:
+            window.outcome["result"] = engine.run(job, lambda event: g.GLib.idle_add(deliver, event))
+        except BaseException as exc:
+            window.outcome["error"] = exc
+        finally:
+            g.GLib.idle_add(finished)  # after every event already queued
+
+    def on_response(_dialog, response):
+        text = window.answer(response)
+        if text:
+            status.set_text(text)
+            dialog.set_response_sensitive(RESPONSE_STOP, False)
+            if window.asked == "cancel":
+                dialog.set_response_sensitive(Gtk.ResponseType.CANCEL, False)
+
+    # Closing the window (or Escape): GtkDialog's own delete-event handler answers DELETE_EVENT,
+    # which counts as Cancel, and then lets the window be destroyed; ours, connected after it,
+    # keeps the window until the engine has ended the run.
+    dialog.connect("response", on_response)
+    dialog.connect("delete-event", lambda *_args: True)
+    dialog.set_keep_above(True)  # not lost behind the image window while the picture forms
+    dialog.show_all()
+    worker = threading.Thread(target=work)
+    worker.daemon = True
+    worker.start()
+    loop.run()
+    worker.join()
+    dialog.destroy()
+    if "callback_error" in window.outcome:
+        raise window.outcome["callback_error"]
+    if "error" in window.outcome:
+        raise window.outcome["error"]
+    return window.outcome["result"]
+
+
+def layer_fingerprint(image, layer):
+    """(the layer's id, the SHA-1 of its pixels as 8-bit RGBA read back from GIMP, the number of
+    layers of the image): what tests in a real GIMP compare (NST_PREVIEW_LOG)."""
+    import hashlib
+    g = gi()
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(g.Gegl.Rectangle.new(0, 0, width, height), 1.0,
+                                  "R'G'B'A u8", g.Gegl.AbyssPolicy.CLAMP)
+    return layer.get_id(), hashlib.sha1(bytes(data)).hexdigest(), len(image.get_layers())
+
+
 def run_registration(registration, procedure, run_mode, image, drawables, config):
     """Runs a gimpfu function as a GIMP 3 ImageProcedure; returns its return values."""
     g = gi()
     status = g.Gimp.PDBStatusType
-    problem = drawables_problem(registration.label, drawables)
+    several_allowed = registration.dialog.several_drawables
+    problem = drawables_problem(registration.label, drawables, several_allowed)
     if problem:
         return procedure.new_return_values(status.CALLING_ERROR, g.GLib.Error(problem))
     specs = argument_specs(registration.params, registration.dialog.tooltips)
@@ -596,7 +759,12 @@ def run_registration(registration, procedure, run_mode, image, drawables, config
                 return procedure.new_return_values(status.CANCEL, g.GLib.Error())
         values = dict((spec.name, config.get_property(spec.name)) for spec in specs)
         args = function_args(specs, values)
-        registration.function(image, drawables[0], *args)
+        drawable = list(drawables) if several_allowed and len(drawables) > 1 else drawables[0]
+        RUN_STATE["interactive"] = run_mode == g.Gimp.RunMode.INTERACTIVE
+        try:
+            registration.function(image, drawable, *args)
+        finally:
+            RUN_STATE["interactive"] = False
         remember_layer_arguments(config, specs, values)
     except error as exc:
         return procedure.new_return_values(status.EXECUTION_ERROR, g.GLib.Error(str(exc)))

@@ -40,7 +40,8 @@ except ImportError:  # a Python built without OpenSSL: https:// addresses cannot
     ssl = None
 
 import nst_engine
-from nst_protocol import EngineError, Job, RunRecord, failure_message, parse_event_line
+from nst_protocol import (EngineError, Job, RunRecord, failure_message, format_float,
+                          parse_event_line)
 
 API = "/v1"
 CONNECT_TIMEOUT = 10.0
@@ -355,6 +356,8 @@ class HttpEngine(object):
                               "output .png (got %s)." % job.output)
         address = ServiceAddress(self.url, read_token(self.token_file, self.url))
         params, device = job_params(job.options)
+        if job.preview_every is not None:
+            params["preview-every"] = format_float(job.preview_every)
         body, content_type = multipart_body(params, job.content, job.styles)
         log_file, log_path = nst_engine.open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
@@ -380,6 +383,7 @@ class HttpEngine(object):
                 with self._lock:
                     self._running = False
                     job_id, self._job_id = self._job_id, None
+                self._remove_preview(job)
                 if outcome is None:  # on_event raised, or Ctrl-C: the job must not run on
                     if job_id is not None:
                         self._post(address, job_id, "cancel")
@@ -400,7 +404,7 @@ class HttpEngine(object):
                 raise address.refusal(response.status, answer, self.token_file)
             if device not in (None, "auto"):
                 self._warn_device(device, address, on_event)
-            end = self._follow(address, response, record, on_event)
+            end = self._follow(address, response, record, on_event, job)
         finally:
             connection.close()
         if end.get("event") == "error":
@@ -420,7 +424,7 @@ class HttpEngine(object):
                       "engine service at %s: it runs on its own device (%s)." % (device, self.url,
                                                                                  chosen)})
 
-    def _follow(self, address, response, record, on_event):
+    def _follow(self, address, response, record, on_event, job):
         """Reads the event stream to its `done` or `error`; returns that event."""
         while True:
             try:
@@ -443,11 +447,39 @@ class HttpEngine(object):
                     self._post(address, self._job_id, action)
             if kind == "heartbeat":
                 continue
+            if kind == "preview":
+                event = self._fetch_preview(address, event, job)
+                if event is None:
+                    continue
             record.add(event)
             if on_event is not None:
                 on_event(event)
             if kind in ("done", "error"):
                 return event
+
+    def _fetch_preview(self, address, event, job):
+        """The preview event with `path` naming a local copy of the service's preview (GET path,
+        written atomically to preview.png in the job's output folder, replacing the one before),
+        so that the caller sees the same event from every transport; None when the download
+        failed (a missed preview is no failure of the run: the log says why)."""
+        local = os.path.join(job.preview_folder(), "preview.png")
+        try:
+            self._get_png(address, event.get("path") or "%s/jobs/%s/preview" % (API, self._job_id),
+                          local, "preview")
+        except EngineError as exc:
+            self._log("preview of job %s not shown: %s" % (self._job_id, exc.message))
+            return None
+        return dict(event, path=local)
+
+    @staticmethod
+    def _remove_preview(job):
+        """Like the engine's own previews, the local copy goes when the run ends."""
+        if job.preview_every is None:
+            return
+        try:
+            os.remove(os.path.join(job.preview_folder(), "preview.png"))
+        except OSError:
+            pass
 
     def _lost(self, exc, record):
         return EngineError(
@@ -461,6 +493,10 @@ class HttpEngine(object):
         """GET the result into output, atomically: a partial download never stands at output."""
         # The service names its paths relative to its base address (under a proxy's prefix too).
         path = done.get("output") or "%s/jobs/%s/result" % (API, self._job_id)
+        self._get_png(address, path, output, "result")
+
+    def _get_png(self, address, path, output, what):
+        """GET a PNG (the result or a preview) into output, atomically."""
         connection, response = address.request("GET", path)
         partial = "%s.part-%d" % (output, os.getpid())
         try:
@@ -476,19 +512,19 @@ class HttpEngine(object):
                     try:
                         chunk = response.read(1 << 16)
                     except (socket.error, IOError, OSError, httplib.HTTPException) as exc:
-                        raise EngineError("connection_lost", "The result's download from %s broke "
+                        raise EngineError("connection_lost", "The %s's download from %s broke "
                                           "off (%s): run the filter again. The image was not "
-                                          "changed." % (self.url, exc))
+                                          "changed." % (what, self.url, exc))
                     if not chunk:
                         break
                     if first and not chunk.startswith(PNG_SIGNATURE[:len(chunk)]):
-                        raise EngineError("protocol", "The engine service at %s sent a result that "
-                                          "is not a PNG image." % self.url)
+                        raise EngineError("protocol", "The engine service at %s sent a %s that "
+                                          "is not a PNG image." % (self.url, what))
                     first = False
                     handle.write(chunk)
             if first:
-                raise EngineError("protocol", "The engine service at %s sent an empty result."
-                                  % self.url)
+                raise EngineError("protocol", "The engine service at %s sent an empty %s."
+                                  % (self.url, what))
             if WINDOWS and os.path.exists(output):
                 os.remove(output)  # Python 2.7 has no os.replace; rename refuses to overwrite there
             os.rename(partial, output)
@@ -738,7 +774,8 @@ class LocalServiceEngine(object):
             engine = HttpEngine(url, service.token_file, self.config.log_dir, self.fallback_log_dir)
             self._active = engine
             try:
-                return engine.run(Job(job.content, job.styles, job.output, options), on_event)
+                return engine.run(Job(job.content, job.styles, job.output, options, job.preview_every),
+                                  on_event)
             except EngineError as exc:
                 if exc.code != "unreachable":
                     raise

@@ -18,6 +18,7 @@ tests/test_cli.py compares the copy with the engine's own value.
 from __future__ import absolute_import, division, print_function
 
 import json
+import os
 import time
 
 # The major version of docs/PROTOCOL.md this client speaks (the `protocol` field of `start`). Every
@@ -90,11 +91,18 @@ class Job(object):
     """One stylize run: input files, where the result goes, and the stylize options
     (engine_options()), the same for every transport."""
 
-    def __init__(self, content, styles, output, options=()):
+    def __init__(self, content, styles, output, options=(), preview_every=None):
         self.content = content
         self.styles = list(styles)
         self.output = output
         self.options = list(options)
+        # Seconds between `preview` events (PROTOCOL.md "Previews"), None for none. Every transport
+        # hands on a preview event with `path` naming a local PNG file in the output's folder.
+        self.preview_every = preview_every
+
+    def preview_folder(self):
+        """Where the previews of this job are written: the output's folder (the run folder)."""
+        return os.path.dirname(os.path.abspath(self.output))
 
 
 # ---------------------------------------------------------------------------------------------

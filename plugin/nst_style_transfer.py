@@ -13,8 +13,10 @@ nst_gimpfu3, our gimpfu-compatible shim over GIMP 3's API. Keep this file Python
 
 from __future__ import absolute_import, division, print_function
 
+import json
 import os
 import sys
+import time
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 if PLUGIN_DIR not in sys.path:
@@ -27,16 +29,35 @@ try:
     # gimpfu 2.10 builds its own dialog: each parameter's label is also its tooltip, and its Help
     # button opens GIMP's manual.
     set_dialog_options = None
+    # No live preview on GIMP 2.10 (README "Live preview"): gimpfu has no dialog that stays open
+    # during a run, and its progress bar's Cancel kills the plug-in, which would leave a preview
+    # layer behind; the result layer appears at the end, as before.
+    replace_layer_pixels = None
+    run_in_dialog = None
+    layer_fingerprint = None
+
+    def run_is_interactive():
+        return False
 except ImportError:
     # GIMP 3 has no gimpfu: the same surface from our shim (deliberately not named gimpfu.py, so
     # that it can never shadow the real one on GIMP 2.10).
     from nst_gimpfu3 import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
                              PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
-    from nst_gimpfu3 import set_dialog_options
+    from nst_gimpfu3 import set_dialog_options, replace_layer_pixels, run_is_interactive
+    from nst_gimpfu3 import run_in_dialog, layer_fingerprint
 
 import nst_engine
 import nst_protocol
 import nst_runfiles
+
+# Seconds between live previews on the canvas in runs from the dialog (GIMP 3). Scripts get none
+# unless they set NST_PREVIEW_EVERY (seconds, or "off"), which also overrides the dialog's.
+LIVE_PREVIEW_SECONDS = 1.0
+PREVIEW_EVERY_ENV = "NST_PREVIEW_EVERY"
+# For tests in a real GIMP (tests/gimp3/e2e_batch.py): a file to which each preview shown and each
+# result gets a JSON line (the layer's id and pixel checksum read back from GIMP, the image's layer
+# count), so that a test can see the one layer being updated in place.
+PREVIEW_LOG_ENV = "NST_PREVIEW_LOG"
 
 PROCEDURE_NAME = "python-fu-nst-style-transfer"
 
@@ -169,8 +190,11 @@ HELP_PAGE = os.path.join(PLUGIN_DIR, HELP_PAGE_NAME)
 HELP = """Paints the active layer in the style of the style layer (neural style transfer after
 Prabhu & McAteer 2020) and adds the result as a new layer "Styled: <style layer>" directly above the
 active layer, with its size and position. With a selection, the new layer gets a layer mask made
-from it. Undo removes it in one step. The work runs in the separate nst_core engine (PyTorch); the
-progress bar shows its iterations and the time left, and cancelling stops it.
+from it. Undo removes it in one step. With several layers selected (GIMP 3) each gets its own.
+The work runs in the separate nst_core engine (PyTorch). From the dialog on GIMP 3 a run window shows
+the iterations and the time left, the layer appears at the first preview and forms as you watch,
+Stop and keep ends the run keeping the result so far, Cancel leaves the image as it was; elsewhere
+GIMP's progress bar shows the run (scripts get previews with NST_PREVIEW_EVERY=SECONDS).
 Parameters: style-layer: the picture whose style to copy, a layer of any open image.
 preset: standard (SSIM-weighted, balanced), fast (a quick preview) or paper (the paper's exact
 method). iterations and size: the most optimisation steps and the working long side in pixels; 0
@@ -291,14 +315,13 @@ def export_layer_png(drawable, path):
 
 
 def insert_result_layer(image, target, result_path, name):
-    """Adds the result as a new layer directly above target, in one undo step.
+    """Adds the result as a new layer directly above target (inside the run's undo group).
 
     The new layer has the target's size and offsets; with a selection it gets a mask from it.
     Whatever fails, the image is left as it was.
     """
     layer = pdb.gimp_file_load_layer(image, result_path)
     inserted = False
-    pdb.gimp_image_undo_group_start(image)
     try:
         parent = pdb.gimp_item_get_parent(target)
         position = pdb.gimp_image_get_item_position(image, target)
@@ -320,9 +343,104 @@ def insert_result_layer(image, target, result_path, name):
         else:
             pdb.gimp_item_delete(layer)
         raise
-    finally:
-        pdb.gimp_image_undo_group_end(image)
     return layer
+
+
+# ---------------------------------------------------------------------------------------------
+# The live preview
+
+
+def preview_interval(environ=None):
+    """Seconds between the previews of this run, or None for no live preview (GIMP 2.10, scripts)."""
+    environ = os.environ if environ is None else environ
+    if replace_layer_pixels is None:
+        return None
+    text = environ.get(PREVIEW_EVERY_ENV, "").strip()
+    if not text:
+        return LIVE_PREVIEW_SECONDS if run_is_interactive() else None
+    if text.lower() == "off":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise nst_protocol.EngineError(
+            "bad_parameter", "%s is %r: set it to the seconds between live previews (for example "
+            "1), or to off." % (PREVIEW_EVERY_ENV, text))
+    return seconds
+
+
+class UndoStep(object):
+    """One undo group for the whole run, opened when the run first changes the image (a run that
+    fails before that leaves no trace in the undo history)."""
+
+    def __init__(self, image):
+        self.image = image
+        self.is_open = False
+
+    def open(self):
+        if not self.is_open:
+            pdb.gimp_image_undo_group_start(self.image)
+            self.is_open = True
+
+    def close(self):
+        if self.is_open:
+            pdb.gimp_image_undo_group_end(self.image)
+            self.is_open = False
+
+
+class ResultLayer(object):
+    """The result layer of one target: inserted above it at the first preview (or, without
+    previews, at the end), its pixels replaced in place by each later preview and by the result."""
+
+    def __init__(self, image, target, name, undo_step):
+        self.undo_step = undo_step
+        self.stopped = False
+        self.image = image
+        self.target = target
+        self.name = name
+        self.layer = None
+        self.previews_shown = 0
+        self.preview_failure = None
+
+    def show_preview(self, path):
+        """Best effort: a preview that cannot be shown ends the previews, not the run."""
+        if self.preview_failure is not None:
+            return
+        # The engine keeps only its newest previews: one shown late (the run dialog hands the
+        # events over through GTK's main loop) may be gone already, and a newer one follows.
+        if not os.path.exists(path):
+            return
+        try:
+            self.show(path)
+        except Exception as exc:  # GIMP's errors vary by version: any of them ends the previews
+            if not os.path.exists(path):
+                return  # removed while GIMP read it: skipped like the above
+            self.preview_failure = "The live preview stopped (%s); the result comes at the end." % exc
+            return
+        self.previews_shown += 1
+        gimp.displays_flush()
+
+    def show(self, path, what="preview", stop_reason=None):
+        if self.layer is None:
+            self.undo_step.open()
+            self.layer = insert_result_layer(self.image, self.target, path, self.name)
+        else:
+            replace_layer_pixels(self.layer, path)
+        log_path = os.environ.get(PREVIEW_LOG_ENV)
+        if log_path and layer_fingerprint is not None:
+            layer_id, checksum, layer_count = layer_fingerprint(self.image, self.layer)
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps({"what": what, "time": time.time(),
+                                         "layer": layer_id, "sha1": checksum,
+                                         "layers": layer_count, "target": item_name(self.target),
+                                         "stop_reason": stop_reason}) + "\n")
+
+    def discard(self):
+        if self.layer is not None:
+            pdb.gimp_image_remove_layer(self.image, self.layer)
+            self.layer = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,25 +450,32 @@ def insert_result_layer(image, target, result_path, name):
 class ProgressReporter(object):
     """Shows the engine's events in GIMP's progress bar and keeps its warnings."""
 
-    def __init__(self):
+    def __init__(self, show_in_gimp=True):
+        # False while the run dialog shows the progress: GIMP's status-bar progress would offer
+        # its own Cancel, which kills the plug-in and leaves the preview layer behind.
+        self.show_in_gimp = show_in_gimp
         self.warnings = []
 
     def begin(self, text):
-        gimp.progress_init(text)
+        if self.show_in_gimp:
+            gimp.progress_init(text)
 
     def say(self, text):
-        pdb.gimp_progress_set_text(text)
+        if self.show_in_gimp:
+            pdb.gimp_progress_set_text(text)
 
-    def on_event(self, event):
+    def on_event(self, event, prefix=""):
+        if event.get("event") == "warning" and event.get("message"):
+            self.warnings.append(event["message"])
+        if not self.show_in_gimp:
+            return
         text = nst_protocol.progress_text(event)
         if text:
-            pdb.gimp_progress_set_text(text)
+            pdb.gimp_progress_set_text(prefix + text)
         if event.get("event") == "progress":
             fraction = nst_protocol.progress_fraction(event)
             if fraction is not None:
                 gimp.progress_update(fraction)
-        elif event.get("event") == "warning" and event.get("message"):
-            self.warnings.append(event["message"])
         elif event.get("event") == "done":
             gimp.progress_update(1.0)
 
@@ -361,22 +486,62 @@ class ProgressReporter(object):
 
 def style_transfer(image, drawable, style_layer, preset, iterations, size, style_strength,
                    use_ssim, preserve_colors, seed, device):
-    """The registered procedure: checks, runs the engine, adds the layer, or fails clearly."""
+    """The registered procedure: checks, runs the engine, adds the layer(s), or fails clearly.
+    drawable is one layer, or (GIMP 3, several layers selected) a list of them."""
+    targets = list(drawable) if isinstance(drawable, (list, tuple)) else [drawable]
     try:
-        add_styled_layer(image, drawable, style_layer, StyleTransferSettings(
+        add_styled_layers(image, targets, style_layer, StyleTransferSettings(
             preset, iterations, size, style_strength, use_ssim, preserve_colors, seed, device))
     except nst_protocol.EngineError as exc:
+        if exc.code == "cancelled" and run_is_interactive():
+            return  # the user pressed Cancel in the run dialog: the image is as it was
         fail("Neural Style Transfer: " + exc.message)
 
 
 def add_styled_layer(image, drawable, style_layer, settings):
-    """Checks everything that can be checked before the engine starts, then runs it in a run
-    folder of its own; raises EngineError with a message for the user."""
-    problem = target_problem(image, drawable) or style_problem(style_layer, drawable)
-    if problem:
-        raise nst_protocol.EngineError("bad_input", problem)
+    """One target: see add_styled_layers."""
+    return add_styled_layers(image, [drawable], style_layer, settings)
+
+
+def run_job(engine, job, on_event, title):
+    """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
+    else with GIMP's progress bar."""
+    if uses_run_dialog():
+        return run_in_dialog(title, engine, job, on_event, describe_event)
+    return engine.run(job, on_event)
+
+
+def uses_run_dialog():
+    return run_in_dialog is not None and run_is_interactive()
+
+
+def describe_event(event):
+    """(text, fraction) of an event for the run dialog."""
+    fraction = None
+    if event.get("event") == "progress":
+        fraction = nst_protocol.progress_fraction(event)
+    elif event.get("event") == "done":
+        fraction = 1.0
+    return nst_protocol.progress_text(event), fraction
+
+
+def add_styled_layers(image, targets, style_layer, settings):
+    """Checks everything that can be checked before the engine starts, then styles each target in
+    turn on one engine (through the warm local service the network and the style's targets are
+    reused), in a run folder of its own. The whole run is one undo step; a failure or a cancel
+    leaves the image as it was. A run stopped early (Stop, or the engine's stop command) keeps its
+    result so far and styles no further target. Raises EngineError with a message for the user."""
+    if not targets:
+        targets = [None]
+    for target in targets:
+        problem = target_problem(image, target) or style_problem(style_layer, target)
+        if problem:
+            if len(targets) > 1 and target is not None:
+                problem = "Layer '%s': %s" % (item_name(target), problem)
+            raise nst_protocol.EngineError("bad_input", problem)
     options = settings.engine_options()
     config = nst_engine.load_config(PLUGIN_DIR)
+    preview_every = preview_interval()
 
     runs_root = nst_runfiles.runs_root()
     nst_runfiles.sweep_stale_runs(runs_root)
@@ -387,25 +552,58 @@ def add_styled_layer(image, drawable, style_layer, settings):
             "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
             "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
             % (runs_root, exc))
-    progress = ProgressReporter()
+    progress = ProgressReporter(show_in_gimp=not uses_run_dialog())
+    results = []
+    not_styled = []
+    name = "Styled: %s" % item_name(style_layer)
+    # One undo group for the whole run: the layers inserted by previews and the final pixels are
+    # taken back by one Undo. (If GIMP kills the plug-in, its core closes the group: the preview
+    # layer left then goes with one Undo.)
+    undo_step = UndoStep(image)
     try:
         progress.begin("Neural Style Transfer: exporting the layers")
-        content_png = export_layer_png(drawable, os.path.join(run_dir, "content.png"))
         style_png = export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
-        result_png = os.path.join(run_dir, "result.png")
         engine = nst_engine.make_engine(config, runs_root)
-        progress.say("Neural Style Transfer: starting the engine")
-        engine.run(nst_protocol.Job(content_png, [style_png], result_png, options),
-                   progress.on_event)
-        # Only now, after the engine succeeded, is the image touched: a cancelled run (GIMP kills
-        # the plug-in) can never leave a partial layer behind.
-        insert_result_layer(image, drawable, result_png,
-                            "Styled: %s" % item_name(style_layer))
+        for index, target in enumerate(targets):
+            if results and results[-1].stopped:
+                not_styled.append(target)
+                continue
+            prefix = "Layer %d of %d: " % (index + 1, len(targets)) if len(targets) > 1 else ""
+            suffix = "-%d" % index if len(targets) > 1 else ""
+            content_png = export_layer_png(target, os.path.join(run_dir, "content%s.png" % suffix))
+            result_png = os.path.join(run_dir, "result%s.png" % suffix)
+            result = ResultLayer(image, target, name, undo_step)
+            results.append(result)
+
+            def on_event(event, result=result):
+                progress.on_event(event, prefix)
+                if event.get("event") == "preview" and event.get("path"):
+                    result.show_preview(event["path"])
+            progress.say("Neural Style Transfer: %sstarting the engine" % prefix)
+            done = run_job(engine, nst_protocol.Job(content_png, [style_png], result_png, options,
+                                                    preview_every),
+                           on_event, "Neural Style Transfer: %s" % item_name(target))
+            # The result replaces the last preview in the same layer (or, without previews, a
+            # layer is added only now, after the engine succeeded).
+            stop_reason = (done.get("stats") or {}).get("stop_reason")
+            result.show(result_png, "result", stop_reason)
+            result.stopped = stop_reason == "stopped"
+            if result.preview_failure:
+                progress.warnings.append(result.preview_failure)
+    except BaseException:
+        # A failure or a cancel: whatever this run added goes again.
+        for result in results:
+            result.discard()
+        raise
     finally:
+        undo_step.close()
         nst_runfiles.remove_run_folder(run_dir)
     gimp.displays_flush()
+    if not_styled:
+        progress.warnings.append("Stopped early: the result so far was kept; not styled: %s."
+                                 % ", ".join(item_name(target) for target in not_styled))
     if progress.warnings:
-        gimp.message("Neural Style Transfer finished, with notes from the engine:\n"
+        gimp.message("Neural Style Transfer finished, with notes:\n"
                      + "\n".join(progress.warnings))
 
 
@@ -427,7 +625,8 @@ if set_dialog_options is not None:
     set_dialog_options(PROCEDURE_NAME, tooltips=TOOLTIPS, help_page=HELP_PAGE,
                        unavailable_choices={"device": MISSING_DEVICES},
                        required_layers={"style_layer": "Choose a style layer: the picture whose "
-                                        "style to copy, a layer of any open image."})
+                                        "style to copy, a layer of any open image."},
+                       several_drawables=True)
 
 if __name__ == "__main__":
     main()

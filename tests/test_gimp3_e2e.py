@@ -439,11 +439,119 @@ def test_engine_failure_leaves_the_image_unchanged_in_real_gimp3(gimp_session):
               found["same_layer"]["status"] == "execution-error"
               and "is the layer being styled" in (found["same_layer"]["message"] or "")
               and found["after_same_layer"] == before, str(found["same_layer"])),
-        check("two drawables selected: refused, image unchanged",
-              found["two_drawables"]["status"] == "calling-error"
-              and "one layer at a time" in (found["two_drawables"]["message"] or "")
+        # Several selected layers are styled one after another (test_live_preview_...); when the
+        # engine fails, none of them gets a layer.
+        check("two drawables selected, the engine failing: error status, image unchanged",
+              found["two_drawables"]["status"] == "execution-error"
+              and "exit code 1" in (found["two_drawables"]["message"] or "")
               and found["after_two_drawables"] == before, str(found["two_drawables"])),
         check("no run folder left in the temp folder", found["run_folders_at_end"] == []),
+    ]
+    if not all(results):
+        print(gimp_output[-3000:])
+    assert all(results)
+
+
+# The live scenario: enough steps to see previews form (NST_WEIGHTS=random; convergence may end a
+# run earlier) and a preview after every step.
+LIVE_ITERATIONS = int(os.environ.get("NST_E2E_LIVE_ITERATIONS") or 300)
+
+
+def new_layers(before, after):
+    names = [layer["name"] for layer in before]
+    return [layer for layer in after if layer["name"] not in names]
+
+
+def test_live_preview_stop_cancel_and_several_layers_in_real_gimp3(gimp_session):
+    """Previews update ONE layer in place (its pixels change from preview to preview, read back
+    from GIMP); SIGUSR1 to the engine (stop and keep) leaves exactly one layer with the result;
+    SIGTERM (the engine cancels) after a preview leaves none; two selected layers get one each."""
+    session = gimp_session
+    if session["engine"] != "real":
+        pytest.skip("needs the real engine (the fake one is over before a signal could reach it)")
+    work_dir = session["work_dir"]
+    preview_log = work_dir / "preview-log.jsonl"
+    params = dict(scenario_params(session, "live"), live_iterations=LIVE_ITERATIONS,
+                  preview_log=str(preview_log))
+    env = dict(session["env"], NST_PREVIEW_EVERY="0.5", NST_PREVIEW_LOG=str(preview_log),
+               params=params)
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir,
+                                  env, "live")
+    print("checks of the live preview, stop, cancel and several layers (real GIMP 3):")
+    before = found["before"]
+    log = found["preview_log"]
+    previews = [line for line in log if line["what"] == "preview"]
+    results_lines = [line for line in log if line["what"] == "result"]
+    added = new_layers(before, found["after_preview_run"])
+    print("  preview checksums (layer id: sha1[:12]): %s" % ", ".join(
+        "%s:%s" % (line["layer"], line["sha1"][:12]) for line in log))
+    if previews:
+        print("  procedure call -> first preview on the layer: %.1f s (random weights, %d px, an "
+              "engine process per run, shared CPU)" % (previews[0]["time"]
+                                                       - found["preview_run_started"], WORKING_SIZE))
+    results = [
+        check("preview run succeeds", found["preview_run"]["status"] == "success",
+              str(found["preview_run"])),
+        check("at least 2 previews shown", len(previews) >= 2, "%d previews" % len(previews)),
+        check("every preview and the result are in one and the same layer",
+              len(set(line["layer"] for line in log)) == 1 and len(results_lines) == 1),
+        check("the image has one layer more during the whole run",
+              set(line["layers"] for line in log) == {len(before) + 1},
+              str(sorted(set(line["layers"] for line in log)))),
+        check("the layer's pixels change between previews",
+              len(set(line["sha1"] for line in previews)) >= 2,
+              "%d distinct of %d" % (len(set(line["sha1"] for line in previews)), len(previews))),
+        check("one layer added, 'Styled: Great Wave', holding the result's pixels",
+              len(added) == 1 and added[0]["name"] == "Styled: Great Wave"
+              and bool(results_lines) and added[0]["pixels_sha1"] == results_lines[0]["sha1"]),
+    ]
+    stop_log = found["stop_log"]
+    stop_added = new_layers(before, found["after_stop_run"])
+    stop_results = [line for line in stop_log if line["what"] == "result"]
+    results += [
+        check("stop: SIGUSR1 reached the engine after the previews",
+              bool(found["stop_signal"].get("pids")), str(found["stop_signal"])),
+        check("stop: the run succeeds, the engine says stopped",
+              found["stop_run"]["status"] == "success" and len(stop_results) == 1
+              and stop_results[0]["stop_reason"] == "stopped",
+              "%s %s" % (found["stop_run"], stop_results)),
+        check("stop: exactly one layer, holding the best result so far",
+              len(stop_added) == 1 and bool(stop_results)
+              and stop_added[0]["pixels_sha1"] == stop_results[0]["sha1"]
+              and len(set(line["layer"] for line in stop_log)) == 1),
+    ]
+    cancel = found["cancel_run"]
+    results += [
+        check("cancel: SIGTERM reached the engine after a preview was shown",
+              bool(found["cancel_signal"].get("pids"))
+              and any(line["what"] == "preview" for line in found["cancel_log"]),
+              str(found["cancel_signal"])),
+        check("cancel: error status that says cancelled",
+              cancel["status"] == "execution-error" and "ancel" in (cancel["message"] or ""),
+              str(cancel)),
+        check("cancel: the preview layer is gone, the image as it was",
+              found["after_cancel_run"] == before),
+    ]
+    several_before, several_after = found["several_before"], found["after_several_run"]
+    names_after = [layer["name"] for layer in several_after]
+    # GIMP keeps layer names unique: the second is "Styled: Great Wave #1"
+    styled = [layer for layer in several_after if layer["name"].startswith("Styled: Great Wave")]
+    results += [
+        check("several layers: the run succeeds", found["several_run"]["status"] == "success",
+              str(found["several_run"])),
+        check("several layers: two layers added", len(several_after) == len(several_before) + 2,
+              "%d -> %d" % (len(several_before), len(several_after))),
+        check("several layers: a styled layer directly above each selected layer",
+              all(names_after[names_after.index(name) - 1].startswith("Styled: Great Wave")
+                  for name in ("Photo", "Background")), str(names_after)),
+        check("several layers: each has its target's size",
+              sorted(layer["size"] for layer in styled)
+              == sorted(layer["size"] for layer in several_before
+                        if layer["name"] in ("Photo", "Background"))),
+        check("several layers: two result layers, each shown in its own layer",
+              len(set(line["layer"] for line in found["several_log"]
+                      if line["what"] == "result")) == 2),
+        check("temp folder clean at the end", found["run_folders_at_end"] == []),
     ]
     if not all(results):
         print(gimp_output[-3000:])

@@ -13,6 +13,7 @@ the engine as in tests/test_gimp3_e2e.py.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp3"))
 from gui_session import GuiSession, gui_chroot_problem  # noqa: E402
 from fakes.fake_engine import write_fake_engine  # noqa: E402
-from test_gimp3_e2e import REPO, bind_paths, choose_engine, install_plugin, unavailable  # noqa: E402
+from test_gimp3_e2e import (REPO, bind_paths, choose_engine, engine_python_for_this_checkout,  # noqa: E402
+                            install_plugin, unavailable)
 
 pytestmark = [pytest.mark.gui, pytest.mark.gimp, pytest.mark.slow]
 
@@ -68,9 +70,11 @@ def gui(tmp_path_factory):
     work = tmp_path_factory.mktemp("gimp3-gui")
     engine = choose_engine()
     plug_ins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
-    _folder, config, _how = install_plugin(plug_ins, sys.executable, work / "data")
-    # One engine process per run: the checks read each run's command line from the engine log (the
-    # warm local service, the installer's default, is proven by the headless e2e test).
+    # As in the e2e test: this checkout's engine even when the venv's nst_core is another one's.
+    _folder, config, _how = install_plugin(plug_ins, engine_python_for_this_checkout(work),
+                                           work / "data")
+    # An engine process per run (as in the e2e test): the checks below read its command lines in
+    # the engine log (the warm service's runs log their parameters instead).
     env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp"), "NST_ENGINE_SERVICE": "off"}
     (work / "tmp").mkdir()
     if engine == "fake":
@@ -225,9 +229,149 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
                          "--style-strength" in first
                          and first[first.index("--style-strength") + 1] == "5.0",
                          " ".join(first[-14:])))
+    # (the dialog's run asks for live previews, Repeat's does not: compared without them)
+    first_settings = without_previews(first)
     results.append(check("Repeat ran with the same settings",
-                         len(commands) == 2 and commands[1].split()[-14:] == first[-14:],
+                         len(commands) == 2
+                         and without_previews(commands[1].split())[-14:] == first_settings[-14:],
                          " ".join(commands[1].split()[-14:]) if len(commands) > 1 else "no run"))
+    if not all(results):
+        print(session.gimp_log()[-3000:])
+    assert all(results)
+
+
+def without_previews(words):
+    """A command line without its --preview-every and --preview-dir options."""
+    kept, skip = [], 0
+    for word in words:
+        if skip:
+            skip -= 1
+            continue
+        if word in ("--preview-every", "--preview-dir"):
+            skip = 1
+            continue
+        kept.append(word)
+    return kept
+
+
+def pixels_differ(first, second, hidden=None):
+    """How many pixels differ between two screenshots of the same size (0 when they are equal);
+    hidden: (x, y, w, h) in the screenshots to leave out (the run dialog, whose text changes)."""
+    a = numpy.asarray(Image.open(str(first)).convert("RGB")).astype(int)
+    b = numpy.asarray(Image.open(str(second)).convert("RGB")).astype(int)
+    if a.shape != b.shape:
+        return -1
+    changed = numpy.abs(a - b).sum(axis=2) > 30
+    if hidden:
+        x, y, width, height = hidden
+        changed[max(0, y):max(0, y + height), max(0, x):max(0, x + width)] = False
+    return int(changed.sum())
+
+
+def relative_rectangle(session, window, inside):
+    """window's rectangle in the coordinates of the window `inside` (its screenshot)."""
+    x, y, width, height = session.geometry(window)
+    inside_x, inside_y, _w, _h = session.geometry(inside)
+    return x - inside_x, y - inside_y, width, height
+
+
+def layers_in_title(session, window):
+    match = re.search(r"(\d+) layers", session.window_name(window))
+    return int(match.group(1)) if match else None
+
+
+def start_long_run(session, image_window):
+    """The dialog, then OK on a run long enough to watch (300 steps at 96 px); returns the run
+    dialog's window, or None."""
+    dialog = open_dialog(session, image_window)
+    time.sleep(2.0)
+    session.activate(dialog)
+    for keys, value in (("alt+i", "300"), ("alt+z", "96")):
+        session.key(keys, "ctrl+a", pause=0.3)
+        session.type_text(value, pause=0.3)
+        session.key("Tab", pause=0.3)
+    session.key("alt+o", pause=0.5)
+    session.wait_until_gone(dialog, timeout=30)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        runs = session.find_windows("^Neural Style Transfer: ")
+        if runs:
+            return runs[-1]
+        time.sleep(0.5)
+    return None
+
+
+def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
+    """The run dialog of a run from the dialog: the result layer appears at the first preview and
+    the picture forms on the canvas (two screenshots during the run differ); Stop and keep ends
+    the run with the layer; Cancel ends it with the image as it was."""
+    session = gui["session"]
+    image_window = session.wait_for_window(r"\[photo\]", timeout=60)
+    results = []
+    layers_before = layers_in_title(session, image_window)
+    run_window = start_long_run(session, image_window)
+    results.append(check("a run dialog of the plug-in's own stays open during the run",
+                         run_window is not None, str(session.window_names())))
+    # the first preview inserts the layer
+    deadline = time.time() + 180
+    while time.time() < deadline and layers_in_title(session, image_window) != layers_before + 1:
+        time.sleep(0.5)
+    first_preview_layers = layers_in_title(session, image_window)
+    results.append(check("the result layer appears during the run (at the first preview)",
+                         first_preview_layers == layers_before + 1 and run_window is not None
+                         and run_window in session.find_windows("^Neural Style Transfer: "),
+                         "%s -> %s layers" % (layers_before, first_preview_layers)))
+    session.move(5, 5, pause=0.2)
+    try:
+        hidden = relative_rectangle(session, run_window, image_window) if run_window else None
+    except Exception:  # the run is over already
+        hidden = None
+    shots = []
+    for index in range(4):
+        shots.append(session.screenshot("10-live-%d" % index, window=image_window))
+        time.sleep(1.0)
+    changed = [pixels_differ(a, b, hidden) for a, b in zip(shots, shots[1:])]
+    results.append(check("the picture forms: screenshots 1 s apart during the run differ "
+                         "(outside the run dialog)",
+                         any(count > 100 for count in changed), "changed pixels %s" % changed))
+    results.append(check("still one new layer while the previews come",
+                         layers_in_title(session, image_window) == layers_before + 1))
+    if run_window is not None and run_window in session.find_windows("^Neural Style Transfer: "):
+        session.activate(run_window)
+        session.key("alt+s", pause=0.5)  # Stop and keep
+        stopped = session.wait_until_gone(run_window, timeout=120)
+        session.screenshot("11-stopped")
+        results.append(check("Stop and keep ends the run; the layer stays",
+                             stopped and layers_in_title(session, image_window)
+                             == layers_before + 1, session.window_name(image_window)))
+    else:
+        results.append(check("Stop and keep pressed during the run", False,
+                             "the run was over before (make it longer)"))
+    # Cancel: the image as it was
+    layers_before_cancel = layers_in_title(session, image_window)
+    run_window = start_long_run(session, image_window)
+    deadline = time.time() + 180
+    while time.time() < deadline and \
+            layers_in_title(session, image_window) != layers_before_cancel + 1:
+        time.sleep(0.5)
+    if run_window is not None and run_window in session.find_windows("^Neural Style Transfer: "):
+        session.activate(run_window)
+        session.key("alt+c", pause=0.5)
+        cancelled = session.wait_until_gone(run_window, timeout=120)
+        time.sleep(2.0)
+        session.screenshot("12-cancelled")
+        # GIMP shows a plug-in's failed calls in a "GIMP Message" window: none may come up.
+        errors = session.find_windows("[Ee]rror|Neural Style Transfer$|^GIMP Message")
+        results.append(check("Cancel ends the run: the preview layer is gone, no error shown",
+                             cancelled and layers_in_title(session, image_window)
+                             == layers_before_cancel and not errors,
+                             "%s; windows %s" % (session.window_name(image_window),
+                                                 session.window_names())))
+    else:
+        results.append(check("a run dialog for the cancelled run", False))
+    engine_log = Path(gui["config"]["log_dir"]) / "nst_engine.log"
+    print("  engine log tail:\n" + "\n".join(engine_log.read_text().splitlines()[-6:])
+          if engine_log.exists() else "  no engine log")
     if not all(results):
         print(session.gimp_log()[-3000:])
     assert all(results)

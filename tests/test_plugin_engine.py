@@ -540,3 +540,38 @@ def test_run_record_outcome_says_how_long_and_how_far():
     assert record.outcome(0, "protocol").startswith("error protocol (exit code 0)")
     record.add({"event": "start", "protocol": 1})  # a new attempt after an out-of-memory warning
     assert record.outcome(0) == "done (exit code 0) after 12.5 s, no step done"
+
+
+# ---------------------------------------------------------------------------------------------
+# previews (PROTOCOL.md "Previews")
+
+
+def test_command_line_asks_for_previews_only_when_the_job_does():
+    plain = nst_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", [])
+    assert "--preview-every" not in plain and "--preview-dir" not in plain
+    command = nst_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", [], 0.5, "/t")
+    assert command[-4:] == ["--preview-every", "0.5", "--preview-dir", "/t"]
+
+
+def test_previews_arrive_as_local_files_in_the_run_folder(fake_engine, pictures, tmp_path):
+    content, style, result = pictures
+    job = nst_protocol.Job(content, [style], result,
+                           nst_protocol.engine_options(size=64, iterations=2), preview_every=1.0)
+    seen, events = [], []
+
+    def on_event(event):
+        events.append(event)
+        if event["event"] == "preview":
+            # readable while the event is handled, in the output's folder
+            with open(event["path"], "rb") as handle:
+                seen.append((event["path"], handle.read()))
+    done = fake_client(fake_engine, tmp_path).run(job, on_event)
+    assert len(seen) == 3
+    assert all(os.path.dirname(path) == os.path.dirname(os.path.abspath(result))
+               for path, _data in seen)
+    assert all(data.startswith(b"\x89PNG") for _path, data in seen)
+    assert len(set(data for _path, data in seen)) == 3  # each preview is a newer picture
+    assert not any(os.path.exists(path) for path, _data in seen)  # removed at the end
+    assert done["event"] == "done"
+    for event in events:  # the fake's preview events have the documented fields
+        check_event(event)

@@ -109,6 +109,27 @@ def test_a_job_end_to_end(service, images, tmp_path):
     assert service.wait_idle()["stats"]["jobs_done"] >= 1
 
 
+def test_previews_are_downloaded_into_the_run_folder(service, images, tmp_path):
+    """A preview event reaches the caller as it does from an engine process: `path` names a local
+    PNG (here in the output's folder) of the content's full size, readable while the event is
+    handled; the local copy is gone when the run ends."""
+    the_job = Job(str(images / "content.png"), [str(images / "style.png")], str(tmp_path / "result.png"),
+                  nst_protocol.engine_options(preset="fast", iterations=6, size=64, use_ssim=False),
+                  preview_every=0.0)
+    previews = []
+
+    def on_event(event):
+        if event["event"] == "preview":
+            assert event["path"] == str(tmp_path / "preview.png")
+            with Image.open(event["path"]) as picture:
+                previews.append((picture.size, picture.tobytes()))
+    engine_for(service, tmp_path).run(the_job, on_event)
+    assert previews, "no preview event reached the caller"
+    assert all(size == (96, 64) for size, _data in previews)
+    assert not (tmp_path / "preview.png").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
 def test_the_byte_by_byte_reader_of_python_27_reads_the_same_stream(service, images, tmp_path, monkeypatch):
     class WithoutReadline:  # Python 2.7's HTTPResponse: read(amt) only
         def __init__(self, response):

@@ -390,3 +390,250 @@ def test_the_fake_pdb_catches_rule_breaking():
     world.pdb.gimp_image_delete(image)
     with pytest.raises(FakeGimpError):
         world.pdb.gimp_image_base_type(image)
+
+
+# ---------------------------------------------------------------------------------------------
+# live preview, stop and keep, cancel, several layers (GIMP 3's replace_layer_pixels is played by
+# a fake that copies the file into the fake layer, as the shim does in a real GIMP 3)
+
+
+def live_preview(harness, seconds="0"):
+    """Previews on (as in a GIMP 3 dialog run): NST_PREVIEW_EVERY and a fake pixel copy that
+    records each replacement (layer, its pixels' checksum)."""
+    from PIL import Image
+    harness.monkeypatch.setenv("NST_PREVIEW_EVERY", seconds)
+    replaced = []
+
+    def fake_replace_layer_pixels(layer, path):
+        picture = Image.open(path).convert("RGBA")
+        assert picture.size == (layer.width, layer.height)
+        layer.pixels = picture
+        replaced.append((layer, picture.tobytes()))
+    harness.monkeypatch.setattr(harness.plugin, "replace_layer_pixels", fake_replace_layer_pixels)
+    return replaced
+
+
+def control_run(harness, action, after_previews=1):
+    """Plays the run dialog's Stop or Cancel: asks the engine once this many previews were shown."""
+    real_run_job = harness.plugin.run_job
+    jobs = []
+
+    def run_job(engine, job, on_event, title):
+        jobs.append(job)
+        seen = []
+
+        def watching(event):
+            on_event(event)
+            if event.get("event") == "preview":
+                seen.append(event)
+                if len(seen) == after_previews:
+                    getattr(engine, action)()
+        return real_run_job(engine, job, watching, title)
+    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    return jobs
+
+
+def styled_layers(world, image):
+    return [item for item in world.all_items(image) if item.name.startswith("Styled:")]
+
+
+def test_previews_make_one_layer_that_is_updated_in_place(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    before_stack, _pixels = snapshot(world, image)
+    replaced = live_preview(harness)
+    run(harness, image, target, style)
+    (layer,) = styled_layers(world, image)
+    after = world.layer_stack(image)
+    assert len(after) == len(before_stack) + 1
+    assert after[after.index(next(e for e in after if e[1] == "Photo")) - 1][1] == "Styled: Great Wave"
+    assert (layer.width, layer.height, layer.offsets) == (90, 60, (30, 40))
+    # The fake engine sends 3 previews: the first inserts the layer, the next two and the result
+    # replace its pixels, each time different ones, in the same layer.
+    assert [entry[0] for entry in replaced] == [layer, layer, layer]
+    assert len(set(entry[1] for entry in replaced)) == 3
+    command = harness.recorded_engine_call()["argv"]
+    assert command[command.index("--preview-every") + 1] == "0.0"
+    assert "--preview-dir" in command
+    # The final pixels are the result's (the fake's inverted content), one undo step in all.
+    assert layer.pixels.tobytes() == replaced[-1][1]
+    assert (image.undo_depth, image.undo_steps) == (0, 1)
+    assert harness.run_folders() == [] and world.messages == []
+
+
+def test_without_previews_the_engine_is_not_asked_for_them(harness):
+    image, target, style = scene(harness.world)
+    run(harness, image, target, style)
+    assert "--preview-every" not in harness.recorded_engine_call()["argv"]
+
+
+def test_bad_preview_setting_is_refused_with_what_to_write(harness):
+    live_preview(harness, seconds="soon")
+    image, target, style = scene(harness.world)
+    assert "NST_PREVIEW_EVERY" in expect_failure(harness, image, target, style)
+
+
+def test_cancel_after_a_preview_removes_the_layer(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    before = snapshot(world, image)
+    live_preview(harness)
+    harness.engine_mode("hang")
+    control_run(harness, "cancel")
+    message = expect_failure(harness, image, target, style)
+    assert "cancel" in message.lower()
+    assert snapshot(world, image) == before
+    assert image.undo_depth == 0 and harness.run_folders() == []
+
+
+def test_stop_keeps_the_result_so_far_in_the_layer(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    live_preview(harness)
+    harness.engine_mode("hang")
+    control_run(harness, "stop")
+    run(harness, image, target, style)
+    (layer,) = styled_layers(world, image)
+    # the fake's result: the content inverted
+    inverted = ImageChops.invert(target.pixels.convert("RGB"))
+    assert ImageChops.difference(layer.pixels.convert("RGB"), inverted).getbbox() is None
+    assert (image.undo_depth, image.undo_steps) == (0, 1)
+
+
+def several_targets(world):
+    image, target, style = scene(world)
+    second = world.add_layer(image, "Sketch", 40, 30, offsets=(5, 5), color=(10, 200, 10, 255),
+                             position=3)
+    return image, [target, second], style
+
+
+@pytest.mark.parametrize("previews", [False, True])
+def test_several_layers_each_get_their_own_styled_layer_in_one_undo_step(harness, previews):
+    world = harness.world
+    image, targets, style = several_targets(world)
+    before_stack, _pixels = snapshot(world, image)
+    if previews:
+        live_preview(harness)
+    run(harness, image, targets, style)
+    after = world.layer_stack(image)
+    assert len(after) == len(before_stack) + 2
+    names = [entry[1] for entry in after]
+    for target in targets:
+        above = names[names.index(target.name) - 1]
+        assert above == "Styled: Great Wave", "no styled layer directly above %s" % target.name
+    layers = styled_layers(world, image)
+    assert sorted((layer.width, layer.height, layer.offsets) for layer in layers) == \
+        sorted((t.width, t.height, t.offsets) for t in targets)
+    assert (image.undo_depth, image.undo_steps) == (0, 1)
+    assert harness.run_folders() == []
+
+
+def test_stop_during_several_layers_keeps_the_finished_ones_and_says_which_were_not_styled(harness):
+    world = harness.world
+    image, targets, style = several_targets(world)
+    live_preview(harness)
+    harness.engine_mode("hang")
+    jobs = control_run(harness, "stop")
+    run(harness, image, targets, style)
+    assert len(jobs) == 1  # the second layer's job never started
+    (layer,) = styled_layers(world, image)
+    names = [entry[1] for entry in world.layer_stack(image)]
+    assert names[names.index("Photo") - 1] == "Styled: Great Wave"
+    (message,) = world.messages
+    assert "Stopped early" in message and "Sketch" in message
+
+
+def test_cancel_during_several_layers_removes_every_layer_of_the_run(harness):
+    world = harness.world
+    image, targets, style = several_targets(world)
+    before = snapshot(world, image)
+    live_preview(harness)
+    mode_file = harness.tmp_path / "mode"
+    mode_file.write_text("ok")
+    harness.monkeypatch.setenv("FAKE_ENGINE_MODE_FILE", str(mode_file))
+    real_run_job = harness.plugin.run_job
+    jobs = []
+
+    def run_job(engine, job, on_event, title):
+        """The first layer runs to its end; the second one's engine waits, and is cancelled at
+        its first preview (as the run dialog's Cancel does)."""
+        jobs.append(job)
+        if len(jobs) == 1:
+            return real_run_job(engine, job, on_event, title)
+        mode_file.write_text("hang")
+
+        def watching(event):
+            on_event(event)
+            if event.get("event") == "preview":
+                engine.cancel()
+        return real_run_job(engine, job, watching, title)
+    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    expect_failure(harness, image, targets, style)
+    assert len(jobs) == 2
+    assert snapshot(world, image) == before  # the first layer's finished result went too
+    assert image.undo_depth == 0
+
+
+def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
+    """GIMP's status-bar progress offers a Cancel that kills the plug-in (leaving a preview layer):
+    runs from the dialog show their progress, Stop and Cancel in the run dialog instead."""
+    world = harness.world
+    image, target, style = scene(world)
+    replaced = live_preview(harness, seconds="")  # the dialog's own interval
+    harness.monkeypatch.delenv("NST_PREVIEW_EVERY")
+    shown = []
+
+    def fake_run_in_dialog(title, engine, job, on_event, describe):
+        shown.append((title, job.preview_every))
+
+        def described(event):
+            shown.append(describe(event))
+            on_event(event)
+        return engine.run(job, described)
+    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog", fake_run_in_dialog)
+    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    run(harness, image, target, style)
+    assert shown[0] == ("Neural Style Transfer: Photo", harness.plugin.LIVE_PREVIEW_SECONDS)
+    assert any(text and "iteration 2 of 3" in text and fraction for text, fraction in shown[1:])
+    assert shown[-1] == ("Style transfer: done, adding the layer", 1.0)
+    assert world.progress_values == [] and world.progress_texts == []
+    assert len(styled_layers(world, image)) == 1 and replaced
+
+
+def test_a_cancel_from_the_run_dialog_is_no_error(harness):
+    world = harness.world
+    image, target, style = scene(world)
+    before = snapshot(world, image)
+    live_preview(harness)
+    harness.engine_mode("hang")
+    control_run(harness, "cancel")
+    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
+                                lambda title, engine, job, on_event, describe:
+                                engine.run(job, on_event))
+    run(harness, image, target, style)  # no fail(): the user asked for it
+    assert snapshot(world, image) == before and world.messages == []
+
+
+def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_come(harness):
+    """In the run dialog the events reach GIMP through GTK's main loop, so a preview may be shown
+    after the engine removed its file: it is skipped, and the previews go on."""
+    world = harness.world
+    image, target, style = scene(world)
+    replaced = live_preview(harness)
+    real_run_job = harness.plugin.run_job
+    previews = []
+
+    def run_job(engine, job, on_event, title):
+        def late(event):
+            if event.get("event") == "preview":
+                previews.append(event)
+                if len(previews) == 2:
+                    event = dict(event, path=event["path"] + ".gone")
+            on_event(event)
+        return real_run_job(engine, job, late, title)
+    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    run(harness, image, target, style)
+    # previews 1 (inserts) and 3 shown, 2 skipped, then the result: 2 replacements, no note
+    assert len(previews) == 3 and len(replaced) == 2
+    assert world.messages == []

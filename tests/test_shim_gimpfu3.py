@@ -187,8 +187,8 @@ class Recorder(object):
 
 
 class FakeGimpNamespace(object):
-    class ProcedureSensitivityMask(object):
-        DRAWABLE = "DRAWABLE-ONLY"
+    class ProcedureSensitivityMask(object):  # flags, as GIMP 3's
+        DRAWABLE, DRAWABLES = 1, 2
 
     class Choice(object):
         @staticmethod
@@ -219,7 +219,9 @@ def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     assert calls["set_image_types"] == ("RGB*, GRAY*",)
     assert calls["set_menu_label"] == ("Neural Style Transfer...",)
     assert calls["add_menu_path"] == ("<Image>/Filters/Artistic",)
-    assert calls["set_sensitivity_mask"] == ("DRAWABLE-ONLY",)
+    # In the menu with one layer selected and with several (each gets its own styled layer).
+    assert calls["set_sensitivity_mask"] == (FakeGimpNamespace.ProcedureSensitivityMask.DRAWABLE
+                                             | FakeGimpNamespace.ProcedureSensitivityMask.DRAWABLES,)
     assert calls["set_documentation"][2] == "python-fu-nst-style-transfer"
     arguments = [call for call in procedure.calls if call[0].startswith("add_")
                  and call[0].endswith("_argument") and not call[0].endswith("_aux_argument")]
@@ -312,7 +314,8 @@ class FakeConfig(object):
         return self.values[name]
 
 
-def shim_run(monkeypatch, function, values, drawables=("layer",), run_mode=1):
+def shim_run(monkeypatch, function, values, drawables=("layer",), run_mode=1,
+             several_drawables=False):
     monkeypatch.setattr(shim.GiModules, "_loaded", FakeGi)
     registration = shim.Registration(
         "python-fu-test", "blurb", "help", "me", "me", "2026", "Test...", "RGB*",
@@ -320,6 +323,7 @@ def shim_run(monkeypatch, function, values, drawables=("layer",), run_mode=1):
          (shim.PF_OPTION, "mode", "Mode", 0, ("One", "Two")),
          (shim.PF_SPINNER, "count", "Count", 1, (0, 10, 1))],
         [], function, "<Image>/Filters")
+    registration.dialog.several_drawables = several_drawables
     return shim.run_registration(registration, FakeProcedure(), run_mode, "image",
                                  list(drawables), FakeConfig(values))
 
@@ -352,3 +356,136 @@ def test_several_drawables_are_refused_without_calling_the_function(monkeypatch)
                                {"mode": "one", "count": 1}, drawables=("a", "b"))
     assert status == "CALLING" and "one layer at a time" in message
     assert received == []
+
+
+def test_several_drawables_reach_a_function_that_takes_them_as_a_list(monkeypatch):
+    received = []
+    status, _message = shim_run(monkeypatch, lambda *args: received.append(args),
+                                {"mode": "two", "count": 2}, drawables=("a", "b"),
+                                several_drawables=True)
+    assert status == "SUCCESS" and received == [("image", ["a", "b"], 1, 2)]
+    # one selected: the drawable itself, as gimpfu passes it
+    status, _message = shim_run(monkeypatch, lambda *args: received.append(args),
+                                {"mode": "one", "count": 1}, drawables=("a",),
+                                several_drawables=True)
+    assert received[-1] == ("image", "a", 0, 1)
+
+
+def test_the_function_knows_whether_the_run_is_interactive(monkeypatch):
+    seen = []
+    shim_run(monkeypatch, lambda *args: seen.append(shim.run_is_interactive()),
+             {"mode": "one", "count": 1}, run_mode=FakeGi.Gimp.RunMode.NONINTERACTIVE)
+    shim_run(monkeypatch, lambda *args: seen.append(shim.run_is_interactive()),
+             {"mode": "one", "count": 1}, run_mode=FakeGi.Gimp.RunMode.WITH_LAST_VALS)
+    assert seen == [False, False] and shim.run_is_interactive() is False
+
+
+class RecordingEngine(object):
+    def __init__(self):
+        self.asked = []
+
+    def stop(self):
+        self.asked.append("stop")
+
+    def cancel(self):
+        self.asked.append("cancel")
+
+
+def test_run_dialog_stop_asks_the_engine_once_and_says_so():
+    engine = RecordingEngine()
+    window = shim.RunWindow(engine, None)
+    assert "best result so far" in window.answer(shim.RESPONSE_STOP)
+    assert window.answer(shim.RESPONSE_STOP) is None and window.answer(-6) is None
+    assert engine.asked == ["stop"] and window.asked == "stop"
+
+
+def test_run_dialog_cancel_or_closing_the_window_cancels_the_run():
+    for response in (-6, -4):  # Gtk.ResponseType.CANCEL, DELETE_EVENT
+        engine = RecordingEngine()
+        window = shim.RunWindow(engine, None)
+        assert "as it was" in window.answer(response)
+        assert engine.asked == ["cancel"]
+
+
+class PixelGi(object):
+    """Enough of Gimp/Gio/Gegl for replace_layer_pixels, recording what it does."""
+
+    def __init__(self, source_size):
+        self.log = []
+        log = self.log
+
+        class Buffer(object):
+            def __init__(self, owner):
+                self.owner = owner
+
+            def copy(self, source_rect, abyss, target, target_rect):
+                log.append(("copy", self.owner, source_rect, target.owner, target_rect))
+
+            def flush(self):
+                log.append(("flush", self.owner))
+
+        class Layer(object):
+            def __init__(self, name, size):
+                self.name, self.size = name, list(size)
+
+            def get_width(self):
+                return self.size[0]
+
+            def get_height(self):
+                return self.size[1]
+
+            def scale(self, width, height, local_origin):
+                log.append(("scale", self.name, width, height))
+                self.size = [width, height]
+
+            def get_buffer(self):
+                return Buffer(self.name)
+
+            def update(self, x, y, width, height):
+                log.append(("update", self.name, x, y, width, height))
+
+        class Scratch(object):
+            def get_layers(self):
+                return [Layer("loaded", source_size)]
+
+            def delete(self):
+                log.append(("delete scratch",))
+
+        class Gimp(object):
+            class RunMode(object):
+                NONINTERACTIVE = 1
+
+            @staticmethod
+            def file_load(mode, gfile):
+                log.append(("load", gfile))
+                return Scratch()
+
+        class Gio(object):
+            class File(object):
+                @staticmethod
+                def new_for_path(path):
+                    return path
+
+        class Gegl(object):
+            class Rectangle(object):
+                @staticmethod
+                def new(x, y, width, height):
+                    return (x, y, width, height)
+
+            class AbyssPolicy(object):
+                CLAMP = "clamp"
+        self.Gimp, self.Gio, self.Gegl = Gimp, Gio, Gegl
+        self.layer = Layer("result", (40, 30))
+
+
+@pytest.mark.parametrize("source_size, scaled", [((40, 30), False), ((20, 15), True)])
+def test_replace_layer_pixels_copies_the_file_into_the_same_layer(monkeypatch, source_size, scaled):
+    fake = PixelGi(source_size)
+    monkeypatch.setattr(shim.GiModules, "_loaded", fake)
+    shim.replace_layer_pixels(fake.layer, "/run/preview.png")
+    expected = [("load", "/run/preview.png")]
+    if scaled:
+        expected.append(("scale", "loaded", 40, 30))
+    expected += [("copy", "loaded", (0, 0, 40, 30), "result", (0, 0, 40, 30)),
+                 ("flush", "result"), ("update", "result", 0, 0, 40, 30), ("delete scratch",)]
+    assert fake.log == expected

@@ -17,6 +17,10 @@ FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (han
 FAKE_ENGINE_WARN    a warning message to send.
 FAKE_ENGINE_PROTOCOL  the protocol version its `start` event gives (default 1).
 
+With --preview-every (and --preview-dir) it sends a `preview` event after each progress event,
+naming a PNG (written atomically) of the content at the content's size, darker at each step, so that
+consecutive previews differ; the preview files are removed at the end of the run, as the engine does.
+
 In every mode that succeeds it first checks that its stdin is still open: the protocol says a
 closed stdin means "the caller died, stop". Its events carry the fields docs/PROTOCOL.md lists
 (tests/test_plugin_engine.py checks them with the checks tests/test_cli.py makes on the real engine).
@@ -54,7 +58,8 @@ def emit(event, **fields):
 # The stylize options the fake understands, as the real engine's parser would: an option the
 # plug-in sends that is not here fails like argparse does (exit 2), so a test notices.
 OPTIONS_WITH_VALUE = ("-o", "--progress", "--preset", "--size", "--iterations", "--content-weight",
-                      "--style-weight", "--style-strength", "--seed", "--device")
+                      "--style-weight", "--style-strength", "--seed", "--device",
+                      "--preview-every", "--preview-dir")
 FLAGS = ("--ssim", "--no-ssim", "--preserve-colors")
 
 
@@ -154,20 +159,27 @@ def main():
          working_size=size, iterations=3, scales=[size], upscale="none")
     if os.environ.get("FAKE_ENGINE_WARN"):
         emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+    previews = Previews(options, output)
     if mode == "hang":
         emit("progress", iteration=1, total=3, fraction=0.3, phase="stylize", scale=0,
              loss=1.0, content_loss=0.5, style_loss=0.5, tv_loss=0.0, ssim_factors=[],
              elapsed=0.1, eta=None)
+        previews.send(image, 1)
         wait_for_stop(os.environ.get("FAKE_ENGINE_MARKER"))
+        previews.remove()
         write_result(image, output)
-        emit("done", output=os.path.abspath(output), stats=stats(size, iterations=1))
+        stopped = stats(size, iterations=1)
+        stopped["stop_reason"] = "stopped"
+        emit("done", output=os.path.abspath(output), stats=stopped)
         sys.exit(0)
     for iteration in (1, 2, 3):
         emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0,
              phase="stylize", scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0,
              tv_loss=0.0, ssim_factors=[0.2], elapsed=0.01 * iteration,
              eta=None if iteration == 1 else 0.01 * (3 - iteration))
+        previews.send(image, iteration)
         time.sleep(0.01)
+    previews.remove()
     if stdin_closed():
         emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
         sys.exit(4)
@@ -175,6 +187,32 @@ def main():
         write_result(image, output)
     emit("done", output=os.path.abspath(output), stats=stats(size, iterations=3))
     sys.exit(0)
+
+
+class Previews(object):
+    """The `preview` events of --preview-every: one per progress event (the fake is fast)."""
+
+    def __init__(self, options, output):
+        self.wanted = "--preview-every" in options
+        self.folder = options.get("--preview-dir") or os.path.dirname(os.path.abspath(output))
+        self.written = []
+
+    def send(self, image, iteration):
+        if not self.wanted:
+            return
+        from PIL import ImageEnhance
+        path = os.path.join(self.folder, ".result.preview-%d-%d.png" % (os.getpid(), iteration))
+        darker = ImageEnhance.Brightness(image.convert("RGBA")).enhance(1.0 - 0.25 * iteration)
+        darker.save(path + ".part", "PNG")
+        os.rename(path + ".part", path)
+        self.written.append(path)
+        emit("preview", path=path, iteration=iteration, loss=3.0 / iteration,
+             size=list(image.size))
+
+    def remove(self):
+        for path in self.written:
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def write_result(image, output):

@@ -55,6 +55,7 @@ class FakeImage(object):
         self.selection = None  # (x, y, w, h) in image coordinates, or None
         self.undo_depth = 0
         self.undo_groups_closed = 0
+        self.undo_steps = 0
         self.deleted = False
 
     def __repr__(self):
@@ -153,6 +154,8 @@ class FakePdb(object):
             raise FakeGimpError("undo group end without start")
         image.undo_depth -= 1
         image.undo_groups_closed += 1
+        if image.undo_depth == 0:
+            image.undo_steps += 1  # what one Edit > Undo takes back
 
     def gimp_selection_is_empty(self, image):
         return int(self._world.check_image(image).selection is None)

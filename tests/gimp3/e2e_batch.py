@@ -6,7 +6,10 @@
 #   scenario  "success" (two runs, the second with a selection), "failure" (the engine fails, the
 #             style is the target itself, several drawables are selected) or "cancel" (the test
 #             kills the plug-in during a run, then a second run follows) or "cases" (layer cases:
-#             grayscale, masked target; refused: indexed, group, layer mask, channel)
+#             grayscale, masked target; refused: indexed, group, layer mask, channel) or "live"
+#             (NST_PREVIEW_EVERY set: previews update one layer in place; a run stopped with
+#             SIGUSR1 to its engine keeps its layer; one ended with SIGTERM leaves none; two
+#             selected layers each get one; the plug-in's NST_PREVIEW_LOG says what it showed)
 #   content, style: picture files; output: where to write the findings; size, iterations.
 import hashlib
 import json
@@ -264,8 +267,115 @@ def cases_scenario():
         image.delete()
 
 
+def read_preview_log():
+    """The plug-in's NST_PREVIEW_LOG lines since the last call (the file is emptied)."""
+    path = params["preview_log"]
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        lines = [json.loads(line) for line in handle if line.strip()]
+    os.remove(path)
+    return lines
+
+
+def engine_processes():
+    """Process ids of engine runs of this test (`python -m nst_core stylize` on a run folder under
+    the test's temp folder)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except (IOError, OSError):
+            continue
+        text = [arg.decode("utf-8", "replace") for arg in argv]
+        if "nst_core" in text and "stylize" in text and any(
+                arg.startswith(params["temp_dir"]) for arg in text):
+            found.append(int(name))
+    return found
+
+
+def signal_engine_after_previews(signum, previews, report, run_over):
+    """A thread that, once the plug-in has shown this many previews, sends signum to the engine
+    (SIGUSR1: the engine's stop-and-keep; SIGTERM: its cancel); report gets what it did. It gives
+    up when the event run_over is set (the run ended first: report then lacks "pids")."""
+    import threading
+    import time
+
+    def watch():
+        deadline = time.time() + 600
+        while time.time() < deadline and not run_over.is_set():
+            path = params["preview_log"]
+            shown = 0
+            if os.path.exists(path):
+                with open(path) as handle:
+                    shown = sum(1 for line in handle if '"preview"' in line)
+            if shown >= previews:
+                pids = engine_processes()
+                for pid in pids:
+                    os.kill(pid, signum)
+                report.update(signal=int(signum), pids=pids, after_previews=shown)
+                return
+            time.sleep(0.05)
+        report["timeout"] = True
+    thread = threading.Thread(target=watch)
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def live_scenario():
+    import signal
+    import threading
+    values = engine_values(iterations=params["live_iterations"])
+    # 1. previews update one layer in place
+    image, target, style, style_image = build_scene()
+    findings["before"] = stack(image)
+    import time
+    findings["preview_run_started"] = time.time()
+    findings["preview_run"] = run_procedure(image, [target], style, **values)
+    findings["after_preview_run"] = stack(image)
+    findings["preview_log"] = read_preview_log()
+    image.delete()
+    # 2. stop and keep: SIGUSR1 to the engine after the first preview
+    image, target, style, _si = build_scene()
+    report = findings["stop_signal"] = {}
+    run_over = threading.Event()
+    watcher = signal_engine_after_previews(signal.SIGUSR1, 1, report, run_over)
+    findings["stop_run"] = run_procedure(image, [target], style, **values)
+    run_over.set()
+    watcher.join(5)
+    findings["after_stop_run"] = stack(image)
+    findings["stop_log"] = read_preview_log()
+    image.delete()
+    # 3. the engine cancelled (SIGTERM) after a preview: the preview layer goes again
+    image, target, style, _si = build_scene()
+    report = findings["cancel_signal"] = {}
+    run_over = threading.Event()
+    watcher = signal_engine_after_previews(signal.SIGTERM, 1, report, run_over)
+    findings["cancel_run"] = run_procedure(image, [target], style, **values)
+    run_over.set()
+    watcher.join(5)
+    findings["after_cancel_run"] = stack(image)
+    findings["cancel_log"] = read_preview_log()
+    image.delete()
+    # 4. two selected layers: each gets its own styled layer
+    image, target, style, _si = build_scene()
+    background = image.get_layers()[-1]
+    findings["several_before"] = stack(image)
+    findings["several_run"] = run_procedure(image, [target, background], style,
+                                            **engine_values(iterations=params["iterations"]))
+    findings["after_several_run"] = stack(image)
+    findings["several_log"] = read_preview_log()
+    findings["run_folders_at_end"] = run_files()
+    for image in Gimp.get_images():
+        image.delete()
+
+
 SCENARIOS = {"success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
-             "cases": cases_scenario}
+             "cases": cases_scenario, "live": live_scenario}
 
 try:
     findings["registration"] = registration()
