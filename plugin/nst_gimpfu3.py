@@ -645,15 +645,16 @@ class RunWindow(object):
         return "Cancelling: the image stays as it was..."
 
 
-def run_in_dialog(title, engine, job, on_event, describe=None):
+def run_in_dialog(title, engine, job, on_event, describe=None, hand_over=None):
     """Runs engine.run(job, ...) in a dialog of the plug-in's own that stays open during the run:
     the progress, the time left, and the buttons Stop (keep: the engine ends early and its `done`
     brings the best result so far) and Cancel (the engine ends without a result; EngineError
     "cancelled"). GIMP's own progress bar Cancel kills a plug-in at once; these buttons let the
     plug-in end the run cleanly. The engine runs on a worker thread; its events reach on_event on
     this (GIMP's and GTK's) thread, in order, while the GTK main loop turns. describe(event) ->
-    (text or None, fraction or None) for the dialog's label and bar. Returns run()'s result or
-    raises what it raised."""
+    (text or None, fraction or None) for the dialog's label and bar. hand_over(event), on the worker
+    thread, returns the event to queue (for example with a file copied that the engine may remove
+    before this thread gets to it). Returns run()'s result or raises what it raised."""
     import threading
     g = gi()
     import gi as gi_module
@@ -697,7 +698,8 @@ def run_in_dialog(title, engine, job, on_event, describe=None):
 
     def work():
         try:
-            window.outcome["result"] = engine.run(job, lambda event: g.GLib.idle_add(deliver, event))
+            window.outcome["result"] = engine.run(
+                job, lambda event: g.GLib.idle_add(deliver, hand_over(event) if hand_over else event))
         except BaseException as exc:
             window.outcome["error"] = exc
         finally:

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -410,7 +411,7 @@ class ResultLayer(object):
             return
         # The engine keeps only its newest previews: one shown late (the run dialog hands the
         # events over through GTK's main loop) may be gone already, and a newer one follows.
-        if not os.path.exists(path):
+        if not path or not os.path.exists(path):
             return
         try:
             self.show(path)
@@ -507,8 +508,38 @@ def run_job(engine, job, on_event, title):
     """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
     else with GIMP's progress bar."""
     if uses_run_dialog():
-        return run_in_dialog(title, engine, job, on_event, describe_event)
+        return run_in_dialog(title, engine, job, on_event, describe_event, PreviewSnapshots(job))
     return engine.run(job, on_event)
+
+
+class PreviewSnapshots(object):
+    """The run dialog shows a preview later than the engine announces it (through GTK's main loop),
+    and by then the engine may have removed or replaced that file. On the worker thread, as it
+    arrives, each preview is copied to a file of its own in the run folder; the event says so
+    (`snapshot`), and the main thread removes the copy once it has shown it (the run folder's
+    removal takes any left)."""
+
+    def __init__(self, job):
+        self.folder = job.preview_folder()
+        self.count = 0
+
+    def __call__(self, event):
+        if event.get("event") != "preview" or not event.get("path"):
+            return event
+        self.count += 1
+        snapshot = os.path.join(self.folder, "shown-preview-%d.png" % self.count)
+        try:
+            shutil.copyfile(event["path"], snapshot)
+        except (IOError, OSError):
+            return dict(event, path=None)  # gone already: show_preview skips it, a newer one follows
+        return dict(event, path=snapshot, snapshot=True)
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def uses_run_dialog():
@@ -579,6 +610,8 @@ def add_styled_layers(image, targets, style_layer, settings):
                 progress.on_event(event, prefix)
                 if event.get("event") == "preview" and event.get("path"):
                     result.show_preview(event["path"])
+                    if event.get("snapshot"):
+                        remove_quietly(event["path"])
             progress.say("Neural Style Transfer: %sstarting the engine" % prefix)
             done = run_job(engine, nst_protocol.Job(content_png, [style_png], result_png, options,
                                                     preview_every),

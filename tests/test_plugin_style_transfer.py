@@ -637,3 +637,24 @@ def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_co
     # previews 1 (inserts) and 3 shown, 2 skipped, then the result: 2 replacements, no note
     assert len(previews) == 3 and len(replaced) == 2
     assert world.messages == []
+
+
+def test_the_run_dialog_shows_snapshots_the_engine_cannot_remove_first(harness, tmp_path):
+    """The run dialog hands previews to GIMP later than the engine announces them, and the engine
+    keeps only its newest files: each preview is copied as it arrives, the event names the copy."""
+    plugin = harness.plugin
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    engine_file = run_dir / ".result.png.preview-1-1.png"
+    engine_file.write_bytes(b"\x89PNG preview one")
+    job = plugin.nst_protocol.Job("c.png", ["s.png"], str(run_dir / "result.png"))
+    snapshots = plugin.PreviewSnapshots(job)
+    queued = snapshots({"event": "preview", "path": str(engine_file), "iteration": 3})
+    engine_file.unlink()  # the engine moved on before GIMP's thread got to the event
+    assert queued["snapshot"] and queued["iteration"] == 3
+    assert open(queued["path"], "rb").read() == b"\x89PNG preview one"
+    assert os.path.dirname(queued["path"]) == str(run_dir)
+    gone = snapshots({"event": "preview", "path": str(engine_file)})
+    assert gone["path"] is None, "a file already gone is skipped, not shown"
+    progress = {"event": "progress", "iteration": 4}
+    assert snapshots(progress) is progress
