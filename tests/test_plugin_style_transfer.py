@@ -583,10 +583,11 @@ def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
     harness.monkeypatch.delenv("NST_PREVIEW_EVERY")
     shown = []
 
-    def fake_run_in_dialog(title, engine, job, on_event, describe):
+    def fake_run_in_dialog(title, engine, job, on_event, describe, hand_over):
         shown.append((title, job.preview_every))
 
         def described(event):
+            event = hand_over(event)  # as the worker thread does before it queues the event
             shown.append(describe(event))
             on_event(event)
         return engine.run(job, described)
@@ -609,7 +610,7 @@ def test_a_cancel_from_the_run_dialog_is_no_error(harness):
     control_run(harness, "cancel")
     harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
     harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
-                                lambda title, engine, job, on_event, describe:
+                                lambda title, engine, job, on_event, describe, hand_over:
                                 engine.run(job, on_event))
     run(harness, image, target, style)  # no fail(): the user asked for it
     assert snapshot(world, image) == before and world.messages == []
