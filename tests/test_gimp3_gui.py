@@ -71,8 +71,7 @@ def gui(tmp_path_factory):
     engine = choose_engine()
     plug_ins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
     # As in the e2e test: this checkout's engine even when the venv's nst_core is another one's.
-    _folder, config, _how = install_plugin(plug_ins, engine_python_for_this_checkout(work),
-                                           work / "data")
+    _folder, config, _how = install_plugin(plug_ins, never_converging(work), work / "data")
     # An engine process per run (as in the e2e test): the checks below read its command lines in
     # the engine log (the warm service's runs log their parameters instead).
     env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp"), "NST_ENGINE_SERVICE": "off"}
@@ -90,6 +89,18 @@ def gui(tmp_path_factory):
         yield dict(session=session, config=config, engine=engine)
     finally:
         session.stop()
+
+
+def never_converging(work):
+    """The engine interpreter, wrapped so that its stylize runs go on to their last step
+    (--no-converge): on an untrained network a run converges within seconds, before a script can
+    press Stop and keep in the run dialog. The plug-in logs its own command line, without this."""
+    engine_python = engine_python_for_this_checkout(work)
+    wrapper = work / "engine-python-no-converge"
+    wrapper.write_text('#!/bin/sh\ncase " $* " in *" stylize "*) exec %s "$@" --no-converge ;; esac\n'
+                       'exec %s "$@"\n' % (engine_python, engine_python))
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def open_dialog(session, image_window):
@@ -209,7 +220,11 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
     results.append(check("the run adds one layer (the window title counts 2 layers)", added,
                          session.window_name(image_window)))
 
-    # Filters > Repeat (Ctrl+F): GIMP cannot keep the style layer in its last values.
+    # Filters > Repeat (Ctrl+F): GIMP cannot keep the style layer in its last values. The layer
+    # comes at the first preview; GIMP stores the last values when the run has ended, which is
+    # when an artist would repeat it.
+    results.append(check("the run dialog closes at the end of the run",
+                         wait_until_no_run_window(session, timeout=300)))
     session.activate(image_window)
     session.key("ctrl+f", pause=1.0)
     repeated = wait_for_layers(session, image_window, 3, timeout=300)
@@ -238,6 +253,15 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
     if not all(results):
         print(session.gimp_log()[-3000:])
     assert all(results)
+
+
+def wait_until_no_run_window(session, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not session.find_windows("^Neural Style Transfer: "):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def without_previews(words):
@@ -276,17 +300,17 @@ def relative_rectangle(session, window, inside):
 
 
 def layers_in_title(session, window):
-    match = re.search(r"(\d+) layers", session.window_name(window))
+    match = re.search(r"(\d+) layers?\b", session.window_name(window))
     return int(match.group(1)) if match else None
 
 
 def start_long_run(session, image_window):
-    """The dialog, then OK on a run long enough to watch (300 steps at 96 px); returns the run
-    dialog's window, or None."""
+    """The dialog, then OK on a run long enough to watch (1000 steps at 128 px, without
+    convergence: see never_converging); returns the run dialog's window, or None."""
     dialog = open_dialog(session, image_window)
     time.sleep(2.0)
     session.activate(dialog)
-    for keys, value in (("alt+i", "300"), ("alt+z", "96")):
+    for keys, value in (("alt+i", "1000"), ("alt+z", "128")):
         session.key(keys, "ctrl+a", pause=0.3)
         session.type_text(value, pause=0.3)
         session.key("Tab", pause=0.3)
@@ -331,6 +355,16 @@ def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
         shots.append(session.screenshot("10-live-%d" % index, window=image_window))
         time.sleep(1.0)
     changed = [pixels_differ(a, b, hidden) for a, b in zip(shots, shots[1:])]
+    # The run dialog as the artist sees it (a window's own screenshot blacks out what covers it,
+    # so this one is of the whole screen): drawn, with its text, not a blank rectangle.
+    if run_window is not None and run_window in session.find_windows("^Neural Style Transfer: "):
+        screen = session.screenshot("10-live-screen")
+        x, y, width, height = session.geometry(run_window)
+        pixels = numpy.asarray(Image.open(str(screen)).convert("L"))[y:y + height, x:x + width]
+        results.append(check("the run dialog is drawn (its text and buttons, not a blank window)",
+                             pixels.size > 0 and pixels.std() > 10,
+                             "grey-level spread %.1f in %s" % (pixels.std() if pixels.size else 0,
+                                                               screen)))
     results.append(check("the picture forms: screenshots 1 s apart during the run differ "
                          "(outside the run dialog)",
                          any(count > 100 for count in changed), "changed pixels %s" % changed))
