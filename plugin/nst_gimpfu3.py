@@ -85,7 +85,7 @@ class DialogOptions(object):
     """What a plug-in may add on GIMP 3 beyond gimpfu's description (set_dialog_options)."""
 
     def __init__(self, tooltips=None, help_page=None, unavailable_choices=None,
-                 required_layers=None, several_drawables=False):
+                 required_layers=None, several_drawables=False, on_shown=None):
         self.tooltips = dict(tooltips or {})  # gimpfu name -> the argument's blurb (its tooltip)
         self.help_page = help_page  # a local file the dialog's Help button opens
         self.unavailable_choices = dict(unavailable_choices or {})  # gimpfu name -> [choice index
@@ -94,6 +94,9 @@ class DialogOptions(object):
         # True: the procedure also runs with several drawables selected, and the function's
         # drawable argument is then the list of them (one selected: the drawable itself).
         self.several_drawables = bool(several_drawables)
+        # Called once, without arguments, when the dialog is first shown: a plug-in can prepare
+        # there what its run will need while the user chooses (it must return at once).
+        self.on_shown = on_shown
 
 
 REGISTRATIONS = []
@@ -108,16 +111,17 @@ def procedure_name(proc_name):
 
 
 def set_dialog_options(proc_name, tooltips=None, help_page=None, unavailable_choices=None,
-                       required_layers=None, several_drawables=False):
+                       required_layers=None, several_drawables=False, on_shown=None):
     """GIMP 3 only (gimpfu 2.10 has no such call): per-parameter tooltips, a Help page of the
     plug-in's own instead of GIMP's manual, choices to grey out in the dialog (by name, e.g.
     {"device": ["cuda"]}), and layer parameters the dialog must not close without (with what to
-    tell the user), and whether the function takes several selected drawables (as a list)."""
+    tell the user), whether the function takes several selected drawables (as a list), and what
+    to start when the dialog is shown (on_shown, see DialogOptions)."""
     name = procedure_name(proc_name)
     for registration in REGISTRATIONS:
         if registration.name == name:
             registration.dialog = DialogOptions(tooltips, help_page, unavailable_choices,
-                                                required_layers, several_drawables)
+                                                required_layers, several_drawables, on_shown)
             return registration
     raise ValueError("set_dialog_options: %s is not registered" % proc_name)
 
@@ -900,6 +904,18 @@ def show_dialog(procedure, config, registration, image, drawable, specs):
     for spec in layer_specs:
         config.connect("notify::%s" % spec.name, on_layer_changed, spec)
     dialog.connect("map", lambda _widget: g.GLib.timeout_add(150, refresh_choosers))
+    if options.on_shown is not None:
+        shown = []
+
+        def on_map(_widget):
+            if shown:
+                return
+            shown.append(True)
+            try:
+                options.on_shown()
+            except Exception:  # a preparation that fails must not take the dialog with it
+                traceback.print_exc()
+        dialog.connect("map", on_map)
     dialog.connect("response", on_response)
     if options.help_page:
         replace_help_button(dialog, on_help)

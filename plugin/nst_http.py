@@ -759,6 +759,19 @@ class LocalServiceEngine(object):
     def _log(self, text):
         log_to(self.config.log_dir, self.fallback_log_dir, text)
 
+    def warm_up(self, device="auto"):
+        """Starts (or finds) the warm service for device ahead of a run, so that the run's first
+        preview does not wait for torch and the network to load; the run then reuses it. Returns
+        the service's URL, or None (the run will try again, or fall back, and say why)."""
+        service = LocalService(self.config.engine_python, self.config.version, device,
+                               self.state_dir, self.config.service_idle_minutes * 60.0)
+        url, why = service.address()
+        for note in service.notes:
+            self._log("warm-up: " + note)
+        if url is None:
+            self._log("warm-up: the engine service did not start: %s" % why)
+        return url
+
     def run(self, job, on_event=None):
         _params, device = job_params(job.options)
         service = LocalService(self.config.engine_python, self.config.version, device or "auto",

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -640,6 +641,25 @@ def add_styled_layers(image, targets, style_layer, settings):
                      + "\n".join(progress.warnings))
 
 
+def warm_up_engine():
+    """When the dialog opens (GIMP 3): start the warm local engine service in the background, so
+    that torch and the network load while the artist chooses settings, not after OK. Only for
+    engine_service "local"; the run reuses the service (or starts its own and logs why)."""
+    try:
+        config = nst_engine.load_config(PLUGIN_DIR)
+    except nst_protocol.EngineError:
+        return None  # the run says what is wrong with the installation
+    if config.service != nst_engine.SERVICE_LOCAL:
+        return None
+    import nst_http
+    engine = nst_http.LocalServiceEngine(config, nst_runfiles.runs_root())
+    device = choice_name(DEVICE_CHOICES, 0, "device")  # the dialog's default device
+    worker = threading.Thread(target=engine.warm_up, args=(device,))
+    worker.daemon = True  # a cancelled dialog does not wait; the service exits when idle
+    worker.start()
+    return worker
+
+
 register(
     PROCEDURE_NAME,
     "Paint a layer in the style of another layer (neural style transfer)",
@@ -659,7 +679,7 @@ if set_dialog_options is not None:
                        unavailable_choices={"device": MISSING_DEVICES},
                        required_layers={"style_layer": "Choose a style layer: the picture whose "
                                         "style to copy, a layer of any open image."},
-                       several_drawables=True)
+                       several_drawables=True, on_shown=warm_up_engine)
 
 if __name__ == "__main__":
     main()

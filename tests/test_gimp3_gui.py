@@ -12,8 +12,10 @@ Screenshots stay in pytest's temporary folder (printed with -s). NST_E2E_ENGINE=
 the engine as in tests/test_gimp3_e2e.py.
 """
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -71,10 +73,12 @@ def gui(tmp_path_factory):
     engine = choose_engine()
     plug_ins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
     # As in the e2e test: this checkout's engine even when the venv's nst_core is another one's.
-    _folder, config, _how = install_plugin(plug_ins, never_converging(work), work / "data")
+    folder, config, _how = install_plugin(plug_ins, never_converging(work), work / "data")
     # An engine process per run (as in the e2e test): the checks below read its command lines in
-    # the engine log (the warm service's runs log their parameters instead).
-    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp"), "NST_ENGINE_SERVICE": "off"}
+    # the engine log (the warm service's runs log their parameters instead). In the config file,
+    # not the environment, so that the warm-up test can turn the service on.
+    set_engine_service(folder, "off")
+    env = {"NST_WEIGHTS": "random", "TMPDIR": str(work / "tmp")}
     (work / "tmp").mkdir()
     if engine == "fake":
         env["NST_ENGINE_PYTHON"] = write_fake_engine(str(work / "fake-python"))
@@ -86,9 +90,16 @@ def gui(tmp_path_factory):
     try:
         session.start([str(style), str(photo)])  # the photo's window opens last: it is active
         print("  GIMP's GUI started in %.0f s" % (time.time() - started))
-        yield dict(session=session, config=config, engine=engine)
+        yield dict(session=session, config=config, engine=engine, folder=folder)
     finally:
         session.stop()
+
+
+def set_engine_service(folder, value):
+    path = folder / "nst_config.json"
+    config = json.loads(path.read_text())
+    config["engine_service"] = value
+    path.write_text(json.dumps(config))
 
 
 def never_converging(work):
@@ -408,4 +419,52 @@ def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
           if engine_log.exists() else "  no engine log")
     if not all(results):
         print(session.gimp_log()[-3000:])
+    assert all(results)
+
+
+def test_the_dialog_warms_up_the_engine_service_while_it_is_open(gui):
+    """With the warm local service (the installer's default), opening the dialog starts the service
+    (torch and the network load while the artist chooses); the run after OK reuses it."""
+    session = gui["session"]
+    if gui["engine"] == "fake":
+        pytest.skip("the fake engine has no service")
+    image_window = session.wait_for_window(r"\[photo\]", timeout=60)
+    log_dir = Path(gui["config"]["log_dir"])
+    engine_log = log_dir / "nst_engine.log"
+    set_engine_service(gui["folder"], "local")
+    results = []
+    try:
+        log_before = engine_log.read_text() if engine_log.exists() else ""
+        dialog = open_dialog(session, image_window)
+        deadline = time.time() + 120
+        warmed = ""
+        while time.time() < deadline and "warm-up: started the engine service" not in warmed:
+            time.sleep(0.5)
+            warmed = engine_log.read_text()[len(log_before):] if engine_log.exists() else ""
+        results.append(check("opening the dialog started the engine service (before OK)",
+                             "warm-up: started the engine service" in warmed,
+                             warmed.strip()[-300:]))
+        layers_before = layers_in_title(session, image_window)
+        session.activate(dialog)
+        for keys, value in (("alt+i", "3"), ("alt+z", "64")):
+            session.key(keys, "ctrl+a", pause=0.3)
+            session.type_text(value, pause=0.3)
+            session.key("Tab", pause=0.3)
+        session.key("alt+o", pause=0.5)
+        added = wait_for_layers(session, image_window, layers_before + 1, timeout=300)
+        wait_until_no_run_window(session, timeout=120)
+        after = engine_log.read_text()[len(log_before):]
+        results.append(check("the run after OK reused that service and added its layer",
+                             added and "reusing the engine service" in after
+                             and after.count("started the engine service") == 1,
+                             after.strip()[-400:]))
+    finally:
+        set_engine_service(gui["folder"], "off")
+        for state in log_dir.glob("nst_service-*.json"):
+            pid = json.loads(state.read_text()).get("pid")
+            if isinstance(pid, int):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
     assert all(results)

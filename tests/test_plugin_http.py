@@ -309,6 +309,46 @@ def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, loc
     assert "idle for" in service_log.read_text()
 
 
+def test_a_warm_up_starts_the_service_that_the_next_run_reuses(images, local_setup):
+    """What the dialog starts when it opens (nst_style_transfer.warm_up_engine): the service is up
+    before OK, and the run then only reuses it."""
+    tmp_path, started = local_setup
+    python = engine_python_of_this_checkout(tmp_path)
+    url = local_engine(tmp_path, python).warm_up("cpu")
+    state = state_of(tmp_path)
+    started.append(state["pid"])
+    assert url == state["url"] and "starting" not in state
+    assert health_of(tmp_path, state)["stats"]["jobs_done"] == 0
+    assert "warm-up: started the engine service at %s" % url in log_text(tmp_path)
+
+    local_engine(tmp_path, python).run(job(images, tmp_path, QUICK, "after-warm-up.png"))
+    assert state_of(tmp_path)["pid"] == state["pid"]
+    assert health_of(tmp_path, state)["stats"]["jobs_done"] == 1
+    assert "reusing the engine service at %s" % url in log_text(tmp_path)
+    assert (tmp_path / "after-warm-up.png").is_file()
+
+
+def test_a_run_started_while_the_warm_up_waits_for_the_service_shares_it(images, local_setup):
+    """OK pressed while the service the dialog started is still loading: the run waits for that
+    service instead of starting a second one."""
+    tmp_path, started = local_setup
+    python = engine_python_of_this_checkout(tmp_path)
+    warm_up = threading.Thread(target=local_engine(tmp_path, python).warm_up, args=("cpu",))
+    warm_up.start()
+    deadline = time.time() + 60
+    while not (tmp_path / "logs" / "nst_service-cpu.json").exists():
+        assert time.time() < deadline, "the warm-up wrote no state file"
+        time.sleep(0.05)
+    state = state_of(tmp_path)
+    started.append(state["pid"])
+    assert state.get("starting")  # the service is still loading
+    local_engine(tmp_path, python).run(job(images, tmp_path, QUICK, "during-warm-up.png"))
+    warm_up.join(120)
+    assert state_of(tmp_path)["pid"] == state["pid"]
+    assert health_of(tmp_path, state)["stats"]["jobs_done"] == 1
+    assert log_text(tmp_path).count("started the engine service") == 1
+
+
 def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp_path, monkeypatch):
     # The fake engine knows only `stylize`: `serve` exits with an error at once.
     monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))

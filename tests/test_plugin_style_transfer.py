@@ -659,3 +659,21 @@ def test_the_run_dialog_shows_snapshots_the_engine_cannot_remove_first(harness, 
     assert gone["path"] is None, "a file already gone is skipped, not shown"
     progress = {"event": "progress", "iteration": 4}
     assert snapshots(progress) is progress
+
+
+def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch):
+    """warm_up_engine (the GIMP 3 dialog's on_shown): with engine_service "local" it starts the
+    service for the dialog's default device in the background; with "off" it starts nothing."""
+    assert harness.plugin.warm_up_engine() is None  # the harness's config: engine_service off
+
+    config_path = harness.folder / "nst_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(dict(config, engine_service="local")))
+    monkeypatch.syspath_prepend(str(harness.folder))
+    nst_http = __import__("nst_http")  # the installed copy, which the plug-in imports too
+    asked = []
+    monkeypatch.setattr(nst_http.LocalServiceEngine, "warm_up",
+                        lambda self, device: asked.append((self.config.engine_python, device)))
+    worker = harness.plugin.warm_up_engine()
+    worker.join(10)
+    assert asked == [(str(harness.engine), "auto")]
