@@ -339,7 +339,8 @@ def start_long_run(session, image_window):
 def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
     """The run dialog of a run from the dialog: the result layer appears at the first preview and
     the picture forms on the canvas (two screenshots during the run differ); Stop and keep ends
-    the run with the layer; Cancel ends it with the image as it was."""
+    the run with the layer, and one Undo takes it back; Cancel ends it with the image as it
+    was."""
     session = gui["session"]
     image_window = session.wait_for_window(r"\[photo\]", timeout=60)
     results = []
@@ -389,6 +390,13 @@ def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
         results.append(check("Stop and keep ends the run; the layer stays",
                              stopped and layers_in_title(session, image_window)
                              == layers_before + 1, session.window_name(image_window)))
+        # The whole run (the layer, every preview's pixels, the result) is one undo step.
+        session.activate(image_window)
+        session.key("ctrl+z", pause=1.5)
+        session.screenshot("11-undone")
+        results.append(check("one Undo takes the whole run back (the layer is gone)",
+                             layers_in_title(session, image_window) == layers_before,
+                             session.window_name(image_window)))
     else:
         results.append(check("Stop and keep pressed during the run", False,
                              "the run was over before (make it longer)"))
