@@ -12,8 +12,10 @@ examples/starry_night.jpg), each method in its own process (so its peak memory i
                     VGG-16 Caffe weights; not a dependency: pass its folder with --neural-style-pt or
                     NEURAL_STYLE_PT, skipped with a message when absent
   reference         plain single-scale L-BFGS at full size (benchmarks/reference.py, as the PyTorch
-                    tutorial writes it): Gatys's loss (Gram style loss without the SSIM factor, content
-                    relu5_2, raw sums, alpha 1e3, beta 1e-2), float32, from the content
+                    tutorial writes it) on Gatys et al. (2016)'s loss as their paper states it: content
+                    relu4_2 with 1/2 sum (F - P)^2, style relu1_1..relu5_1 each weighted 1/5 with
+                    sum (G - A)^2 / (4 N^2 M^2), alpha/beta = 1e-3, no SSIM factor; float32, from the
+                    content (the Caffe VGG-16 here: their network was Caffe's VGG-19)
 
 All use the real ImageNet VGG-16 (Caffe preprocessing) of ../shared/data/weights (or NST_TEST_WEIGHTS).
 Every iterate is written to disk with its wall time (from the start of the run, after the network is
@@ -44,7 +46,16 @@ from evaluate import GOOD_CONTENT, GOOD_STYLE, Evaluator, weights_path  # noqa: 
 from speed_memory import peak_rss_bytes  # noqa: E402
 
 METHODS = ("standard", "fast", "neural-style-pt", "reference")
-GATYS_LOSS = {"use_ssim": False, "loss_normalization": "raw", "content_weight": 1e3, "style_weight": 1e-2}
+GATYS_ALPHA_OVER_BETA = 1e-3  # Gatys, Ecker, Bethge (2016), the ratio of their main figures
+
+
+def gatys_loss(content_numel):
+    """Gatys et al.'s loss in the reference's terms (mean-squared errors, Gram = F F^T / M):
+    1/2 sum (F - P)^2 = (numel / 2) mean (F - P)^2 at relu4_2, and per style layer
+    sum (F F^T - P P^T)^2 / (4 N^2 M^2) = mean (G - A)^2 / 4 with G = F F^T / M, weighted 1/5 each
+    (the params' default layer weights), style scaled by beta / alpha."""
+    return {"use_ssim": False, "loss_normalization": "raw", "content_layers": ("relu4_2",),
+            "content_weight": content_numel / 2.0, "style_weight": 0.25 / GATYS_ALPHA_OVER_BETA}
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
 
@@ -113,6 +124,7 @@ def engine_worker(args, sink):
 
 
 def reference_worker(args, sink):
+    import torch
     from PIL import Image
 
     from nst_core.imageio import load_image
@@ -123,10 +135,12 @@ def reference_worker(args, sink):
 
     content, style = load_image(args.content, "content"), load_image(args.style, "style")
     final = working_size(content.size, args.size)[0]
-    params = StyleParams.preset("paper", size=args.size, **GATYS_LOSS)
     ref = ReferenceNST("vgg16", "caffe", args.weights, args.device)
     c = resize(_to_tensor(content.rgb, ref.device), final)
     s = resize(_to_tensor(style.rgb, ref.device), final)
+    with torch.no_grad():
+        content_numel = ref._activations(c, ("relu4_2",))["relu4_2"].numel()
+    params = StyleParams.preset("paper", size=args.size, **gatys_loss(content_numel))
     sink.begin()
     image = ref.run(c, s, params, args.reference_evaluations, "lbfgs", lambda t, loss, x: sink.add(x))
     rgb = image[0].permute(1, 2, 0).round().byte().cpu().numpy()

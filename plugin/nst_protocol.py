@@ -202,6 +202,37 @@ def format_duration(seconds):
     return "%d h %02d min" % (seconds // 3600, (seconds % 3600) // 60)
 
 
+# A run on the CPU longer than this gets a note that says so and what is quicker (issue 13).
+SLOW_RUN_SECONDS = 60
+
+
+class SlowRunNote(object):
+    """The note a slow CPU run gets, decided at the engine's first time estimate (its second step,
+    a few seconds in). That first estimate counts every step the run may take, and the run may
+    stop earlier on convergence: hence "may", and "up to". quicker: what to suggest, for example
+    "the Fast preset or a smaller working size".
+
+    update(event) -> the note (None when there is none, or not yet)."""
+
+    def __init__(self, quicker):
+        self.quicker = quicker
+        self.device = None
+        self.decided = False
+        self.note = None
+
+    def update(self, event):
+        kind = event.get("event")
+        if kind == "start":
+            self.device = event.get("device")
+        elif kind == "progress" and not self.decided and isinstance(event.get("eta"), (int, float)):
+            self.decided = True
+            total = float(event.get("elapsed") or 0.0) + float(event["eta"])
+            if self.device == "cpu" and total > SLOW_RUN_SECONDS:
+                self.note = ("On the CPU this may take more than a minute (up to about %s): %s "
+                             "is quicker." % (format_duration(total), self.quicker))
+        return self.note
+
+
 def progress_fraction(event):
     """The progress bar's value (0..1) for a progress event, None when it has none."""
     try:

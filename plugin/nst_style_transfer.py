@@ -452,11 +452,12 @@ class ResultLayer(object):
 class ProgressReporter(object):
     """Shows the engine's events in GIMP's progress bar and keeps its warnings."""
 
-    def __init__(self, show_in_gimp=True):
+    def __init__(self, show_in_gimp=True, quicker=None):
         # False while the run dialog shows the progress: GIMP's status-bar progress would offer
         # its own Cancel, which kills the plug-in and leaves the preview layer behind.
         self.show_in_gimp = show_in_gimp
         self.warnings = []
+        self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
 
     def begin(self, text):
         if self.show_in_gimp:
@@ -469,11 +470,12 @@ class ProgressReporter(object):
     def on_event(self, event, prefix=""):
         if event.get("event") == "warning" and event.get("message"):
             self.warnings.append(event["message"])
+        note = self.slow_run.update(event)
         if not self.show_in_gimp:
             return
         text = nst_protocol.progress_text(event)
         if text:
-            pdb.gimp_progress_set_text(prefix + text)
+            pdb.gimp_progress_set_text(prefix + text + (" - " + note if note else ""))
         if event.get("event") == "progress":
             fraction = nst_protocol.progress_fraction(event)
             if fraction is not None:
@@ -509,8 +511,21 @@ def run_job(engine, job, on_event, title):
     """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
     else with GIMP's progress bar."""
     if uses_run_dialog():
-        return run_in_dialog(title, engine, job, on_event, describe_event, PreviewSnapshots(job))
+        return run_in_dialog(title, engine, job, on_event, EventDescriber(quicker_than(job.options)),
+                             PreviewSnapshots(job))
     return engine.run(job, on_event)
+
+
+QUICKER = "the Fast preset or a smaller working size"
+
+
+def quicker_than(options):
+    """What to suggest to a slow run (its engine options): the Fast preset, unless it uses it."""
+    options = list(options)
+    if "--preset" in options and options.index("--preset") + 1 < len(options) \
+            and options[options.index("--preset") + 1] == "fast":
+        return "a smaller working size"
+    return QUICKER
 
 
 class PreviewSnapshots(object):
@@ -547,14 +562,24 @@ def uses_run_dialog():
     return run_in_dialog is not None and run_is_interactive()
 
 
-def describe_event(event):
-    """(text, fraction) of an event for the run dialog."""
-    fraction = None
-    if event.get("event") == "progress":
-        fraction = nst_protocol.progress_fraction(event)
-    elif event.get("event") == "done":
-        fraction = 1.0
-    return nst_protocol.progress_text(event), fraction
+class EventDescriber(object):
+    """(text, fraction) of each event of one run for the run dialog; a slow CPU run's note
+    (nst_protocol.SlowRunNote) stays under the progress once it is known."""
+
+    def __init__(self, quicker=None):
+        self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
+
+    def __call__(self, event):
+        fraction = None
+        if event.get("event") == "progress":
+            fraction = nst_protocol.progress_fraction(event)
+        elif event.get("event") == "done":
+            fraction = 1.0
+        note = self.slow_run.update(event)
+        text = nst_protocol.progress_text(event)
+        if text and note:
+            text += "\n" + note
+        return text, fraction
 
 
 def add_styled_layers(image, targets, style_layer, settings):
@@ -584,7 +609,7 @@ def add_styled_layers(image, targets, style_layer, settings):
             "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
             "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
             % (runs_root, exc))
-    progress = ProgressReporter(show_in_gimp=not uses_run_dialog())
+    progress = ProgressReporter(show_in_gimp=not uses_run_dialog(), quicker=quicker_than(options))
     results = []
     not_styled = []
     name = "Styled: %s" % item_name(style_layer)

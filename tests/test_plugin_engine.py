@@ -153,6 +153,25 @@ def test_event_lines_are_parsed_and_everything_else_ignored():
         assert nst_protocol.parse_event_line(junk) is None
 
 
+def test_a_slow_run_note_is_decided_at_the_first_estimate_and_only_on_the_cpu():
+    start = {"event": "start", "device": "cpu"}
+    first = {"event": "progress", "iteration": 2, "elapsed": 4.0, "eta": 86.0}
+    note = nst_protocol.SlowRunNote("the Fast preset")
+    assert note.update(start) is None
+    assert note.update({"event": "progress", "iteration": 1, "elapsed": 2.0, "eta": None}) is None
+    text = note.update(first)
+    assert text == ("On the CPU this may take more than a minute (up to about 1 min 30 s): the Fast "
+                    "preset is quicker.")
+    assert note.update(dict(first, eta=5.0)) == text  # decided: later estimates do not flip it
+    quick = nst_protocol.SlowRunNote("x")
+    quick.update(start)
+    assert quick.update(dict(first, eta=30.0)) is None
+    assert quick.update(dict(first, eta=300.0)) is None  # the first estimate decides
+    gpu = nst_protocol.SlowRunNote("x")
+    gpu.update(dict(start, device="cuda"))
+    assert gpu.update(dict(first, eta=300.0)) is None
+
+
 def test_progress_text_shows_iteration_and_time_left():
     event = {"event": "progress", "iteration": 12, "total": 300, "fraction": 0.04, "eta": 80.4}
     assert nst_protocol.progress_text(event) == \

@@ -118,6 +118,29 @@ def test_progress_bar_follows_the_engine(harness):
     assert any(text.startswith("Style transfer: starting on cpu") for text in texts)
 
 
+def test_a_slow_cpu_run_says_so_and_what_is_quicker(harness):
+    """The engine's first estimate says the CPU run takes over a minute: from then on the progress
+    text says so, and suggests the Fast preset (or, on the Fast preset, a smaller size)."""
+    world = harness.world
+    image, target, style = scene(world)
+    harness.monkeypatch.setenv("FAKE_ENGINE_ETA", "150")
+    run(harness, image, target, style)
+    noted = [text for text in world.progress_texts if text and "more than a minute" in text]
+    assert noted and "up to about 2 min 30 s" in noted[0] and "the Fast preset" in noted[0]
+    assert any("iteration 3 of 3" in text for text in noted)  # it stays with the later steps
+    assert not any("more than a minute" in text for text in world.progress_texts[:2] if text)
+
+    world.progress_texts[:] = []
+    run(harness, image, target, style, preset=1)  # fast
+    noted = [text for text in world.progress_texts if text and "more than a minute" in text]
+    assert noted and "a smaller working size" in noted[0] and "Fast preset" not in noted[0]
+
+    world.progress_texts[:] = []
+    harness.monkeypatch.setenv("FAKE_ENGINE_ETA", "20")
+    run(harness, image, target, style)
+    assert not any("more than a minute" in text for text in world.progress_texts if text)
+
+
 def test_dialog_values_reach_the_engine_command_line(harness):
     world = harness.world
     image, target, style = scene(world)
@@ -677,3 +700,15 @@ def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch
     worker = harness.plugin.warm_up_engine()
     worker.join(10)
     assert asked == [(str(harness.engine), "auto")]
+
+
+def test_the_run_dialog_keeps_a_slow_cpu_runs_note_under_the_progress(harness):
+    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than(["--preset", "standard"]))
+    describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
+    text, fraction = describe({"event": "progress", "iteration": 2, "total": 500, "fraction": 0.01,
+                               "elapsed": 3.0, "eta": 300.0})
+    assert text.startswith("Style transfer: iteration 2 of 500, about 5 min 00 s left\n")
+    assert "more than a minute (up to about 5 min 03 s): the Fast preset" in text
+    text, fraction = describe({"event": "progress", "iteration": 3, "total": 500, "fraction": 0.02,
+                               "elapsed": 4.0, "eta": 250.0})
+    assert "\nOn the CPU this may take more than a minute" in text and fraction == 0.02

@@ -16,6 +16,7 @@ FAKE_ENGINE_RECORD  a JSON file to write argv, pid, parent pid and some environm
 FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (hang mode).
 FAKE_ENGINE_WARN    a warning message to send.
 FAKE_ENGINE_PROTOCOL  the protocol version its `start` event gives (default 1).
+FAKE_ENGINE_ETA     the time left (seconds) its estimates give (default: a few hundredths).
 
 With --preview-every (and --preview-dir) it sends a `preview` event after each progress event,
 naming a PNG (written atomically) of the content at the content's size, darker at each step, so that
@@ -176,7 +177,8 @@ def main():
         emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0,
              phase="stylize", scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0,
              tv_loss=0.0, ssim_factors=[0.2], elapsed=0.01 * iteration,
-             eta=None if iteration == 1 else 0.01 * (3 - iteration))
+             eta=None if iteration == 1 else float(os.environ.get("FAKE_ENGINE_ETA",
+                                                                  0.01 * (3 - iteration))))
         previews.send(image, iteration)
         time.sleep(0.01)
     previews.remove()
