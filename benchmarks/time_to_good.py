@@ -22,7 +22,8 @@ Every iterate is written to disk with its wall time (from the start of the run, 
 loaded); after all methods ran, benchmarks/evaluate.py judges them (judging time is not counted).
 "good at" is the wall time of the first iterate at the final working size whose style distance is
 <= 0.15 and content distance <= 0.5 (coarser scales do not count: they are not what the user gets).
-"final" scores the image each method returns. Peak memory is the growth of peak RSS over the process
+"final" scores the image each method returns. "ETA ok" (the engine's presets): the share of its time-left
+estimates, made once a tenth of the run had passed, within 25 % of the real time left. Peak memory is the growth of peak RSS over the process
 before the run. Writes the table, benchmarks/time_to_good.json and a contact sheet of the final
 images (benchmarks/time_to_good.png).
 """
@@ -68,6 +69,7 @@ class FrameSink:
         self.index = []
         self.start = None
         self.baseline = None
+        self.extra = {}
 
     def begin(self):
         """The run starts: the network is loaded; memory from here on is the run's."""
@@ -87,7 +89,7 @@ class FrameSink:
     def close(self, extra):
         self.raw.close()
         with open(os.path.join(self.folder, "frames.json"), "w") as handle:
-            json.dump({"frames": self.index, **extra}, handle)
+            json.dump({"frames": self.index, **self.extra, **extra}, handle)
 
 
 def load_frames(folder):
@@ -114,13 +116,27 @@ def engine_worker(args, sink):
     engine = Stylizer("vgg16", args.weights, "caffe", args.device)
     params = StyleParams.preset(args.worker, size=args.size, iterations=args.iterations)
 
+    estimates = []
+
     def on_progress(event):
-        if event.event == "progress" and event.phase == "stylize":
-            sink.add(event.image)
+        if event.event == "progress":
+            estimates.append((event.elapsed, event.eta))
+            if event.phase == "stylize":
+                sink.add(event.image)
 
     sink.begin()
     result = engine.run(args.content, [args.style], params, on_progress=on_progress)
+    sink.extra["estimates"] = estimates
+    sink.extra["engine_seconds"] = result.stats["seconds"]
     return result.image.convert("RGB")
+
+
+def eta_accuracy(estimates, total):
+    """The share of the time-left estimates made once a tenth of the run had passed that were within
+    25 % of the real time left (issue 13's bound); None without estimates."""
+    judged = [abs(eta - (total - elapsed)) <= 0.25 * (total - elapsed)
+              for elapsed, eta in estimates if elapsed >= 0.1 * total and eta is not None]
+    return round(sum(judged) / len(judged), 3) if judged else None
 
 
 def reference_worker(args, sink):
@@ -253,6 +269,7 @@ def judge_method(judge, folder, content, style, every):
         "good_at_seconds": round(frames[hit]["seconds"], 2) if hit is not None else None,
         "good_at_step": hit + 1 if hit is not None else None,
         "final_style": round(final[0], 4), "final_content": round(final[1], 4),
+        "eta_within_25pct": eta_accuracy(info["estimates"], info["engine_seconds"]) if "estimates" in info else None,
         "peak_mb": round(info["peak_bytes"] / 2**20),
         "working_size": [frames[-1]["width"], frames[-1]["height"]],
     }
@@ -351,15 +368,17 @@ def main():
             work = next(iter(results.values()))["working_size"] if results else None
             print(f"\nsize {size} (working size {work[0]}x{work[1]})" if work else f"\nsize {size}")
             print(f"  {'method':<16} {'iterates':>8} {'run s':>7} {'good at':>16} {'x ref.':>7} "
-                  f"{'final style':>11} {'content':>8} {'peak MB':>8}")
+                  f"{'final style':>11} {'content':>8} {'peak MB':>8} {'ETA ok':>7}")
             for method, r in results.items():
                 good = f"{r['good_at_seconds']:.1f} s (#{r['good_at_step']})" if r["good_at_seconds"] is not None \
                     else "not reached"
                 ratio = f"{r['good_at_seconds'] / reference:.2f}" if reference and r["good_at_seconds"] is not None \
                     else "-"
                 r["x_reference"] = float(ratio) if ratio != "-" else None
+                eta_ok = "-" if r["eta_within_25pct"] is None else f"{100 * r['eta_within_25pct']:.0f} %"
                 print(f"  {method:<16} {r['iterates']:>8} {r['seconds']:>7.0f} {good:>16} {ratio:>7} "
-                      f"{r['final_style']:>11.3f} {r['final_content']:>8.3f} {r['peak_mb']:>8}", flush=True)
+                      f"{r['final_style']:>11.3f} {r['final_content']:>8.3f} {r['peak_mb']:>8} {eta_ok:>7}",
+                      flush=True)
             report["sizes"][str(size)] = results
             sheet_rows.append((size, sheet_methods))
         if sheet_rows and args.sheet:
