@@ -134,6 +134,15 @@ def open_dialog(session, image_window):
     return session.wait_for_window("^Neural Style Transfer", timeout=5)
 
 
+def type_settings(session, dialog, iterations, size):
+    """Types the iterations and the working size into the dialog through their mnemonics."""
+    session.activate(dialog)
+    for keys, value in (("alt+i", str(iterations)), ("alt+z", str(size))):
+        session.key(keys, "ctrl+a", pause=0.3)
+        session.type_text(value, pause=0.3)
+        session.key("Tab", pause=0.3)
+
+
 def tooltips_of_fields(session, dialog):
     """Hovers each row of the dialog's value column; returns the (width, height) of each tooltip
     window that appeared."""
@@ -218,11 +227,7 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
         session.key("Escape", pause=1.0)
 
     # The mnemonics reach their fields: small, quick settings typed through them.
-    session.activate(dialog)
-    for keys, value in (("alt+i", "3"), ("alt+z", "64")):
-        session.key(keys, "ctrl+a", pause=0.3)
-        session.type_text(value, pause=0.3)
-        session.key("Tab", pause=0.3)
+    type_settings(session, dialog, iterations=3, size=64)
     session.screenshot("05-settings", window=dialog)
     session.key("alt+o", pause=0.5)
     results.append(check("OK closes the dialog", session.wait_until_gone(dialog, timeout=30)))
@@ -320,11 +325,7 @@ def start_long_run(session, image_window):
     convergence: see never_converging); returns the run dialog's window, or None."""
     dialog = open_dialog(session, image_window)
     time.sleep(2.0)
-    session.activate(dialog)
-    for keys, value in (("alt+i", "1000"), ("alt+z", "128")):
-        session.key(keys, "ctrl+a", pause=0.3)
-        session.type_text(value, pause=0.3)
-        session.key("Tab", pause=0.3)
+    type_settings(session, dialog, iterations=1000, size=128)
     session.key("alt+o", pause=0.5)
     session.wait_until_gone(dialog, timeout=30)
     deadline = time.time() + 60
@@ -453,11 +454,7 @@ def test_the_dialog_warms_up_the_engine_service_while_it_is_open(gui):
                              "warm-up: started the engine service" in warmed,
                              warmed.strip()[-300:]))
         layers_before = layers_in_title(session, image_window)
-        session.activate(dialog)
-        for keys, value in (("alt+i", "3"), ("alt+z", "64")):
-            session.key(keys, "ctrl+a", pause=0.3)
-            session.type_text(value, pause=0.3)
-            session.key("Tab", pause=0.3)
+        type_settings(session, dialog, iterations=3, size=64)
         session.key("alt+o", pause=0.5)
         added = wait_for_layers(session, image_window, layers_before + 1, timeout=300)
         wait_until_no_run_window(session, timeout=120)
