@@ -457,7 +457,7 @@ class ProgressReporter(object):
         # its own Cancel, which kills the plug-in and leaves the preview layer behind.
         self.show_in_gimp = show_in_gimp
         self.warnings = []
-        self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
+        self.describe = EventDescriber(quicker, note_separator=" - ")  # the status bar: one line
 
     def begin(self, text):
         if self.show_in_gimp:
@@ -470,18 +470,13 @@ class ProgressReporter(object):
     def on_event(self, event, prefix=""):
         if event.get("event") == "warning" and event.get("message"):
             self.warnings.append(event["message"])
-        note = self.slow_run.update(event)
         if not self.show_in_gimp:
             return
-        text = nst_protocol.progress_text(event)
+        text, fraction = self.describe(event)
         if text:
-            pdb.gimp_progress_set_text(prefix + text + (" - " + note if note else ""))
-        if event.get("event") == "progress":
-            fraction = nst_protocol.progress_fraction(event)
-            if fraction is not None:
-                gimp.progress_update(fraction)
-        elif event.get("event") == "done":
-            gimp.progress_update(1.0)
+            pdb.gimp_progress_set_text(prefix + text)
+        if fraction is not None:
+            gimp.progress_update(fraction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,11 +558,13 @@ def uses_run_dialog():
 
 
 class EventDescriber(object):
-    """(text, fraction) of each event of one run for the run dialog; a slow CPU run's note
-    (nst_protocol.SlowRunNote) stays under the progress once it is known."""
+    """(text, fraction) of each event of one run, for the run dialog and GIMP's status bar; a
+    slow CPU run's note (nst_protocol.SlowRunNote) stays after the progress once it is known, on
+    a line of its own unless note_separator says otherwise."""
 
-    def __init__(self, quicker=None):
+    def __init__(self, quicker=None, note_separator="\n"):
         self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
+        self.note_separator = note_separator
 
     def __call__(self, event):
         fraction = None
@@ -578,7 +575,7 @@ class EventDescriber(object):
         note = self.slow_run.update(event)
         text = nst_protocol.progress_text(event)
         if text and note:
-            text += "\n" + note
+            text += self.note_separator + note
         return text, fraction
 
 
