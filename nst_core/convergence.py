@@ -1,29 +1,34 @@
 """When a scale's optimisation has stopped changing its picture, and how soon it is expected to.
 
-One :class:`ConvergenceRule` per scale (or tile). After every step it gets the lowest loss so far and
-that iterate's image; over the last ``window`` steps it measures
+One :class:`ConvergenceRule` per scale (or tile). After every step it gets the lowest loss so far (and,
+when a pixel limit is set, that iterate's image); over the last ``window`` steps it measures
 
   loss change   (best loss ``window`` steps ago - best loss now) / best loss ``window`` steps ago
-  pixel change  mean |best image now - best image ``window`` steps ago|, in grey levels (0..255)
+  pixel change  mean |best image now - best image ``window`` steps ago|, in grey levels (0..255);
+                only with ``pixel_change`` set (the presets leave it off, see StyleParams)
 
-and calls the scale converged when both are below their thresholds. The best iterate only improves,
-so both changes are >= 0, and a run whose best no longer moves has a pixel change of exactly 0.
-No torch needed: the images only need ``-``, ``abs()`` and ``mean()`` (tensors or numpy arrays).
+and calls the scale converged when each measured change is below its threshold. The best iterate only
+improves, so both changes are >= 0. No torch needed: images only need ``-``, ``abs()`` and ``mean()``.
 """
 
 import math
 from collections import deque
 
+# How many of the latest loss changes the forecast fits: enough to average out L-BFGS's uneven steps,
+# few enough to follow the run's current phase (a scale's first steps fall much faster than its tail).
+FORECAST_SPAN = 20
+FORECAST_MIN_POINTS = 3
+
 
 class ConvergenceRule:
-    def __init__(self, window=10, loss_change=0.01, pixel_change=0.5):
+    def __init__(self, window=10, loss_change=0.02, pixel_change=None):
         if window < 2:
             raise ValueError("the convergence window must be at least 2 steps")
         self.window = window
         self.loss_change = loss_change
-        self.pixel_change = pixel_change
+        self.pixel_change = pixel_change  # None: the loss alone decides
         self._history = deque(maxlen=window + 1)  # (best loss, best image) after each step
-        self.changes = []  # (loss change, pixel change) after each step once a window is full
+        self.changes = []  # (loss change, pixel change or None) after each step once a window is full
         self.losses = []  # the best loss after each step
         self.converged = False
 
@@ -36,53 +41,61 @@ class ConvergenceRule:
 
     def update(self, best_loss, best_image=None):
         """Record the state after one more step; True once the scale has converged."""
-        self._history.append((best_loss, best_image))
+        self._history.append((best_loss, best_image if self.pixel_change is not None else None))
         self.losses.append(best_loss)
         if len(self._history) <= self.window:
             return False
         old_loss, old_image = self._history[0]
         loss_change = max(old_loss - best_loss, 0.0) / max(abs(old_loss), 1e-30)
-        if best_image is None or old_image is None or best_image is old_image:
-            pixel_change = 0.0
-        else:
-            pixel_change = float(abs(best_image - old_image).mean())
+        pixel_change = None
+        if self.pixel_change is not None:
+            if best_image is None or old_image is None or best_image is old_image:
+                pixel_change = 0.0
+            else:
+                pixel_change = float(abs(best_image - old_image).mean())
         self.changes.append((loss_change, pixel_change))
-        self.converged = loss_change < self.loss_change and pixel_change < self.pixel_change
+        self.converged = loss_change < self.loss_change and (pixel_change is None or pixel_change < self.pixel_change)
         return self.converged
 
-    def expected_remaining(self, most):
-        """Steps the scale is expected to take yet, at most ``most``; None while there is no trend.
+    def expected_total(self):
+        """The step number the scale is forecast to converge at; None while there is no trend,
+        ``math.inf`` when a change is not shrinking.
 
-        The model: what one window takes off the best loss, and the pixel change, each shrink by the
-        same factor every step (a quasi-Newton tail does, about), the factor measured between the last
-        window and one up to three windows before it. On a real run (256 px, L-BFGS, VGG-16) the loss
-        falls in phases, and this model was off by up to 2x either way until the last ~20 % of a scale:
-        the 25 % bound is tested on scripted runs only (tests/test_convergence.py). It is stepped
-        forward a step at a time until both changes are below their thresholds. No trend: fewer than two windows measured (None); a change that is not shrinking:
-        ``most``.
+        The model: each measured change falls as a power of the step number, c(k) = a k^b (b < 0),
+        fitted in log-log to the last ``FORECAST_SPAN`` of them; the scale ends where the last change
+        to do so reaches its threshold. On recorded real runs (tests/data/eta_runs.json; L-BFGS,
+        VGG-16) a quasi-Newton tail follows a power law far better than a geometric decay, which
+        forecast the end too early. None: fewer than ``FORECAST_MIN_POINTS`` changes measured.
         """
+        steps = len(self.losses)
         if self.converged:
-            return 0
-        w = self.window
-        if len(self.losses) < 2 * w + 1:
+            return steps
+        if len(self.changes) < FORECAST_MIN_POINTS:
             return None
-        # The trend over as long a span as the history gives, up to three windows: one window's drop
-        # is noisy on a real run (L-BFGS steps vary), its ratio to the drop k windows earlier less so.
-        k = min(3, (len(self.losses) - 1) // w - 1)
-        loss = self.losses[-1]
-        drop = self.losses[-1 - w] - loss
-        drop_before = self.losses[-1 - (k + 1) * w] - self.losses[-1 - k * w]
-        pixel, pixel_before = self.changes[-1][1], self.changes[-1 - k * w][1]
-        if drop_before <= 0 or drop >= drop_before or (pixel >= self.pixel_change and pixel >= pixel_before):
-            return most  # not shrinking: no end in sight
-        r = (drop / drop_before) ** (1.0 / (k * w))  # each step's drop is r times the one before
-        pixel_per_step = (pixel / pixel_before) ** (1.0 / (k * w)) if pixel_before > 0 else 0.0
-        step_drop = drop / sum(r ** -i for i in range(w))  # the last step's share of the window's drop
-        for steps in range(most + 1):
-            if drop / max(abs(loss + drop), 1e-30) < self.loss_change and pixel < self.pixel_change:
-                return steps
-            step_drop *= r
-            loss -= step_drop
-            drop *= r
-            pixel *= pixel_per_step
-        return most
+        recent = self.changes[-FORECAST_SPAN:]
+        first = steps - len(recent) + 1  # the step number of recent[0]
+        ends = [_power_law_end([c for c, _ in recent], first, self.loss_change)]
+        if self.pixel_change is not None:
+            ends.append(_power_law_end([p for _, p in recent], first, self.pixel_change))
+        if any(end is None for end in ends):
+            return math.inf
+        return max(max(ends), steps)
+
+
+def _power_law_end(values, first, threshold):
+    """The step at which ``values`` (one per step from step ``first``), fitted as a k^b, fall below
+    ``threshold``; None when they are not falling."""
+    points = [(math.log(first + i), math.log(v)) for i, v in enumerate(values) if v > 0]
+    if values and values[-1] < threshold:
+        return first + len(values) - 1
+    if len(points) < 2:
+        return None if not points else first + len(values) - 1  # all but one exactly 0: flat, done
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    if slope >= -0.05:  # flat or rising: no end in sight
+        return None
+    return math.exp(mean_x + (math.log(threshold) - mean_y) / slope)
