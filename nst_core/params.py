@@ -76,17 +76,21 @@ class StyleParams:
     size: int = _option(512, "working long side in pixels (standard: 512)")
     iterations: int = _option(500, "the most optimisation steps over all scales (fewer with --converge)")
     # Stop on convergence (nst_core/convergence.py): a scale ends once, over the last converge_window
-    # steps, its best loss fell by less than converge_loss_change (relative) AND its best picture moved
-    # by less than converge_pixel_change grey levels (mean absolute, 0..255); the last scale's ends the run.
+    # steps, its best loss fell by less than converge_loss_change (relative), and, when
+    # converge_pixel_change is set, its best picture moved by less than that many grey levels (mean
+    # absolute, 0..255); the last scale's ends the run.
     converge: bool = _option(True, "end each scale once its picture stops changing (--no-converge: "
                                    "run every step of --iterations)")
-    # Measured at 256 px (plain Gram loss, style 2, chelsea and coffee + starry_night): over 10 steps the
-    # best loss fell 2.1 % and the picture moved 2.7 grey levels at step 100, 0.45 % and 1.5 at 200,
-    # 0.2 % and 0.8 at 300, while the evaluator's style distance went 0.099, 0.092, 0.090: these limits
-    # stop at about 150 steps instead of about 340 (1 % and 0.5) for a picture that no longer changes.
+    # The loss alone decides by default. Measured at 451 px (standard, chelsea + starry_night, real
+    # VGG-16): the loss change fell below 2 % per 10 steps after ~70 steps of the full size, along a
+    # smooth power law, while the pixel change (fine texture moving) sat at 2.5-3 grey levels for 100
+    # more steps and crossed 2 when its noise dipped: that doubled the run (163 s instead of ~80 s) for
+    # a picture the evaluator scored the same or worse (content 0.45 -> 0.51), and made the end
+    # impossible to foresee. At 256 px: 2.1 % at step 100, 0.45 % at 200, while the style distance
+    # went 0.099 -> 0.092.
     converge_window: int = 10
     converge_loss_change: float = 0.02
-    converge_pixel_change: float = 2.0
+    converge_pixel_change: Optional[float] = None
     # The balance: --style-strength, unless a weight is given. None = not given: the weights follow
     # the strength (content 1, style strength_to_style_weight); a weight given wins over the strength,
     # and the missing one is then 1. The paper preset gives both, so the strength never applies there.
@@ -122,11 +126,24 @@ class StyleParams:
     # two (181, 256) in 0.41x; 451 px still gets three (225, 319, 451).
     min_scale_size: int = 200
     max_scales: int = 3  # 3: from half the working size, in sqrt(2) steps
-    # Each coarser scale gets this many times the steps of the next finer one. Measured with the
-    # paper's loss at full size (benchmarks/README.md): coarse steps are cheap but buy little there, so
-    # most steps go to the full size (72% with 3 scales); equal shares took 35% longer to a given loss.
-    coarse_share: float = 0.3
+    # Each coarser scale gets this many times the steps of the next finer one. With the paper's loss
+    # at full size coarse steps bought little (equal shares took 35 % longer to a given loss). For a
+    # good picture soon (issue 13, 512 px, real VGG-16): the first full-size iterate was already in the
+    # good region, so the coarse scales' length was the time to it; 0.3 gave the 319 px scale 107
+    # steps (it stopped at ~80: 40-77 s to the first good picture), 0.15 gives it 63; the fast preset
+    # (0.3 of 150 steps: 32) was good after 21-24 s with final scores as good.
+    coarse_share: float = 0.15
     style_scale: float = _option(1.0, "style size relative to the working size")
+    # VGG's deepest style layer (relu5_1) sees about 200 px, so on a larger scale no layer measures the
+    # style's large shapes (Starry Night's swirls, the Great Wave's crests) and refining at full size
+    # trades them for fine texture: at 512 px the standard preset's picture was much less painted than
+    # at 256 px (style distance 0.24 against 0.14). With pyramid, a scale whose long side is at least
+    # twice pyramid_min_side is also matched (content and style) as a copy halved (and halved again
+    # while that stays >= pyramid_min_side); each term is the mean over the image and its copies, so
+    # every copy keeps the balance that the strength was calibrated for at 256 px, where there is none.
+    pyramid: bool = _option(True, "also match content and style on the picture halved, on scales of 400 px and "
+                                  "more, so large pictures keep the style's large shapes (--no-pyramid: off)")
+    pyramid_min_side: int = 200
     style_blend: Optional[Tuple[float, ...]] = _option(None, "one weight per style image", type=float, nargs="+",
                                                       metavar="W")
     preserve_colors: Optional[str] = _option(None, "keep the content's colours (luminance when given bare)",
@@ -202,7 +219,7 @@ class StyleParams:
             strength_to_style_weight(self.style_strength)  # raises the message for an out-of-range one
         need(sum(self.weights()) > 0, "content-weight and style-weight cannot both be 0")
         need(isinstance(self.converge_window, int) and self.converge_window >= 2, "converge-window must be >= 2")
-        need(self.converge_loss_change >= 0 and self.converge_pixel_change >= 0,
+        need(self.converge_loss_change >= 0 and (self.converge_pixel_change or 0) >= 0,
              "converge-loss-change and converge-pixel-change must be >= 0")
         need(self.ssim_scaling in SSIM_SCALINGS, f"ssim-scaling must be one of {SSIM_SCALINGS}")
         need(isinstance(self.ssim_window, int) and self.ssim_window >= 3 and self.ssim_window % 2 == 1,
@@ -229,6 +246,8 @@ class StyleParams:
         need(isinstance(self.max_scales, int) and 1 <= self.max_scales <= 12, "max-scales must be from 1 to 12")
         need(math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8,
              "style-scale must lie between 0.05 and 8")
+        need(isinstance(self.pyramid_min_side, int) and self.pyramid_min_side >= MIN_SIZE,
+             f"pyramid-min-side must be a whole number >= {MIN_SIZE}")
         if self.style_blend is not None:
             need(all(math.isfinite(w) and w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0,
                  "style-blend weights must be >= 0 and not all 0")
@@ -254,7 +273,7 @@ PRESETS = {
     # CALIBRATED_STYLE_WEIGHT_SSIM): a clearly styled result soonest. The default.
     "standard": {"content_layers": GATYS_CONTENT_LAYERS},
     # A quick look: fewer steps, and fewer per tile when a large layer is refined in tiles.
-    "fast": {"iterations": 150, "refine_iterations": 10, "content_layers": GATYS_CONTENT_LAYERS},
+    "fast": {"iterations": 150, "refine_iterations": 10, "content_layers": GATYS_CONTENT_LAYERS, "coarse_share": 0.3},
     # Prabhu & McAteer (2020) exactly: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
     "paper": {
         "size": 512,
@@ -270,5 +289,6 @@ PRESETS = {
         "multiscale": False,
         "precision": "fp32",
         "converge": False,  # the paper's 1000 steps, every one
+        "pyramid": False,
     },
 }

@@ -16,10 +16,16 @@ MIN_ITERATIONS_PER_SCALE = 10
 class Stage:
     size: Tuple[int, int]  # (width, height)
     iterations: int
+    copies: Tuple[Tuple[int, int], ...] = ()  # smaller copies of the image, matched too (StyleParams.pyramid)
 
     @property
     def pixels(self):
         return self.size[0] * self.size[1]
+
+    @property
+    def cost(self):
+        """Pixels through the network per step: the image and its smaller copies."""
+        return self.pixels + sum(w * h for w, h in self.copies)
 
 
 def fit_long_side(size, long_side, minimum=1):
@@ -43,13 +49,23 @@ def working_size(content_size, requested_long_side, max_pixels=None):
     return size, False
 
 
+def halved_copies(size, min_long_side):
+    """The sizes of ``size`` halved, and halved again, while the long side stays >= ``min_long_side``."""
+    copies, long_side = [], max(size)
+    while long_side / 2 >= min_long_side - 0.5:
+        long_side /= 2
+        copies.append(fit_long_side(size, round(long_side)))
+    return tuple(copies)
+
+
 def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), min_long_side=128,
-                coarse_share=1.0, max_scales=12) -> List[Stage]:
+                coarse_share=1.0, max_scales=12, copies_from=None) -> List[Stage]:
     """Scales from small to ``final_size``, each ``step`` apart, with the iterations shared out.
 
     Scale k steps below the final one gets ``coarse_share ** k`` times the iterations of the final
     scale: below step**2 (2) the coarse scales take less time each than the fine ones.
     A budget too small to give every scale a useful share drops the coarsest scales first.
+    ``copies_from``: each scale also gets its ``halved_copies`` down to that long side (None: none).
     """
     final_long = max(final_size)
     count = 1
@@ -65,5 +81,6 @@ def plan_stages(final_size, iterations, multiscale=True, step=math.sqrt(2.0), mi
     for k, n in enumerate(counts):
         below = count - 1 - k
         size = final_size if below == 0 else fit_long_side(final_size, round(final_long / step ** below))
-        stages.append(Stage(size=size, iterations=n))
+        copies = () if copies_from is None else halved_copies(size, copies_from)
+        stages.append(Stage(size=size, iterations=n, copies=copies))
     return stages

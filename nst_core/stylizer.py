@@ -98,7 +98,7 @@ class RunPlan:
         """(most steps, pixels) of each scale, then of each tile: what the run's clock estimates from."""
         tile_pixels = self.tiles[0][2] * self.tiles[0][3] if self.tiles else 0
         tiles = [(self.refine_iterations, tile_pixels)] * len(self.tiles)
-        return [(s.iterations, s.pixels) for s in self.stages] + tiles
+        return [(s.iterations, s.cost) for s in self.stages] + tiles
 
 
 @dataclass
@@ -170,6 +170,13 @@ def resize(tensor, size):
                          antialias=shrinking).clamp_(0, 255)
 
 
+def smaller_copy(image, size):
+    """``image`` shrunk to (width, height) for the pyramid's copies: bilinear with antialiasing, no
+    clamping, so gradients flow through it; the content's copy is made the same way."""
+    width, height = size
+    return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+
+
 def finish_image(result, content, params):
     """A result tensor at the content's size -> the picture a caller gets.
 
@@ -196,16 +203,30 @@ def bring_to_size(image, content_tensor, size, with_detail):
 
 
 class Objective(nn.Module):
-    """The total loss at one scale: alpha * content + beta * sum_l w_l * style_l + tv * TV."""
+    """The total loss at one scale: alpha * content + beta * sum_l w_l * style_l + tv * TV.
 
-    def __init__(self, content_targets, style_grams, params):
+    ``coarse``: (size, content targets, Gram targets) of smaller copies of the image that are matched
+    too (``StyleParams.pyramid``): the content and style terms are then each the mean over the
+    image and its copies, so every copy keeps the balance the strength was calibrated for.
+    """
+
+    def __init__(self, content_targets, style_grams, params, coarse=()):
         super().__init__()
         normalize = params.loss_normalization == "target"
-        self.content_losses = nn.ModuleDict(
-            {name: ContentLoss(target, normalize) for name, target in content_targets.items()})
-        self.style_losses = nn.ModuleDict(
-            {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
-                             params.ssim_sigma, params.ssim_implementation) for name, gram in style_grams.items()})
+
+        def content_losses(targets):
+            return nn.ModuleDict({name: ContentLoss(target, normalize) for name, target in targets.items()})
+
+        def style_losses(grams):
+            return nn.ModuleDict(
+                {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
+                                 params.ssim_sigma, params.ssim_implementation) for name, gram in grams.items()})
+
+        self.content_losses = content_losses(content_targets)
+        self.style_losses = style_losses(style_grams)
+        self.coarse_sizes = [tuple(size) for size, _, _ in coarse]
+        self.coarse_content = nn.ModuleList([content_losses(targets) for _, targets, _ in coarse])
+        self.coarse_style = nn.ModuleList([style_losses(grams) for _, _, grams in coarse])
         self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
         self.content_weight, self.style_weight = params.weights()  # given, or those of the strength
         self.tv_weight = params.tv_weight
@@ -215,14 +236,28 @@ class Objective(nn.Module):
     def layers(self):
         return list(self.content_losses) + [n for n in self.style_losses if n not in self.content_losses]
 
-    def forward(self, features, image):
-        zero = image.new_zeros(())
-        content = sum((loss(features[name]) for name, loss in self.content_losses.items()), zero)
+    def _content(self, losses, features, zero):
+        return sum((loss(features[name]) for name, loss in losses.items()), zero)
+
+    def _style(self, losses, features, zero):
         style, factors = zero, []
-        for name, loss in self.style_losses.items():
+        for name, loss in losses.items():
             value, factor = loss(features[name])
             style = style + self.layer_weights[name] * value
             factors.append(factor)
+        return style, factors
+
+    def forward(self, features, image, coarse_features=()):
+        """``features``: the image's, by layer; ``coarse_features``: those of each coarse copy, in order.
+        The reported SSIM factors are the full-size image's."""
+        zero = image.new_zeros(())
+        content = self._content(self.content_losses, features, zero)
+        style, factors = self._style(self.style_losses, features, zero)
+        for content_losses, style_losses, copy in zip(self.coarse_content, self.coarse_style, coarse_features):
+            content = content + self._content(content_losses, copy, zero)
+            style = style + self._style(style_losses, copy, zero)[0]
+        levels = 1 + len(self.coarse_sizes)
+        content, style = content / levels, style / levels
         tv = self.tv(image) if self.tv_weight > 0 else zero
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
         return total, {"content": content, "style": style, "tv": tv, "factors": factors}
@@ -248,11 +283,10 @@ class _ProgressReporter:
         """The ``on_iterate`` callback of one scale or tile; ``rule``: its ConvergenceRule, if any."""
         self.clock.begin(self.parts)
         self.parts += 1
-        most = self.clock.parts[self.clock.index][0]
 
         def on_iterate(current, best):
             self.iteration += 1
-            expected = None if rule is None else rule.expected_remaining(most)
+            expected = None if rule is None else rule.expected_total()
             elapsed, fraction, eta = self.clock.tick(expected)
             parts = current.parts
             self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
@@ -358,17 +392,38 @@ class Stylizer:
                 total[name] = total.get(name, 0) + weight * gram
         return total
 
-    def objective(self, content, style_grams, params):
-        with torch.no_grad():
-            feats = self.features(content, params.content_layers, params)
-        targets = {name: feats[name].float() for name in params.content_layers}
-        return Objective(targets, style_grams, params).to(self.device)
+    def objective(self, content, style_grams, params, coarse=()):
+        """The :class:`Objective` of ``content`` (at the scale's size) against ``style_grams``;
+        ``coarse``: (size, Gram targets) of the image's smaller copies, matched too."""
+        def content_targets(image):
+            with torch.no_grad():
+                feats = self.features(image, params.content_layers, params)
+            return {name: feats[name].float() for name in params.content_layers}
+
+        coarse = [(size, content_targets(smaller_copy(content, size)), grams) for size, grams in coarse]
+        return Objective(content_targets(content), style_grams, params, coarse).to(self.device)
+
+    def scale_objective(self, content, styles, stage, params):
+        """The objective of one scale: ``content`` at ``stage.size`` against the :class:`StyleSet`
+        ``styles`` rendered at that size, and likewise for each of the stage's smaller copies."""
+        def grams(size):
+            return self.style_grams(styles, round(max(size) * params.style_scale), params)
+
+        coarse = [(size, grams(size)) for size in stage.copies]
+        return self.objective(content, grams(stage.size), params, coarse)
+
+    def loss(self, image, objective, params):
+        """(total, parts) of ``image`` (1 x 3 x H x W, 0..255) under ``objective``, with gradients."""
+        feats = self.features(image, objective.layers, params)
+        coarse = []
+        for size in objective.coarse_sizes:
+            coarse.append(self.features(smaller_copy(image, size), objective.layers, params))
+        return objective(feats, image, coarse)
 
     def evaluate(self, image, objective, params):
         """Loss of ``image`` (1 x 3 x H x W, 0..255) under ``objective``, without gradients."""
         with torch.no_grad():
-            feats = self.features(image, objective.layers, params)
-            total, parts = objective(feats, image)
+            total, parts = self.loss(image, objective, params)
         return float(total), parts
 
     # ----- optimisation -----------------------------------------------------------------------
@@ -437,8 +492,7 @@ class Stylizer:
 
             def closure():
                 optimizer.zero_grad(set_to_none=True)
-                feats = self.features(x, objective.layers, params)
-                total, parts = objective(feats, x)
+                total, parts = self.loss(x, objective, params)
                 if loss_scale[0] is None:
                     total.backward()
                     loss_scale[0] = 1.0 / max(float(x.grad.abs().mean()), 1e-30)
@@ -520,9 +574,12 @@ class Stylizer:
     def _plan(self, content, params):
         half = devices.autocast_dtype(self.device, params.precision) is not None
         limit = devices.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
+        if params.pyramid:
+            limit = int(limit * 0.75)  # the halved copies' activations: at most 1/4 + 1/16 + ... = 1/3 more
         work, capped = working_size(content.size, params.size, limit)
         stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size,
-                             params.coarse_share, params.max_scales)
+                             params.coarse_share, params.max_scales,
+                             params.pyramid_min_side if params.pyramid else None)
         full = content.size
         upscale = params.upscale
         if work == full:
@@ -601,8 +658,7 @@ class Stylizer:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, generator)
             else:
                 x = resize(x, stage.size)
-            grams = self.style_grams(prepared.styles, round(max(stage.size) * params.style_scale), params)
-            objective = self.objective(scaled_content, grams, params)
+            objective = self.scale_objective(scaled_content, prepared.styles, stage, params)
             carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
             rule = ConvergenceRule.from_params(params)
             stylized = self.optimize(x, objective, stage.iterations, params,

@@ -78,3 +78,15 @@ def test_feather_weights_are_positive_and_ramp_at_the_edges():
 def test_the_default_runs_a_256_px_request_on_one_scale_and_451_px_on_three():
     assert [max(s.size) for s in default_plan((256, 170))] == [256]
     assert [max(s.size) for s in default_plan((451, 300))] == [225, 319, 451]
+
+
+def test_scales_of_twice_the_pyramids_least_side_get_halved_copies():
+    from nst_core.schedule import halved_copies
+
+    assert halved_copies((451, 300), 200) == ((226, 150),)  # 225.5 rounds up
+    assert halved_copies((1024, 683), 200) == ((512, 342), (256, 171))
+    assert halved_copies((319, 212), 200) == () and halved_copies((256, 170), 200) == ()
+    stages = plan_stages((451, 300), 500, min_long_side=200, coarse_share=0.3, max_scales=3, copies_from=200)
+    assert [s.copies for s in stages] == [(), (), ((226, 150),)]
+    assert stages[-1].cost == 451 * 300 + 226 * 150 and stages[0].cost == stages[0].pixels
+    assert all(s.copies == () for s in plan_stages((451, 300), 500, min_long_side=200))  # off by default

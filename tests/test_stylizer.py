@@ -346,3 +346,41 @@ def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
     assert given.stats["style_weight"] == 3.0
     warnings = [e.message for e in events if e.event == "warning"]
     assert len(warnings) == 1 and "style strength 8 ignored" in warnings[0]
+
+
+def test_a_large_scale_is_also_matched_as_a_halved_copy_with_the_same_balance(random_engine):
+    from nst_core.schedule import Stage
+    from nst_core.stylizer import StyleSet, _to_tensor, resize, smaller_copy
+
+    params = StyleParams.preset("standard")
+    content = resize(_to_tensor(np.array(make_content()), "cpu"), (160, 96))
+    style = StyleSet([_to_tensor(np.array(make_style()), "cpu")], [None], [1.0], ["s"])
+    plain = random_engine.scale_objective(content, style, Stage((160, 96), 10), params)
+    both = random_engine.scale_objective(content, style, Stage((160, 96), 10, copies=((80, 48),)), params)
+    half = random_engine.scale_objective(smaller_copy(content, (80, 48)), style, Stage((80, 48), 10), params)
+    image = content + 20 * torch.rand(content.shape, generator=torch.Generator().manual_seed(0))
+    _, parts_plain = random_engine.loss(image, plain, params)
+    _, parts_both = random_engine.loss(image, both, params)
+    _, parts_half = random_engine.loss(smaller_copy(image, (80, 48)), half, params)
+    # Each term is the mean of the full-size one and the halved copy's, against the content and the
+    # style rendered at the copy's size; the SSIM factors reported are the full size's.
+    for term in ("content", "style"):
+        assert float(parts_both[term]) == pytest.approx((float(parts_plain[term]) + float(parts_half[term])) / 2,
+                                                       rel=1e-4)
+    assert float(parts_half["style"]) != pytest.approx(float(parts_plain["style"]), rel=1e-2)
+    assert [float(f) for f in parts_both["factors"]] == pytest.approx([float(f) for f in parts_plain["factors"]])
+    # The halved copy has gradients: the loss moves the image through it.
+    image.requires_grad_(True)
+    total, _ = random_engine.loss(image, both, params)
+    total.backward()
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
+
+
+def test_the_plan_gives_halved_copies_to_large_scales_only_and_the_paper_none(random_engine):
+    from nst_core.stylizer import as_loaded
+
+    content = as_loaded(np.zeros((300, 451, 3), np.float32), "content")
+    stages = random_engine._plan(content, StyleParams.preset("standard")).stages
+    assert [s.copies for s in stages] == [(), (), ((226, 150),)]
+    assert all(s.copies == () for s in random_engine._plan(content, StyleParams.preset("paper")).stages)
+    assert all(s.copies == () for s in random_engine._plan(content, StyleParams.preset("standard", pyramid=False)).stages)
