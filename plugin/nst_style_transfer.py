@@ -159,10 +159,11 @@ TOOLTIPS = {
     "style_layer": "The picture whose style is copied: a layer of any open image (open the "
                    "painting as a second image). Its size matters little: it is scaled to the "
                    "working size.",
-    "preset": "Standard: multi-scale, a clearly styled result soonest. Fast: %s steps, about a "
-              "third of the time, for a quick look. Paper: the paper's exact method, %s steps "
-              "in one scale, the slowest." % (dict(PRESET_DEFAULTS)["fast"]["iterations"],
-                                              dict(PRESET_DEFAULTS)["paper"]["iterations"]),
+    "preset": "Standard: multi-scale, a clearly styled result, each scale run until the picture "
+              "settles. Fast: at most %s steps, shorter coarse scales, and each scale stops sooner: "
+              "about two thirds of the time, a good picture sooner, for a quick look. Paper: the "
+              "paper's exact method, %s steps in one scale, the slowest." % (
+                  dict(PRESET_DEFAULTS)["fast"]["iterations"], dict(PRESET_DEFAULTS)["paper"]["iterations"]),
     "iterations": "The most optimisation steps; the run may stop earlier once the picture no "
                   "longer changes. Time grows with the steps. 0 takes the preset's: %s."
                   % preset_values_text("iterations"),
