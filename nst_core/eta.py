@@ -6,8 +6,9 @@ one-off costs (style targets, optimiser set-up). Each part is expected to take
 
   this part     the convergence rule's forecast of the step it stops at
                 (``ConvergenceRule.expected_total``), blended with what was expected of the part
-                before it began (``LATER_SHARE`` of the count the part before needed) in proportion
-                to how far it has run towards that count; with neither (or no rule), its maximum
+                before it began (``LATER_SHARE`` of the count the part before needed, else the
+                rule's typical count) in proportion to how far it has run towards that count; with
+                neither (no rule), its maximum
   later parts   ``LATER_SHARE`` of the steps this part is expected to take, capped at each part's
                 maximum: a scale starts from the previous one's result and stops by the same rule
 
@@ -54,9 +55,10 @@ class RunClock:
                 self.needed = None
         self.index, self.steps_here, self._last, self._forecast = index, 0, None, None
 
-    def tick(self, expected_total=None):
+    def tick(self, expected_total=None, typical=None):
         """One step of the current part done; ``expected_total``: the step the current part is forecast
-        to stop at (None: no forecast yet; ``math.inf``: no end in sight).
+        to stop at (None: no forecast yet; ``math.inf``: no end in sight); ``typical``: the steps such a
+        part typically needs (``ConvergenceRule.typical_total``), for a part with none before it.
 
         Returns (elapsed seconds, fraction done, seconds left or None while no step has been timed).
         """
@@ -76,7 +78,8 @@ class RunClock:
         if self._units == 0:
             self.fraction = max(self.fraction, min(self.done_units / self.max_units, 1.0))
             return elapsed, self.fraction, None
-        prior = None if self.needed is None else LATER_SHARE * self.needed  # expected of this part before it began
+        # What was expected of this part before it began: from the part before, else the rule's guess.
+        prior = typical if self.needed is None else LATER_SHARE * self.needed
         if expected_total is None:
             expected = math.inf if prior is None else prior  # nothing known: every part runs to its maximum
         elif prior is None or not math.isfinite(expected_total):

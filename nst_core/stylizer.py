@@ -286,8 +286,8 @@ class _ProgressReporter:
 
         def on_iterate(current, best):
             self.iteration += 1
-            expected = None if rule is None else rule.expected_total()
-            elapsed, fraction, eta = self.clock.tick(expected)
+            expected, typical = (None, None) if rule is None else (rule.expected_total(), rule.typical_total())
+            elapsed, fraction, eta = self.clock.tick(expected, typical)
             parts = current.parts
             self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
                                scale=scale, loss=current.loss, content_loss=float(parts["content"]),
