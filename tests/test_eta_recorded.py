@@ -85,7 +85,7 @@ ONE_SCALE = [run for run in RUNS if len(run["parts"]) == 1]
 
 @pytest.mark.parametrize("run", MULTI_SCALE, ids=[run["run"] for run in MULTI_SCALE])
 def test_multi_scale_runs_time_left_is_mostly_within_a_quarter_once_a_tenth_has_passed(run):
-    # Measured with today's model: 85-95 % of the estimates after the first tenth, 73-98 % after
+    # Measured with today's model: 82-95 % of the estimates after the first tenth, 73-98 % after
     # the first third (the misses: a scale's early forecast, and a final scale that needed fewer or
     # more steps than the one before suggested). The issue asks for every estimate.
     share, _ = accuracy(run, 0.1)
@@ -97,10 +97,10 @@ def test_multi_scale_runs_time_left_is_mostly_within_a_quarter_once_a_tenth_has_
 @pytest.mark.parametrize("run", ONE_SCALE, ids=[run["run"] for run in ONE_SCALE])
 def test_one_scale_runs_time_left_is_good_in_the_second_half(run):
     # A one-scale run has no scale before it to say how many steps a scale needs: until its own
-    # forecast settles (~35 steps) the rule's typical count stands in. After the first tenth 53-70 %
+    # forecast settles (~35 steps) the rule's typical count stands in. After the first tenth 75-84 %
     # of the estimates are within 25 %, after half-way 65-81 %.
     share, _ = accuracy(run, 0.1)
-    assert share >= 0.5, share
+    assert share >= 0.7, share
     later_share, _ = accuracy(run, 0.5)
     assert later_share >= 0.6, later_share
 
