@@ -24,7 +24,7 @@ loaded); after all methods ran, benchmarks/evaluate.py judges them (judging time
 <= 0.15 and content distance <= 0.5 (coarser scales do not count: they are not what the user gets).
 "final" scores the image each method returns. "ETA ok" (the engine's presets): the share of its time-left
 estimates, made once a tenth of the run had passed, within 25 % of the real time left (or within its
-slowest step, at the very end). Peak memory is the growth of peak RSS over the process
+last step, at the very end). Peak memory is the growth of peak RSS over the process
 before the run. Writes the table, benchmarks/time_to_good.json and a contact sheet of the final
 images (benchmarks/time_to_good.png).
 """
@@ -134,11 +134,11 @@ def engine_worker(args, sink):
 
 def eta_accuracy(estimates, total):
     """The share of the time-left estimates made once a tenth of the run had passed that were within
-    25 % of the real time left (issue 13's bound), or within the run's slowest step where almost
-    nothing is left (as tests/test_eta_recorded.py counts); None without estimates."""
+    25 % of the real time left (issue 13's bound), or within the run's last step where almost nothing
+    is left (as tests/test_eta_recorded.py counts); None without estimates."""
     times = [elapsed for elapsed, _ in estimates]
-    slowest = max((b - a for a, b in zip(times, times[1:])), default=0.0)
-    judged = [abs(eta - (total - elapsed)) <= max(0.25 * (total - elapsed), slowest)
+    last_step = times[-1] - times[-2] if len(times) > 1 else 0.0
+    judged = [abs(eta - (total - elapsed)) <= max(0.25 * (total - elapsed), last_step)
               for elapsed, eta in estimates if elapsed >= 0.1 * total and eta is not None]
     return round(sum(judged) / len(judged), 3) if judged else None
 
