@@ -1,6 +1,8 @@
 """The stop-on-convergence rule and the time-left model (issue 13), on scripted sequences: no torch."""
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -65,6 +67,37 @@ def test_the_forecast_says_when_a_power_law_tail_converges():
     assert feed(rule, losses[12:40]) is None
     predicted = rule.expected_total()
     assert abs(predicted - actual) <= 0.15 * actual, (predicted, actual)
+
+
+def test_within_the_last_window_the_forecast_runs_the_rule_forward_and_hits_the_step():
+    # The steps already in the window are known; only the next few steps' decreases are forecast.
+    # The power law alone put this end one step early (69.0-69.2 for 70).
+    losses = power_tail(400)
+    actual = feed(ConvergenceRule(window=10, loss_change=0.02), losses)
+    for steps_left in (9, 6, 3, 1):
+        rule = ConvergenceRule(window=10, loss_change=0.02)
+        feed(rule, losses[:actual - steps_left])
+        assert rule.expected_total() == actual, steps_left
+
+
+def test_on_recorded_runs_the_last_window_forecast_is_mostly_within_a_step():
+    # Every part of the recorded runs (tests/data/loss_curves.json) that its rule ended, forecast from
+    # each of its last nine steps: measured 0.61 steps off on average, 90 % within one step (the power
+    # law alone: 1.26 steps, 43 %).
+    curves = json.load(open(os.path.join(os.path.dirname(__file__), "data", "loss_curves.json")))["runs"]
+    errors = []
+    for run in curves:
+        for losses in run["losses"]:
+            actual = feed(ConvergenceRule(window=10, loss_change=run["rule"]), losses)
+            if actual is None or actual < 25:  # ran to its maximum, or ended before a trend
+                continue
+            for steps_left in range(1, 10):
+                rule = ConvergenceRule(window=10, loss_change=run["rule"])
+                feed(rule, losses[:actual - steps_left])
+                errors.append(abs(rule.expected_total() - actual))
+    assert len(errors) >= 150
+    assert sum(errors) / len(errors) <= 0.8, sum(errors) / len(errors)
+    assert sum(error <= 1 for error in errors) >= 0.85 * len(errors)
 
 
 def test_a_loss_that_falls_steadily_has_no_end_in_sight_and_a_converged_one_ends_now():

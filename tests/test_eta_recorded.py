@@ -5,6 +5,12 @@ benchmarks/eta_record.py: real VGG-16 features, L-BFGS, the CPU, nothing else ru
 seconds since the start, the part (scale) and the loss. The replay feeds each part's losses to today's
 convergence rule and the recorded times to today's run clock, as ``Stylizer`` does during a run.
 No torch, no weights: the runs' pace and losses are in the file.
+
+tests/data/loss_curves.json holds the losses alone of 24 more real runs (six pairs, both presets, 256 and
+512 px, each ended by the 2 % rule). Replayed with a scripted clock (every step costs its pixels, a
+part's first step three steps, as measured), they test the forecast of where each part stops without
+the machine's own pace varying: on the recorded runs, even knowing every part's step count in advance
+leaves 2-25 % of the estimates outside 25 %, from the step times alone (benchmarks/README.md).
 """
 
 import json
@@ -17,8 +23,9 @@ from nst_core.convergence import ConvergenceRule
 from nst_core.eta import RunClock
 from nst_core.params import StyleParams
 
-RECORDED = os.path.join(os.path.dirname(__file__), "data", "eta_runs.json")
-RUNS = json.load(open(RECORDED))["runs"]
+DATA = os.path.join(os.path.dirname(__file__), "data")
+RUNS = json.load(open(os.path.join(DATA, "eta_runs.json")))["runs"]
+CURVES = json.load(open(os.path.join(DATA, "loss_curves.json")))["runs"]
 
 
 def replay(run):
@@ -83,27 +90,110 @@ ONE_SCALE = [run for run in RUNS if len(run["parts"]) == 1]
 
 @pytest.mark.parametrize("run", MULTI_SCALE, ids=[run["run"] for run in MULTI_SCALE])
 def test_multi_scale_runs_time_left_is_mostly_within_a_quarter_once_a_tenth_has_passed(run):
-    # Measured with today's model: 82-95 % of the estimates after the first tenth, 73-98 % after
-    # the first third (the misses: a scale's early forecast, and a final scale that needed fewer or
+    # Measured with today's model: 89-99 % of the estimates after the first tenth, 89-100 % after
+    # the first third (the misses: the final scale's pace differing from the scale before's, e.g.
+    # 0.60 s a step for its first steps and 0.95 s later, and a final scale that needed fewer or
     # more steps than the one before suggested). The issue asks for every estimate.
     share = accuracy(run, 0.1)
-    assert share >= 0.8, share
+    assert share >= 0.85, share
     later_share = accuracy(run, 1 / 3)
-    assert later_share >= 0.7, later_share
+    assert later_share >= 0.85, later_share
 
 
 @pytest.mark.parametrize("run", ONE_SCALE, ids=[run["run"] for run in ONE_SCALE])
 def test_one_scale_runs_time_left_is_good_in_the_second_half(run):
     # A one-scale run has no scale before it to say how many steps a scale needs: until its own
-    # forecast settles (~35 steps) the rule's typical count stands in. After the first tenth 75-84 %
-    # of the estimates are within 25 %, after half-way 65-81 %.
+    # forecast settles (~35 steps) the rule's typical count stands in. After the first tenth 94-99 %
+    # of the estimates are within 25 %, after half-way 90-98 %.
     share = accuracy(run, 0.1)
-    assert share >= 0.7, share
+    assert share >= 0.9, share
     later_share = accuracy(run, 0.5)
-    assert later_share >= 0.6, later_share
+    assert later_share >= 0.85, later_share
 
 
 def test_the_typical_count_follows_the_threshold_as_measured():
     # One scale at 256 px, six pairs: 80-103 steps at 2 %, 52-60 at 5 %.
     assert 80 <= ConvergenceRule(loss_change=0.02).typical_total() <= 103
     assert 52 <= ConvergenceRule(loss_change=0.05).typical_total() <= 60
+
+
+# The scripted clock: seconds per pixel of a step, and what a part's first step costs in steps (style
+# targets, the optimiser's set-up: 2.5-3.5 steps on the recorded runs).
+SECONDS_PER_PIXEL, FIRST_STEP = 5e-6, 3.0
+
+
+def scripted_replay(parts, losses, loss_change):
+    """Each part's losses, cut where the rule stops it, through the clock with scripted step times:
+    [(elapsed, eta, real time left)], the total, the last step's seconds."""
+    steps = []
+    for index, ((most, pixels), part_losses) in enumerate(zip(parts, losses)):
+        rule = ConvergenceRule(loss_change=loss_change)
+        for count, loss in enumerate(part_losses[:most]):
+            steps.append((index, loss, (FIRST_STEP if count == 0 else 1.0) * pixels * SECONDS_PER_PIXEL))
+            if rule.update(loss):
+                break
+    total = sum(seconds for _, _, seconds in steps)
+    now = [0.0]
+    clock = RunClock(parts[:len(losses)], now=lambda: now[0])
+    ticks, part = [], -1
+    for index, loss, seconds in steps:
+        if index != part:
+            part, rule = index, ConvergenceRule(loss_change=loss_change)
+            clock.begin(index)
+        rule.update(loss)
+        now[0] += seconds
+        _, _, eta = clock.tick(rule.expected_total(), rule.typical_total())
+        ticks.append((now[0], eta, total - now[0]))
+    return ticks, total, steps[-1][2]
+
+
+def scripted_accuracy(ticks, total, last_step, from_share=0.1):
+    judged = [(eta, left) for elapsed, eta, left in ticks if elapsed >= from_share * total]
+    assert judged and all(eta is not None for eta, _ in judged)
+    return sum(abs(eta - left) <= max(0.25 * left, last_step) for eta, left in judged) / len(judged)
+
+
+def scripted_runs():
+    """(name, parts, losses per part, the rule's threshold) of every recorded run."""
+    runs = [(c["run"], c["parts"], c["losses"], c["rule"]) for c in CURVES]
+    for run in RUNS:
+        losses = {}
+        for _, index, loss in run["steps"]:
+            losses.setdefault(index, []).append(loss)
+        threshold = StyleParams.preset(run["run"].split(":")[0]).converge_loss_change
+        runs.append((run["run"] + " (timed)", run["parts"], [losses[i] for i in sorted(losses)], threshold))
+    return runs
+
+
+SCRIPTED = scripted_runs()
+
+
+def test_the_loss_curves_are_real_runs_of_both_presets_at_both_sizes():
+    assert len(CURVES) >= 20
+    assert {(c["run"].split(":")[0], c["run"].split(":")[1]) for c in CURVES} == {
+        ("standard", "256"), ("standard", "512"), ("fast", "256"), ("fast", "512")}
+    assert all(len(c["losses"]) == len(c["parts"]) for c in CURVES)
+    assert {c["rule"] for c in CURVES} == {0.02, 0.05}
+
+
+@pytest.mark.parametrize("name, parts, losses, threshold", SCRIPTED, ids=[run[0] for run in SCRIPTED])
+def test_with_a_scripted_clock_multi_scale_estimates_are_within_a_quarter(name, parts, losses, threshold):
+    # Steps at a steady pace leave the forecast's error alone. Multi-scale runs, measured: 10 of 16
+    # have every estimate after the first tenth within 25 %, the rest 94-99 % (nearly all misses in
+    # a final scale's last 10-20 s, its end forecast 2-5 steps off; one as a scale begins).
+    # One-scale runs: 50-100 %, mean 89 %: until the forecast settles (~35 steps) the rule's typical
+    # count stands in, and the runs need 79-102 steps at 2 %; coffee / Great Wave's 102 (50 %) slows
+    # down later than its first 60 steps foretell.
+    ticks, total, last_step = scripted_replay(parts, losses, threshold)
+    share = scripted_accuracy(ticks, total, last_step)
+    if len(parts) > 1:
+        assert share >= 0.9, share
+    else:
+        assert share >= 0.45, share
+
+
+def test_with_a_scripted_clock_most_estimates_of_all_runs_are_within_a_quarter():
+    shares = [scripted_accuracy(*scripted_replay(parts, losses, threshold)) for _, parts, losses, threshold in SCRIPTED]
+    multi = [share for share, run in zip(shares, SCRIPTED) if len(run[1]) > 1]
+    assert sum(share == 1.0 for share in multi) >= 0.5 * len(multi), multi
+    assert sum(shares) / len(shares) >= 0.93, shares  # measured: 94.6 %
