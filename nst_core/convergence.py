@@ -83,8 +83,8 @@ class ConvergenceRule:
         end = max(max(ends), steps)
         if self.pixel_change is None and end - steps <= self.window:
             # Within a window of the end the window's own contents decide: which decreases are about to
-            # leave it is known, only the next few steps' are forecast (recorded runs: the power law
-            # alone ended the last steps early by 2-4 steps).
+            # leave it is known, only the next few steps' are forecast (recorded runs, forecasts from a
+            # part's last nine steps: 0.61 steps off on average, the power law alone 1.26).
             end = self._end_by_window() or end
         return end
 

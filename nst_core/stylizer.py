@@ -36,7 +36,7 @@ from .events import Preview, Progress, Started, Warned
 from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
 from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from .params import StyleParams
-from .schedule import Stage, fit_long_side, plan_stages, working_size
+from .schedule import Stage, fit_long_side, halved_copies, plan_stages, working_size
 
 STYLE_CACHE_ENTRIES = 64
 MIN_STYLE_SIDE = 16  # a style image shrunk further has no texture left to measure
@@ -574,9 +574,12 @@ class Stylizer:
     def _plan(self, content, params):
         half = devices.autocast_dtype(self.device, params.precision) is not None
         limit = devices.max_pixels(self.device, self.architecture, params.optimizer, params.memory_fraction, half)
-        if params.pyramid:
-            limit = int(limit * 0.75)  # the halved copies' activations: at most 1/4 + 1/16 + ... = 1/3 more
         work, capped = working_size(content.size, params.size, limit)
+        if params.pyramid and halved_copies(work, params.pyramid_min_side):
+            # The halved copies' activations: at most 1/4 + 1/16 + ... = 1/3 more. A size too small
+            # for a copy keeps the whole limit.
+            limit = int(limit * 0.75)
+            work, capped = working_size(content.size, params.size, limit)
         stages = plan_stages(work, params.iterations, params.multiscale, params.scale_step, params.min_scale_size,
                              params.coarse_share, params.max_scales,
                              params.pyramid_min_side if params.pyramid else None)

@@ -156,6 +156,22 @@ def test_memory_cap_shrinks_the_working_size_and_says_so(random_engine, monkeypa
     assert result.image.size == (192, 144)
 
 
+def test_the_halved_copys_memory_is_set_aside_only_where_a_copy_is_made(random_engine, monkeypatch):
+    from nst_core import devices
+    from nst_core.stylizer import as_loaded
+
+    content = as_loaded(np.zeros((1500, 2000, 3), np.float32), "content")
+    for limit, long_side_without in ((300 * 225, 300), (800 * 600, 800)):
+        monkeypatch.setattr(devices, "max_pixels", lambda *args, limit=limit, **kwargs: limit)
+        without = random_engine._plan(content, StyleParams.preset("standard", size=2000, pyramid=False)).working_size
+        with_copy = random_engine._plan(content, StyleParams.preset("standard", size=2000)).working_size
+        assert abs(without[0] - long_side_without) <= 2
+        if long_side_without < 400:  # no copy at this size: the whole limit
+            assert with_copy == without
+        else:  # a copy: its activations' room is set aside, a quarter of the area
+            assert with_copy[0] * with_copy[1] <= 0.75 * limit < without[0] * without[1]
+
+
 def test_out_of_memory_retries_smaller(random_engine, monkeypatch):
     original = random_engine._run_once
     sizes = []
