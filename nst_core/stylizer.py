@@ -205,12 +205,12 @@ def bring_to_size(image, content_tensor, size, with_detail):
 class Objective(nn.Module):
     """The total loss at one scale: alpha * content + beta * sum_l w_l * style_l + tv * TV.
 
-    ``coarse``: (size, content targets, Gram targets) of smaller copies of the image that are matched
+    ``copies``: (size, content targets, Gram targets) of each smaller copy of the image that is matched
     too (``StyleParams.pyramid``): the content and style terms are then each the mean over the
     image and its copies, so every copy keeps the balance the strength was calibrated for.
     """
 
-    def __init__(self, content_targets, style_grams, params, coarse=()):
+    def __init__(self, content_targets, style_grams, params, copies=()):
         super().__init__()
         normalize = params.loss_normalization == "target"
 
@@ -224,9 +224,9 @@ class Objective(nn.Module):
 
         self.content_losses = content_losses(content_targets)
         self.style_losses = style_losses(style_grams)
-        self.coarse_sizes = [tuple(size) for size, _, _ in coarse]
-        self.coarse_content = nn.ModuleList([content_losses(targets) for _, targets, _ in coarse])
-        self.coarse_style = nn.ModuleList([style_losses(grams) for _, _, grams in coarse])
+        self.copy_sizes = [tuple(size) for size, _, _ in copies]
+        self.copy_content = nn.ModuleList([content_losses(targets) for _, targets, _ in copies])
+        self.copy_style = nn.ModuleList([style_losses(grams) for _, _, grams in copies])
         self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
         self.content_weight, self.style_weight = params.weights()  # given, or those of the strength
         self.tv_weight = params.tv_weight
@@ -247,16 +247,16 @@ class Objective(nn.Module):
             factors.append(factor)
         return style, factors
 
-    def forward(self, features, image, coarse_features=()):
-        """``features``: the image's, by layer; ``coarse_features``: those of each coarse copy, in order.
+    def forward(self, features, image, copy_features=()):
+        """``features``: the image's, by layer; ``copy_features``: those of each smaller copy, in order.
         The reported SSIM factors are the full-size image's."""
         zero = image.new_zeros(())
         content = self._content(self.content_losses, features, zero)
         style, factors = self._style(self.style_losses, features, zero)
-        for content_losses, style_losses, copy in zip(self.coarse_content, self.coarse_style, coarse_features):
+        for content_losses, style_losses, copy in zip(self.copy_content, self.copy_style, copy_features):
             content = content + self._content(content_losses, copy, zero)
             style = style + self._style(style_losses, copy, zero)[0]
-        levels = 1 + len(self.coarse_sizes)
+        levels = 1 + len(self.copy_sizes)
         content, style = content / levels, style / levels
         tv = self.tv(image) if self.tv_weight > 0 else zero
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
@@ -392,16 +392,17 @@ class Stylizer:
                 total[name] = total.get(name, 0) + weight * gram
         return total
 
-    def objective(self, content, style_grams, params, coarse=()):
+    def objective(self, content, style_grams, params, copy_grams=()):
         """The :class:`Objective` of ``content`` (at the scale's size) against ``style_grams``;
-        ``coarse``: (size, Gram targets) of the image's smaller copies, matched too."""
+        ``copy_grams``: (size, Gram targets) of each smaller copy of the image, matched too (their
+        content targets are made here, from ``content`` shrunk)."""
         def content_targets(image):
             with torch.no_grad():
                 feats = self.features(image, params.content_layers, params)
             return {name: feats[name].float() for name in params.content_layers}
 
-        coarse = [(size, content_targets(smaller_copy(content, size)), grams) for size, grams in coarse]
-        return Objective(content_targets(content), style_grams, params, coarse).to(self.device)
+        copies = [(size, content_targets(smaller_copy(content, size)), grams) for size, grams in copy_grams]
+        return Objective(content_targets(content), style_grams, params, copies).to(self.device)
 
     def scale_objective(self, content, styles, stage, params):
         """The objective of one scale: ``content`` at ``stage.size`` against the :class:`StyleSet`
@@ -409,16 +410,14 @@ class Stylizer:
         def grams(size):
             return self.style_grams(styles, round(max(size) * params.style_scale), params)
 
-        coarse = [(size, grams(size)) for size in stage.copies]
-        return self.objective(content, grams(stage.size), params, coarse)
+        return self.objective(content, grams(stage.size), params, [(size, grams(size)) for size in stage.copies])
 
     def loss(self, image, objective, params):
         """(total, parts) of ``image`` (1 x 3 x H x W, 0..255) under ``objective``, with gradients."""
         feats = self.features(image, objective.layers, params)
-        coarse = []
-        for size in objective.coarse_sizes:
-            coarse.append(self.features(smaller_copy(image, size), objective.layers, params))
-        return objective(feats, image, coarse)
+        copy_features = [self.features(smaller_copy(image, size), objective.layers, params)
+                         for size in objective.copy_sizes]
+        return objective(feats, image, copy_features)
 
     def evaluate(self, image, objective, params):
         """Loss of ``image`` (1 x 3 x H x W, 0..255) under ``objective``, without gradients."""
