@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -567,12 +568,23 @@ def process_alive(pid):
 
 
 def write_json_atomically(path, data):
-    partial = "%s.part-%d" % (path, os.getpid())
-    with io.open(partial, "wb") as handle:
-        handle.write(json.dumps(data, sort_keys=True, indent=1).encode("utf-8"))
-    if WINDOWS and os.path.exists(path):
-        os.remove(path)
-    os.rename(partial, path)
+    # A partial file of its own for every write: the dialog's warm-up thread and a run in the same
+    # process may write the service's state at the same moment (one name per process let one rename
+    # the other's file away).
+    descriptor, partial = tempfile.mkstemp(prefix=os.path.basename(path) + ".part-",
+                                           dir=os.path.dirname(path) or ".")
+    try:
+        with io.open(descriptor, "wb") as handle:
+            handle.write(json.dumps(data, sort_keys=True, indent=1).encode("utf-8"))
+        if WINDOWS and os.path.exists(path):
+            os.remove(path)
+        os.rename(partial, path)
+    except BaseException:
+        try:
+            os.remove(partial)
+        except OSError:
+            pass
+        raise
 
 
 def read_json(path):

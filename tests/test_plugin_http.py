@@ -349,6 +349,28 @@ def test_a_run_started_while_the_warm_up_waits_for_the_service_shares_it(images,
     assert log_text(tmp_path).count("started the engine service") == 1
 
 
+def test_two_threads_writing_the_state_file_at_once_both_succeed(tmp_path):
+    # The dialog's warm-up and a run share a process and may both write the service's state file.
+    path = str(tmp_path / "nst_service-cpu.json")
+    errors = []
+
+    def write(writer):
+        try:
+            for count in range(300):
+                nst_http.write_json_atomically(path, {"writer": writer, "count": count})
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(writer,)) for writer in ("warm-up", "run")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert json.loads(Path(path).read_text())["count"] == 299
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nst_service-cpu.json"]  # no partial file left
+
+
 def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp_path, monkeypatch):
     # The fake engine knows only `stylize`: `serve` exits with an error at once.
     monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
