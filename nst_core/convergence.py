@@ -32,6 +32,7 @@ class ConvergenceRule:
         self.changes = []  # (loss change, pixel change or None) after each step once a window is full
         self.losses = []  # the best loss after each step
         self.converged = False
+        self.converged_at = None  # the step it first said converged (the engine may report one more)
 
     @classmethod
     def from_params(cls, params):
@@ -56,11 +57,13 @@ class ConvergenceRule:
                 pixel_change = float(abs(best_image - old_image).mean())
         self.changes.append((loss_change, pixel_change))
         self.converged = loss_change < self.loss_change and (pixel_change is None or pixel_change < self.pixel_change)
+        if self.converged and self.converged_at is None:
+            self.converged_at = len(self.losses)
         return self.converged
 
     def expected_total(self):
-        """The step number the scale is forecast to converge at; None while there is no trend,
-        ``math.inf`` when a change is not shrinking.
+        """The step number the scale is forecast to converge at (once converged, the step it did);
+        None while there is no trend, ``math.inf`` when a change is not shrinking.
 
         The model: each measured change falls as a power of the step number, c(k) = a k^b (b < 0),
         fitted in log-log to the last ``FORECAST_SPAN`` of them; the scale ends where the last change
@@ -69,8 +72,8 @@ class ConvergenceRule:
         forecast the end too early. None: fewer than ``FORECAST_MIN_POINTS`` changes measured.
         """
         steps = len(self.losses)
-        if self.converged:
-            return steps
+        if self.converged_at is not None:
+            return self.converged_at
         if len(self.changes) < FORECAST_MIN_POINTS:
             return None
         recent = self.changes[-FORECAST_SPAN:]

@@ -5,11 +5,12 @@ scale or tile being optimised, else the one before), excluding each part's first
 one-off costs (style targets, optimiser set-up). Each part is expected to take
 
   this part     the convergence rule's forecast of the step it stops at
-                (``ConvergenceRule.expected_total``), blended with what was expected of the part
+                (``ConvergenceRule.expected_total``) and one more (the engine reports the image of
+                the step taken while the rule decided), blended with what was expected of the part
                 before it began (``LATER_SHARE`` of the count the part before needed, else the
                 rule's typical count) in proportion to how far it has run towards that count (a
                 forecast over ``FAR_BEYOND`` times that count is set aside until the part has run
-                that long);
+                that long); once the rule has decided, that alone;
                 with neither (no rule), its maximum
   later parts   ``LATER_SHARE`` of the steps this part is expected to take, capped at each part's
                 maximum: a scale starts from the previous one's result and stops by the same rule
@@ -17,7 +18,8 @@ one-off costs (style targets, optimiser set-up). Each part is expected to take
 A part "needed" the steps it took when it converged, or, when it ran to its maximum, the forecast it
 had at the end (a coarse scale cut short still says how long the rule would have taken).
 
-How good it is: tests/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json).
+How good it is: tests/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json, with
+their times; tests/data/loss_curves.json, with a scripted clock).
 """
 
 import math
@@ -62,8 +64,8 @@ class RunClock:
         self.index, self.steps_here, self._last, self._forecast = index, 0, None, None
 
     def tick(self, expected_total=None, typical=None):
-        """One step of the current part done; ``expected_total``: the step the current part is forecast
-        to stop at (None: no forecast yet; ``math.inf``: no end in sight); ``typical``: the steps such a
+        """One step of the current part done; ``expected_total``: the step the current part's rule is
+        forecast to end it at, or did (None: no forecast yet; ``math.inf``: no end in sight); ``typical``: the steps such a
         part typically needs (``ConvergenceRule.typical_total``), for a part with none before it.
 
         Returns (elapsed seconds, fraction done, seconds left or None while no step has been timed).
@@ -72,6 +74,11 @@ class RunClock:
         most, pixels = self.parts[self.index]
         self.steps_here += 1
         self.done_units += pixels
+        decided = expected_total is not None and expected_total <= self.steps_here  # the rule has spoken
+        if expected_total is not None and math.isfinite(expected_total):
+            # The step its rule decides on is already taken when the rule speaks: the engine reports
+            # that step's image too, one step more (recorded runs: every converged part).
+            expected_total += 1
         if expected_total is not None:
             self._forecast = expected_total
         if self._last is not None:
@@ -95,7 +102,7 @@ class RunClock:
             expected_total = None
         if expected_total is None:
             expected = math.inf if prior is None else prior  # nothing known: every part runs to its maximum
-        elif prior is None or not math.isfinite(expected_total):
+        elif prior is None or not math.isfinite(expected_total) or decided:
             expected = expected_total
         else:
             # A forecast from a part's first steps is rough (the loss falls fastest then): the prior

@@ -109,6 +109,33 @@ def test_a_loss_that_falls_steadily_has_no_end_in_sight_and_a_converged_one_ends
     assert rule.converged and rule.expected_total() == len(rule.losses)
 
 
+def test_once_converged_the_rule_keeps_the_step_it_converged_at():
+    rule = ConvergenceRule(window=10, loss_change=0.02)
+    converged_at = feed(rule, [100.0 - k for k in range(10)] + [91.0] * 15)
+    assert converged_at is not None
+    rule.update(80.0)  # the step the engine reports after the verdict may change the loss a lot
+    assert rule.expected_total() == converged_at
+
+
+def test_a_part_its_rule_has_ended_reports_one_more_step_and_then_nothing_is_left():
+    now = [0.0]
+    clock = RunClock([(100, 100), (100, 100)], now=lambda: now[0])
+    clock.begin(0)
+    for _ in range(90):  # the first part needed 90 steps: 72 are expected of the next
+        now[0] += 1.0
+        clock.tick()
+    clock.begin(1)
+    for step in range(1, 21):
+        now[0] += 1.0
+        _, _, eta = clock.tick(expected_total=20 if step == 20 else 30)
+    # The rule ended the part at step 20, far sooner than expected: that step's image is still to be
+    # reported (1 s a step), then nothing.
+    assert eta == pytest.approx(1.0)
+    now[0] += 1.0
+    _, _, eta = clock.tick(expected_total=20)
+    assert eta == 0
+
+
 def test_the_pixel_limit_when_set_is_forecast_too():
     losses = [100.0] * 60  # the loss is flat: only the picture decides
     images = [np.full(4, 40.0 * (1 - (k + 1) ** -0.5)) for k in range(60)]  # it moves less and less
