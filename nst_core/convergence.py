@@ -18,6 +18,7 @@ from collections import deque
 # few enough to follow the run's current phase (a scale's first steps fall much faster than its tail).
 FORECAST_SPAN = 20
 FORECAST_MIN_POINTS = 3
+FLAT_SLOPE = -0.05  # a fitted log-log slope above this: flat or rising, no end in sight
 TYPICAL_STEPS_SCALE, TYPICAL_STEPS_EXPONENT = 13.3, 0.48  # see ConvergenceRule.typical_total
 
 
@@ -104,7 +105,7 @@ class ConvergenceRule:
             if mean_decrease > 0:
                 points.append((math.log(k - (w - 1) / 2 + 1), math.log(mean_decrease)))
         fit = _line(points)
-        if fit is None or fit[1] >= -0.05:
+        if fit is None or fit[1] >= FLAT_SLOPE:
             return None
         intercept, slope = fit
         limit = -math.log(1.0 - self.loss_change)  # a change below the threshold, in log(loss)
@@ -148,6 +149,6 @@ def _power_law_end(values, first, threshold):
     if fit is None:
         return None
     intercept, slope = fit
-    if slope >= -0.05:  # flat or rising: no end in sight
+    if slope >= FLAT_SLOPE:
         return None
     return math.exp((math.log(threshold) - intercept) / slope)
