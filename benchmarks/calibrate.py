@@ -168,7 +168,7 @@ def main():
         return
 
     from nst_core.params import StyleParams
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     weights = weights_path()
     if weights is None:

@@ -45,7 +45,7 @@ def worker(args):
     import torch
 
     from nst_core.params import StyleParams
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (args.size * 3 // 4, args.size, 3)).astype(np.float32)

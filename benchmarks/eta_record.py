@@ -41,7 +41,7 @@ def example(name):
 
 def record(engine, spec):
     from nst_core.params import StyleParams
-    from nst_core.stylizer import as_loaded
+    from nst_core.engine.images import as_loaded
 
     preset, size, content, style = spec.split(":")
     params = StyleParams.preset(preset, size=int(size))
@@ -75,7 +75,7 @@ def main():
         raise SystemExit("the real VGG-16 weights are needed (../shared/data/weights or NST_TEST_WEIGHTS)")
     import torch
 
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     engine = Stylizer("vgg16", args.weights, "caffe", "cpu")
     runs = []

@@ -63,14 +63,14 @@ def is_good(style_distance, content_distance):
 
 @functools.lru_cache(maxsize=16)
 def _load(path, mtime):
-    from nst_core.stylizer import as_loaded
+    from nst_core.engine.images import as_loaded
 
     return as_loaded(path, "image").rgb
 
 
 def _rgb_array(image):
     """A path, PIL image, H x W x 3 array (0..255) or 1 x 3 x H x W tensor (0..255) -> float32 H x W x 3."""
-    from nst_core.stylizer import as_loaded
+    from nst_core.engine.images import as_loaded
 
     if isinstance(image, (str, os.PathLike)):
         return _load(os.fspath(image), os.path.getmtime(image))  # read once per process
@@ -100,8 +100,8 @@ class Evaluator:
     def __init__(self, weights=None, weights_format="caffe", backbone="vgg16", size=EVAL_LONG_SIDE):
         import torch
 
-        from nst_core import weights as weights_mod
-        from nst_core.backbone import VGGFeatures, deepest_index
+        from nst_core.engine import weights as weights_mod
+        from nst_core.engine.backbone import VGGFeatures, deepest_index
 
         weights = weights or weights_path()
         if weights is None:
@@ -118,16 +118,16 @@ class Evaluator:
 
     def _tensor(self, image, fit_to=None):
         """1 x 3 x H x W float32 at the evaluation size (``fit_to``: an exact (w, h), else long side)."""
-        from nst_core.schedule import fit_long_side
-        from nst_core.stylizer import _to_tensor, resize
+        from nst_core.engine.schedule import fit_long_side
+        from nst_core.engine.images import resize, to_tensor
 
         rgb = _rgb_array(image)
-        tensor = _to_tensor(rgb.astype(np.float32), "cpu")
+        tensor = to_tensor(rgb.astype(np.float32), "cpu")
         target = fit_to or fit_long_side((rgb.shape[1], rgb.shape[0]), self.size)
         return resize(tensor, target)
 
     def _features(self, tensor):
-        from nst_core.losses import gram_matrix
+        from nst_core.engine.losses import gram_matrix
 
         with self.torch.no_grad():
             acts = self.net(tensor, list(STYLE_LAYERS) + [CONTENT_LAYER])

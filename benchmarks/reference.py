@@ -15,9 +15,9 @@ import time
 import torch
 from torchvision.models import vgg as tv_vgg
 
-from nst_core.backbone import ARCHITECTURES, Preprocess, layer_names
-from nst_core.losses import ContentLoss, StyleLoss
-from nst_core.weights import _feature_tensors, _read_state_dict
+from nst_core.engine.backbone import ARCHITECTURES, Preprocess, layer_names
+from nst_core.engine.losses import ContentLoss, StyleLoss
+from nst_core.engine.weights import _feature_tensors, _read_state_dict
 
 
 def whole_features(architecture, weights_path=None):

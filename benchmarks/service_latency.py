@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from nst_core.client import multipart  # noqa: E402
+from nst_core.service.client import multipart  # noqa: E402
 
 
 def engine(*args):

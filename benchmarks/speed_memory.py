@@ -42,7 +42,7 @@ def worker(kind, size, iterations, device, optimizer):
     style = torch.rand(1, 3, size, size, generator=generator) * 255
     times = []
     if kind.startswith("engine"):
-        from nst_core.stylizer import Stylizer
+        from nst_core.engine.stylizer import Stylizer
 
         engine = Stylizer("vgg19", "random", "caffe", device)
         content, style = content.to(engine.device), style.to(engine.device)

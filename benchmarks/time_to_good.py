@@ -112,7 +112,7 @@ def load_frames(folder):
 
 def engine_worker(args, sink):
     from nst_core.params import StyleParams
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     engine = Stylizer("vgg16", args.weights, "caffe", args.device)
     params = StyleParams.preset(args.worker, size=args.size, iterations=args.iterations)
@@ -147,17 +147,17 @@ def reference_worker(args, sink):
     import torch
     from PIL import Image
 
-    from nst_core.imageio import load_image
+    from nst_core.engine.imageio import load_image
     from nst_core.params import StyleParams
-    from nst_core.schedule import working_size
-    from nst_core.stylizer import _to_tensor, resize
+    from nst_core.engine.schedule import working_size
+    from nst_core.engine.images import resize, to_tensor
     from reference import ReferenceNST
 
     content, style = load_image(args.content, "content"), load_image(args.style, "style")
     final = working_size(content.size, args.size)[0]
     ref = ReferenceNST("vgg16", "caffe", args.weights, args.device)
-    c = resize(_to_tensor(content.rgb, ref.device), final)
-    s = resize(_to_tensor(style.rgb, ref.device), final)
+    c = resize(to_tensor(content.rgb, ref.device), final)
+    s = resize(to_tensor(style.rgb, ref.device), final)
     with torch.no_grad():
         content_numel = ref._activations(c, ("relu4_2",))["relu4_2"].numel()
     params = StyleParams.preset("paper", size=args.size, **gatys_loss(content_numel))
@@ -178,7 +178,7 @@ def neural_style_pt_worker(args, sink, folder):
     import torch
     from PIL import Image
 
-    from nst_core.weights import _feature_tensors, _read_state_dict
+    from nst_core.engine.weights import _feature_tensors, _read_state_dict
 
     tensors = _feature_tensors(_read_state_dict(args.weights))
     # A bare file name in the run's own folder: its loader reads the architecture from the whole path

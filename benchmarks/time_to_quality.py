@@ -38,8 +38,8 @@ from speed_memory import peak_rss_bytes  # noqa: E402  (after the sys.path lines
 
 
 def _images(args, size):
-    from nst_core.imageio import load_image
-    from nst_core.schedule import working_size
+    from nst_core.engine.imageio import load_image
+    from nst_core.engine.schedule import working_size
 
     content = load_image(args.content, "content")
     style = load_image(args.style, "style")
@@ -52,7 +52,8 @@ def worker(args):
     import torch
 
     from nst_core.params import StyleParams
-    from nst_core.stylizer import Stylizer, _to_tensor, resize
+    from nst_core.engine.stylizer import Stylizer
+    from nst_core.engine.images import resize, to_tensor
 
     size = args.sizes[0]
     content, style, final = _images(args, size)
@@ -69,8 +70,8 @@ def worker(args):
 
         params = StyleParams.preset("paper", size=size)
         ref = ReferenceNST(args.backbone, args.weights_format, args.weights, args.device)
-        c = resize(_to_tensor(content.rgb, ref.device), final)
-        s = resize(_to_tensor(style.rgb, ref.device), final)
+        c = resize(to_tensor(content.rgb, ref.device), final)
+        s = resize(to_tensor(style.rgb, ref.device), final)
         ref.run(c, s, params, args.evaluations, "lbfgs", lambda t, loss, image: keep(t, image))
     else:
         engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
@@ -124,14 +125,15 @@ class Evaluator:
 
     def __init__(self, args, size):
         from nst_core.params import StyleParams
-        from nst_core.stylizer import Stylizer, StyleSet, _to_tensor, resize
+        from nst_core.engine.stylizer import StyleSet, Stylizer
+        from nst_core.engine.images import resize, to_tensor
 
         self.resize = resize
         self.engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
         self.params = StyleParams.preset("paper", size=size)
         content, style, self.final = _images(args, size)
-        c = resize(_to_tensor(content.rgb, self.engine.device), self.final)
-        s = _to_tensor(style.rgb, self.engine.device)
+        c = resize(to_tensor(content.rgb, self.engine.device), self.final)
+        s = to_tensor(style.rgb, self.engine.device)
         grams = self.engine.style_grams(StyleSet([s], [None], [1.0], ["style"]), max(self.final), self.params)
         self.objective = self.engine.objective(c, grams, self.params)
         self.cache = {}

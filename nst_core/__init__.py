@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing  # noqa: E402
 from .params import PRESETS, StyleParams  # noqa: E402
 
-_LAZY = {"stylize": "stylizer", "Stylizer": "stylizer", "StyleResult": "stylizer",
+_LAZY = {"stylize": "engine.stylizer", "Stylizer": "engine.stylizer", "StyleResult": "engine.stylizer",
          "Progress": "events", "Started": "events", "Warned": "events", "Preview": "events"}
 
 __all__ = ["stylize", "Stylizer", "StyleResult", "StyleParams", "PRESETS", "Progress", "Started", "Warned",

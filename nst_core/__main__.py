@@ -1,6 +1,6 @@
 import sys
 
-from .devices import prefer_passive_threads
+from .engine.devices import prefer_passive_threads
 
 prefer_passive_threads()  # before anything imports torch: its OpenMP runtime reads the setting on loading
 

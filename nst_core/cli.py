@@ -14,25 +14,11 @@ import threading
 import traceback
 
 from . import __version__
-from .errors import BadInput, Cancelled, NSTError, WeightsMissing
-from .devices import DEVICES, prefer_passive_threads
-from .params import PRESETS, StyleParams, cli_fields
+from .engine.devices import prefer_passive_threads
+from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing
+from .options import (add_engine_options, add_job_options, check_preview_every, check_style_blend,
+                      json_from_args, params_from_args)
 from .protocol import JsonlWriter
-
-
-def _int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    return value
-
-
-def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,11 +47,8 @@ def build_parser():
     run.add_argument("content", help="content image (its alpha channel is kept)")
     run.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s)")
     run.add_argument("-o", "--output", required=True, help="result file; format from the extension")
-    run.add_argument("--preset", choices=list(PRESETS), default="standard",
-                     help="standard: multi-scale, a good result soonest; fast: a quick look; "
-                          "paper: the paper's exact settings (default: standard)")
-    _add_style_options(run)
-    _add_engine_options(run)
+    add_job_options(run)
+    add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")
     run.add_argument("--ignore-stdin", action="store_true",
@@ -75,16 +58,13 @@ def build_parser():
                           "running it here")
     run.add_argument("--token-file", metavar="FILE",
                      help="with --server: the service's token (default: the one in this engine's data folder)")
-    run.add_argument("--preview-every", type=_number, metavar="SECONDS",
-                     help="with --progress jsonl: a preview event (a PNG of the best result so far, at full "
-                          "size) at most this often, the first after the first step (default: none)")
     run.add_argument("--preview-dir", metavar="DIR",
                      help="folder for the preview PNGs (default: beside the output); they are removed at the end")
     run.set_defaults(handler=cmd_stylize)
 
-    from .serve import add_serve_parser
+    from .service.server import add_serve_parser
 
-    add_serve_parser(commands, _add_engine_options).set_defaults(handler=cmd_serve)
+    add_serve_parser(commands).set_defaults(handler=cmd_serve)
 
     doctor = commands.add_parser("doctor", help="report torch, devices and weights")
     doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -127,39 +107,6 @@ def build_parser():
                       help="the file used with stylize --weights-format (default: any)")
     path.set_defaults(handler=cmd_weights_path)
     return parser
-
-
-def _add_style_options(parser):
-    """One option per StyleParams field that declares one (params.cli); left out = the preset's value."""
-    defaults = StyleParams()
-    for spec in cli_fields():
-        options = dict(spec.metadata["cli"])
-        flag = options.pop("flag") or "--" + spec.name.replace("_", "-")
-        kind = options.pop("type", None) or type(getattr(defaults, spec.name))
-        if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        elif options["choices"] is None:
-            options["type"] = {int: _int, float: _number}[kind]
-        parser.add_argument(flag, dest=spec.name, default=None,
-                            **{key: value for key, value in options.items() if value is not None})
-
-
-def _add_engine_options(parser):
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default="auto",
-                        help="auto: VGG-19 when its weights are at hand, else a local VGG-16")
-    parser.add_argument("--weights", help="weights file (torchvision-layout state dict), or 'random' for tests")
-    parser.add_argument("--weights-format", choices=("torchvision", "caffe"),
-                        help="the preprocessing the weights expect (default: what the file declares, "
-                             "else torchvision)")
-
-
-def params_from_args(args):
-    overrides = {}
-    for spec in cli_fields():
-        value = getattr(args, spec.name)
-        overrides[spec.name] = tuple(value) if isinstance(value, list) else value  # nargs gives lists
-    return StyleParams.preset(args.preset, **overrides)
 
 
 # ----- stopping -------------------------------------------------------------------------------
@@ -245,7 +192,7 @@ class PreviewFiles:
         self.kept = []
 
     def write(self, image):
-        from .imageio import save_image
+        from .engine.imageio import save_image
 
         self.count += 1
         path = save_image(image, f"{self.prefix}{self.count}.png", fast=True)
@@ -307,7 +254,10 @@ class Reporter:
             return
         if event.event == "preview":
             return
-        if event.event == "warning":
+        if event.event == "queued":
+            if self.mode != "none":
+                self._say(f"waiting for the service: {event.position} job(s) ahead")
+        elif event.event == "warning":
             self._close_bar()
             self._say(f"warning: {event.message}")
         elif event.event == "start":
@@ -384,11 +334,10 @@ def cmd_stylize(args):
     if not args.ignore_stdin:
         stop.watch_stdin()
     try:
-        from .imageio import check_output_path
+        from .engine.imageio import check_output_path
 
         params = params_from_args(args)
-        if params.style_blend is not None and len(params.style_blend) != len(args.styles):
-            raise BadInput(f"--style-blend has {len(params.style_blend)} weight(s) for {len(args.styles)} style image(s)")
+        check_style_blend(params, len(args.styles))
         for path in [args.content] + args.styles:
             if not os.path.exists(path):
                 raise BadInput(f"{'content' if path == args.content else 'style'} image not found: {path}")
@@ -398,12 +347,11 @@ def cmd_stylize(args):
             reporter.previews = PreviewFiles(args.preview_dir or os.path.dirname(output), output)
         if stop():
             raise Cancelled()
-        if args.server:  # a running service does the work (nst_core.client): no torch here
-            from .client import stylize_remote
+        if args.server:  # a running service does the work (nst_core.service.client): no torch here
+            return _stylize_remote(args, output, reporter, stop)
 
-            return stylize_remote(args, output, reporter, stop)
-
-        from .stylizer import Stylizer, as_loaded
+        from .engine.images import as_loaded
+        from .engine.stylizer import Stylizer
 
         content = as_loaded(args.content, "content")
         styles = [as_loaded(path, "style") for path in args.styles]
@@ -431,8 +379,6 @@ def cmd_stylize(args):
         reporter.error(error)
         return error.exit_code
     except MemoryError:
-        from .errors import OutOfMemory
-
         error = OutOfMemory("out of memory: use a smaller --size or close other programs")
         reporter.error(error)
         return error.exit_code
@@ -451,11 +397,21 @@ def cmd_stylize(args):
             reporter.previews.remove_all()
 
 
-def check_preview_every(seconds):
-    """--preview-every as given (None: no previews), or BadInput; the service checks it the same way."""
-    if seconds is not None and not (seconds >= 0 and seconds != float("inf")):
-        raise BadInput(f"--preview-every must be a number of seconds >= 0, got {seconds}")
-    return seconds
+def _stylize_remote(args, output, reporter, stop):
+    """The job of ``args`` on the service at ``args.server``, shown and written as a local run is."""
+    from .service.client import stylize_remote
+    from .service.token import default_token_file, read_token
+
+    given = [name for name, default in (("device", "auto"), ("backbone", "auto"), ("weights", None),
+                                        ("weights_format", None)) if getattr(args, name) != default]
+    if given:
+        raise BadInput(f"--{given[0].replace('_', '-')} is the service's choice with --server: it was set when "
+                       "`nst-core serve` started (GET /v1/health says which); leave it out")
+    token = read_token(args.token_file or default_token_file())
+    written, stats = stylize_remote(args.server, token, args.content, args.styles, json_from_args(args), output,
+                                    reporter, stop)
+    reporter.done(written, stats)
+    return 0
 
 
 def _preview_interval(args, reporter):
@@ -469,7 +425,7 @@ def _preview_interval(args, reporter):
 
 
 def doctor_report():
-    from . import weights
+    from .engine import weights
 
     report = {"version": __version__, "python": sys.version.split()[0], "executable": sys.executable,
               "data_dir": weights.data_dir()}
@@ -536,13 +492,13 @@ def cmd_doctor(args):
 
 
 def cmd_serve(args):
-    from .serve import serve
+    from .service.server import serve
 
     return serve(args)
 
 
 def cmd_weights_fetch(args):
-    from . import weights
+    from .engine import weights
 
     kept = weights.fetch(args.backbone)
     print(kept)
@@ -553,7 +509,7 @@ def cmd_weights_fetch(args):
 
 
 def cmd_weights_import(args):
-    from . import weights
+    from .engine import weights
 
     print(weights.import_file(args.file, args.backbone, args.weights_format,
                               report=lambda text: print(text, file=sys.stderr)))
@@ -561,7 +517,7 @@ def cmd_weights_import(args):
 
 
 def cmd_weights_path(args):
-    from . import weights
+    from .engine import weights
 
     try:
         source = weights.resolve(args.backbone, preprocessing=args.weights_format, download=False)

@@ -75,7 +75,7 @@ class StyleParams:
     # The working long side: the result keeps the content's own size.
     size: int = _option(512, "working long side in pixels (standard: 512)")
     iterations: int = _option(500, "the most optimisation steps over all scales (fewer with --converge)")
-    # Stop on convergence (nst_core/convergence.py): a scale ends once, over the last converge_window
+    # Stop on convergence (nst_core/engine/convergence.py): a scale ends once, over the last converge_window
     # steps, its best loss fell by less than converge_loss_change (relative), and, when
     # converge_pixel_change is set, its best picture moved by less than that many grey levels (mean
     # absolute, 0..255); the last scale's ends the run.

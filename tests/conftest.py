@@ -81,7 +81,7 @@ def style_png(tmp_path):
 
 @pytest.fixture(scope="session")
 def random_engine():
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     return Stylizer(backbone="vgg19", weights="random", device="cpu")
 

@@ -495,7 +495,7 @@ def test_doctor_json_reports_torch_and_no_weights(tmp_path):
 def test_weights_import_keeps_a_trimmed_copy_that_stylize_then_uses(tmp_path):
     import torch
 
-    from nst_core.backbone import build_features, layer_names
+    from nst_core.engine.backbone import build_features, layer_names
 
     env = isolated_env(tmp_path, NST_OFFLINE="1")
     names = layer_names("vgg16")
@@ -638,7 +638,7 @@ def test_plugin_presets_are_the_engines():
 
 def test_plugin_devices_are_the_engines():
     assert nst_protocol.DEVICES == stylize_choices("--device")
-    from nst_core import devices
+    from nst_core.engine import devices
 
     if hasattr(devices, "DEVICES"):  # the engine's own list, where it keeps one
         assert nst_protocol.DEVICES == tuple(devices.DEVICES)
@@ -681,7 +681,7 @@ def dialog_cases():
 
 
 def test_plugin_options_are_stylize_options_with_valid_values():
-    from nst_core.cli import params_from_args
+    from nst_core.options import params_from_args
 
     known = {flag for action in stylize_parser()._actions for flag in action.option_strings}
     cases = dialog_cases()

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from nst_core.convergence import ConvergenceRule
-from nst_core.eta import RunClock
+from nst_core.engine.convergence import ConvergenceRule
+from nst_core.engine.eta import RunClock
 
 
 def feed(rule, losses, images=None):

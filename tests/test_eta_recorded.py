@@ -19,8 +19,8 @@ import os
 
 import pytest
 
-from nst_core.convergence import ConvergenceRule
-from nst_core.eta import RunClock
+from nst_core.engine.convergence import ConvergenceRule
+from nst_core.engine.eta import RunClock
 from nst_core.params import StyleParams
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from nst_core import BadInput
-from nst_core.imageio import check_fits_memory, check_output_path, load_image, save_image
+from nst_core.engine.imageio import check_fits_memory, check_output_path, load_image, save_image
 
 from conftest import make_content
 

@@ -790,7 +790,7 @@ def test_dry_run_checks_the_index_and_the_weights_source(machine):
 
 
 def test_the_installers_weights_addresses_and_offline_advice_agree_with_the_engine():
-    from nst_core import weights as engine_weights
+    from nst_core.engine import weights as engine_weights
     from nst_installer import engine as installer_engine
 
     assert installer_engine.WEIGHTS_DOWNLOADS == engine_weights.DOWNLOADS

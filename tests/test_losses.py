@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nst_core.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
+from nst_core.engine.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 
 
 def reference_ssim(x, y, data_range=1.0, window=11, sigma=1.5):
@@ -119,7 +119,7 @@ def test_tv_loss_by_hand():
 def test_fast_gram_ssim_equals_pytorch_msssim_in_value_and_gradient(channels):
     from pytorch_msssim import ssim
 
-    from nst_core.ssim import GramSSIM
+    from nst_core.engine.ssim import GramSSIM
 
     target = gram_matrix(features(10, channels=channels))[0]
     target = target / target.max()

@@ -52,7 +52,8 @@ def test_unknown_preset_and_parameter_are_refused():
 def test_every_declared_field_is_a_stylize_option_that_reaches_the_params():
     """The CLI is built from StyleParams' field metadata: each such field has its option, and a value
     given on the command line arrives in the parameters."""
-    from nst_core.cli import build_parser, params_from_args
+    from nst_core.cli import build_parser
+    from nst_core.options import params_from_args
     from nst_core.params import cli_fields
 
     standard = StyleParams.preset("standard")
@@ -84,7 +85,7 @@ def test_every_declared_field_is_a_stylize_option_that_reaches_the_params():
 
 def test_choices_come_from_the_engines_own_lists():
     from nst_core.cli import build_parser
-    from nst_core.devices import DEVICES
+    from nst_core.engine.devices import DEVICES
     from nst_core.params import INITS
 
     stylize = next(a for a in build_parser()._actions if a.dest == "command").choices["stylize"]
@@ -135,7 +136,7 @@ def test_the_paper_runs_every_step_and_the_others_stop_on_convergence():
 
 
 def test_idle_threads_sleep_unless_the_user_chose_otherwise():
-    from nst_core.devices import prefer_passive_threads
+    from nst_core.engine.devices import prefer_passive_threads
 
     environ = {}
     prefer_passive_threads(environ)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from nst_core import StyleParams
-from nst_core.imageio import load_image
-from nst_core.losses import gram_matrix
-from nst_core.stylizer import Stylizer, _to_tensor, resize
+from nst_core.engine.imageio import load_image
+from nst_core.engine.losses import gram_matrix
+from nst_core.engine.stylizer import Stylizer
+from nst_core.engine.images import resize, to_tensor
 
 from conftest import DEFAULT_REAL_WEIGHTS, EXAMPLES, real_weights_path
 
@@ -24,7 +25,7 @@ def test_the_weights_file_comes_from_nst_test_weights_else_the_shared_folder(tmp
 @pytest.mark.realweights
 def test_the_real_file_is_recognised_on_import(real_weights, tmp_path, monkeypatch):
     """The shared Caffe VGG-16 needs no --weights-format: its hash says what it is."""
-    from nst_core import weights
+    from nst_core.engine import weights
 
     known = weights.recognise(weights.sha256(str(real_weights)))
     if known is None:
@@ -61,9 +62,9 @@ def test_a_real_transfer_takes_the_style_and_keeps_the_content(real_weights):
     params = StyleParams.preset("standard", size=128, iterations=60)
     result = engine.run(content, [style], params)
     size = tuple(result.stats["working_size"])
-    to_work = lambda rgb: resize(_to_tensor(rgb, engine.device), size)  # noqa: E731
+    to_work = lambda rgb: resize(to_tensor(rgb, engine.device), size)  # noqa: E731
     output = to_work(np.asarray(result.image.convert("RGB"), dtype=np.float32))
-    content_t, style_t = to_work(content.rgb), resize(_to_tensor(style.rgb, engine.device), (128, 101))
+    content_t, style_t = to_work(content.rgb), resize(to_tensor(style.rgb, engine.device), (128, 101))
     out_style, out_content = measure(engine, output, content_t, style_t, size)
     base_style, _ = measure(engine, content_t, content_t, style_t, size)
     _, style_content = measure(engine, style_t if style_t.shape == content_t.shape else resize(style_t, size),

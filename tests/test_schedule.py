@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from nst_core.schedule import fit_long_side, plan_stages, working_size
-from nst_core.stylizer import _feather, _tile_grid
+from nst_core.engine.schedule import fit_long_side, plan_stages, working_size
+from nst_core.engine.tiles import feather, tile_grid
 
 
 def test_stages_grow_by_sqrt2_to_the_final_size_and_share_the_budget():
@@ -57,7 +57,7 @@ def test_working_size_never_exceeds_content_nor_memory():
 
 @pytest.mark.parametrize("size", [(1000, 700), (512, 512), (513, 300), (4096, 3072)])
 def test_tiles_cover_the_image_with_overlap(size):
-    tiles = _tile_grid(size, 512, 64)
+    tiles = tile_grid(size, 512, 64)
     covered = set()
     for x, y, w, h in tiles:
         assert x >= 0 and y >= 0 and x + w <= size[0] and y + h <= size[1]
@@ -70,7 +70,7 @@ def test_tiles_cover_the_image_with_overlap(size):
 
 
 def test_feather_weights_are_positive_and_ramp_at_the_edges():
-    weights = _feather(100, 80, 16, "cpu")[0, 0]
+    weights = feather(100, 80, 16, "cpu")[0, 0]
     assert weights.min() > 0 and weights[40, 50] == 1.0
     assert weights[40, 0] < weights[40, 8] < weights[40, 16]
 
@@ -81,7 +81,7 @@ def test_the_default_runs_a_256_px_request_on_one_scale_and_451_px_on_three():
 
 
 def test_scales_of_twice_the_pyramids_least_side_get_halved_copies():
-    from nst_core.schedule import halved_copies
+    from nst_core.engine.schedule import halved_copies
 
     assert halved_copies((451, 300), 200) == ((226, 150),)  # 225.5 rounds up
     assert halved_copies((1024, 683), 200) == ((512, 342), (256, 171))

@@ -28,7 +28,7 @@ from conftest import REPO, engine_command, make_content, make_style
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
 
-from nst_core.client import multipart  # noqa: E402
+from nst_core.service.client import multipart  # noqa: E402
 from test_cli import check_fields, documented_events  # noqa: E402  (the CLI tests' reading of PROTOCOL.md)
 
 SERVICE_DOC = REPO / "docs" / "SERVICE.md"
@@ -239,7 +239,7 @@ def test_every_request_without_the_right_token_is_refused(service, images, token
 
 def test_token_file_that_others_can_read_is_refused(tmp_path):
     from nst_core.errors import BadInput
-    from nst_core.serve import load_or_create_token
+    from nst_core.service.token import load_or_create_token
 
     path = tmp_path / "token"
     first = load_or_create_token(str(path))
@@ -253,7 +253,7 @@ def test_token_file_that_others_can_read_is_refused(tmp_path):
                                           ("127.0.0.2", False), ("0.0.0.0", True), ("192.0.2.10", True),
                                           ("::", True), ("gpu.example.org", True)])
 def test_binding_beyond_loopback_warns_and_says_how_to_add_tls(host, exposed):
-    from nst_core.serve import exposure_warning
+    from nst_core.service.server import exposure_warning
 
     warning = exposure_warning(host)
     assert (warning is not None) == exposed

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from nst_core import BadInput, Cancelled, StyleParams
-from nst_core.color import luminance, rgb_to_yiq
-from nst_core.stylizer import stylize
+from nst_core.engine.color import luminance, rgb_to_yiq
+from nst_core.engine.stylizer import stylize
 
 from conftest import make_content, make_style
 
@@ -33,7 +33,7 @@ def test_a_short_run_lowers_the_loss(random_engine):
 
 
 def test_adam_with_the_papers_settings_lowers_the_loss_too():
-    from nst_core.stylizer import Stylizer
+    from nst_core.engine.stylizer import Stylizer
 
     # The paper's raw weights and eps=0.1 assume Caffe-scale activations (inputs in 0..255).
     caffe_scale = Stylizer("vgg19", "random", "caffe", "cpu")
@@ -146,7 +146,7 @@ def test_one_call_function_writes_the_output(tmp_path, content_png, style_png):
 
 
 def test_memory_cap_shrinks_the_working_size_and_says_so(random_engine, monkeypatch):
-    from nst_core import devices
+    from nst_core.engine import devices
 
     monkeypatch.setattr(devices, "free_bytes", lambda device: 64 * 48 * devices.bytes_per_pixel("vgg19", "lbfgs") / 0.6)
     result, events = run(random_engine, content=make_content(192, 144), size=192, iterations=1, upscale="resize",
@@ -157,8 +157,8 @@ def test_memory_cap_shrinks_the_working_size_and_says_so(random_engine, monkeypa
 
 
 def test_the_halved_copys_memory_is_set_aside_only_where_a_copy_is_made(random_engine, monkeypatch):
-    from nst_core import devices
-    from nst_core.stylizer import as_loaded
+    from nst_core.engine import devices
+    from nst_core.engine.images import as_loaded
 
     content = as_loaded(np.zeros((1500, 2000, 3), np.float32), "content")
     for limit, long_side_without in ((300 * 225, 300), (800 * 600, 800)):
@@ -238,7 +238,7 @@ def test_a_run_leaves_the_global_random_state_alone(random_engine):
 
 
 def test_cudnn_autotuning_lasts_for_the_run_only():
-    from nst_core.stylizer import _cudnn_autotune
+    from nst_core.engine.stylizer import _cudnn_autotune
 
     saved = torch.backends.cudnn.benchmark
     with _cudnn_autotune(torch.device("cuda")):  # only the flag is touched: no GPU needed
@@ -250,7 +250,7 @@ def test_cudnn_autotuning_lasts_for_the_run_only():
 
 def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
     """A GPU run that runs out of memory even small finishes on the CPU; the engine stays on its device."""
-    from nst_core import devices
+    from nst_core.engine import devices
 
     pretend_gpu = torch.device("cuda")  # never used for tensors: every attempt on it fails first
     attempts = []
@@ -263,7 +263,7 @@ def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
     monkeypatch.setattr(random_engine, "_run_once", out_of_memory)
     monkeypatch.setattr(devices, "free_bytes", lambda device: 2**34)
     monkeypatch.setattr(devices, "release_cached", lambda device: None)
-    net, cached = random_engine.net, list(random_engine._style_cache)
+    net, cached = random_engine.net, random_engine.style_cache.keys()
     cudnn_before = torch.backends.cudnn.benchmark
     result, events = run(random_engine, size=96, iterations=2)
     assert [size for size, _ in attempts] == [96, 67] and all(tuned for _, tuned in attempts)
@@ -271,7 +271,7 @@ def test_cpu_fallback_is_for_that_run_only(random_engine, monkeypatch):
     assert result.stats["device"] == "cpu" and result.image.size == (96, 64)
     assert random_engine.device == pretend_gpu and random_engine.net is net
     assert all(p.device.type == "cpu" for p in net.parameters()), "the engine's network was not moved"
-    assert list(random_engine._style_cache) == cached, "the CPU run's targets stay out of the engine's cache"
+    assert random_engine.style_cache.keys() == cached, "the CPU run's targets stay out of the engine's cache"
     assert torch.backends.cudnn.benchmark == cudnn_before
 
 
@@ -331,7 +331,7 @@ def test_previews_are_throttled_and_the_first_comes_after_the_first_step(random_
 def test_a_converged_run_stops_early_and_says_so(random_engine):
     """Issue 13: iterations are a maximum; each scale ends once its best picture stops changing, the
     coarse one handing over early, and the stats say why the run stopped and after how many steps."""
-    from nst_core.schedule import plan_stages
+    from nst_core.engine.schedule import plan_stages
 
     # An untrained network moves the pixels a lot for long (5 grey levels per 10 steps after 50): loose limits.
     loose = dict(converge_loss_change=0.2, converge_pixel_change=12.0)
@@ -365,12 +365,13 @@ def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
 
 
 def test_a_large_scale_is_also_matched_as_a_halved_copy_with_the_same_balance(random_engine):
-    from nst_core.schedule import Stage
-    from nst_core.stylizer import StyleSet, _to_tensor, resize, smaller_copy
+    from nst_core.engine.schedule import Stage
+    from nst_core.engine.stylizer import StyleSet
+    from nst_core.engine.images import resize, smaller_copy, to_tensor
 
     params = StyleParams.preset("standard")
-    content = resize(_to_tensor(np.array(make_content()), "cpu"), (160, 96))
-    style = StyleSet([_to_tensor(np.array(make_style()), "cpu")], [None], [1.0], ["s"])
+    content = resize(to_tensor(np.array(make_content()), "cpu"), (160, 96))
+    style = StyleSet([to_tensor(np.array(make_style()), "cpu")], [None], [1.0], ["s"])
     plain = random_engine.scale_objective(content, style, Stage((160, 96), 10), params)
     both = random_engine.scale_objective(content, style, Stage((160, 96), 10, copies=((80, 48),)), params)
     half = random_engine.scale_objective(smaller_copy(content, (80, 48)), style, Stage((80, 48), 10), params)
@@ -393,7 +394,7 @@ def test_a_large_scale_is_also_matched_as_a_halved_copy_with_the_same_balance(ra
 
 
 def test_the_plan_gives_halved_copies_to_large_scales_only_and_the_paper_none(random_engine):
-    from nst_core.stylizer import as_loaded
+    from nst_core.engine.images import as_loaded
 
     content = as_loaded(np.zeros((300, 451, 3), np.float32), "content")
     stages = random_engine._plan(content, StyleParams.preset("standard")).stages

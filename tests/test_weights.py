@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nst_core import BadInput, WeightsMissing
-from nst_core import weights as W
-from nst_core.backbone import build_features, deepest_index, layer_names
+from nst_core.engine import weights as W
+from nst_core.engine.backbone import build_features, deepest_index, layer_names
 
 
 def save_full_features(path, architecture="vgg16", seed=0):

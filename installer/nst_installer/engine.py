@@ -30,7 +30,7 @@ PIP_PROGRESS_PREFIXES = ("Collecting ", "Installing collected", "Successfully in
                          "ERROR:")
 
 
-# A copy of nst_core.weights.DOWNLOADS (the installer cannot import the engine, which needs torch);
+# A copy of nst_core.engine.weights.DOWNLOADS (the installer cannot import the engine, which needs torch);
 # tests/test_installer.py checks that the two are equal.
 WEIGHTS_DOWNLOADS = {
     "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth"),

@@ -45,7 +45,7 @@ def pick_device(name="auto"):
     """``auto``: CUDA, then Apple's MPS, then the CPU. A named device that is absent is an error."""
     import torch
 
-    from .errors import BadInput
+    from ..errors import BadInput
 
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .errors import BadInput, Cancelled, NSTError
+from ..errors import BadInput, Cancelled, NSTError
 
 # The server writes at least a heartbeat every 10 s; a read that waits this long means the link is gone.
 READ_TIMEOUT = 120
@@ -41,33 +41,6 @@ class RemoteEvent:
 
     def as_dict(self):
         return dict(self.fields)
-
-
-def read_token(path):
-    try:
-        with open(path, encoding="ascii") as handle:
-            token = handle.read().strip()
-    except FileNotFoundError:
-        raise BadInput(f"no token file at {path}: copy the service's token file (printed when "
-                       "`nst-core serve` starts) to this machine and pass --token-file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read the token file {path}: {exc}") from None
-    if not token:
-        raise BadInput(f"the token file {path} is empty: copy the service's token file again")
-    return token
-
-
-def job_params(args):
-    """The job's ``params`` object from the parsed command line: only what was given, plus the preset."""
-    from .serve import job_options
-
-    params = {}
-    for key, action in job_options().items():
-        value = getattr(args, action.dest, None)
-        if value is None:
-            continue
-        params[key] = list(value) if isinstance(value, (list, tuple)) else value
-    return params
 
 
 def multipart(fields, files):
@@ -144,19 +117,18 @@ def _read_lines(response, events):
         events.put(None)
 
 
-def stylize_remote(args, output, reporter, stop):
-    """Runs the job of ``args`` on the service at ``args.server`` and writes ``output``. Returns 0."""
-    from .imageio import save_image
-    from .serve import default_token_file
+def stylize_remote(server, token, content, styles, params, output, on_event, should_stop):
+    """Runs a job on the service at ``server`` and writes its result to ``output``.
 
-    given = [name for name, default in (("device", "auto"), ("backbone", "auto"), ("weights", None),
-                                        ("weights_format", None)) if getattr(args, name) != default]
-    if given:
-        raise BadInput(f"--{given[0].replace('_', '-')} is the service's choice with --server: it was set when "
-                       "`nst-core serve` started (GET /v1/health says which); leave it out")
-    connection = Connection(args.server, read_token(args.token_file or default_token_file()))
-    body, content_type = multipart({"params": json.dumps(job_params(args))},
-                                   [("content", args.content)] + [("style", path) for path in args.styles])
+    ``params``: the job's JSON object (nst_core.options.json_from_args); ``on_event`` gets each of the
+    service's ``queued``, ``start``, ``warning`` and ``progress`` events as a :class:`RemoteEvent`;
+    ``should_stop()`` true cancels the job. Returns (the path written, the ``done`` event's stats).
+    """
+    from ..engine.imageio import save_image
+
+    connection = Connection(server, token)
+    body, content_type = multipart({"params": json.dumps(params)},
+                                   [("content", content)] + [("style", path) for path in styles])
     response = connection.open("POST", "/v1/jobs", body, content_type, timeout=READ_TIMEOUT)
     events = queue.Queue()
     threading.Thread(target=_read_lines, args=(response, events), name="nst-stream", daemon=True).start()
@@ -167,7 +139,7 @@ def stylize_remote(args, output, reporter, stop):
                 event = events.get(timeout=0.2)
             except queue.Empty:
                 event = False
-            if stop() and not cancel_sent:
+            if should_stop() and not cancel_sent:
                 cancel_sent = True
                 if job_id is None:
                     raise Cancelled()
@@ -183,32 +155,22 @@ def stylize_remote(args, output, reporter, stop):
             name = event.get("event")
             if name == "accepted":
                 job_id = event["id"]
-            elif name == "queued":
-                _show_queued(reporter, event)
-            elif name in ("start", "warning", "progress"):
-                reporter(RemoteEvent(event))
+            elif name in ("queued", "start", "warning", "progress"):
+                on_event(RemoteEvent(event))
             elif name == "error":
                 if event.get("code") == Cancelled.code:
                     raise Cancelled(event.get("message") or "cancelled: no output was written")
                 raise RemoteError(event.get("code", "internal"), int(event.get("exit_code", 1)),
                                   event.get("message", "the service reported an error without a message"))
             elif name == "done":
-                if stop():
+                if should_stop():
                     raise Cancelled()
                 written = _fetch_result(connection, event["output"], output, save_image)
-                reporter.done(written, event.get("stats", {}))
                 _forget(connection, job_id)
-                return 0
+                return written, event.get("stats", {})
             # heartbeat and events this client does not know: ignored, as the protocol says
     finally:
         response.close()
-
-
-def _show_queued(reporter, event):
-    if reporter.jsonl is not None:
-        reporter.jsonl.emit("queued", **{k: v for k, v in event.items() if k != "event"})
-    elif reporter.mode != "none":
-        print(f"waiting for the service: {event.get('position')} job(s) ahead", file=reporter.err)
 
 
 def _fetch_result(connection, path, output, save_image):

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import BadInput
+from ..errors import BadInput
 
 MIN_SIDE = 16
 # Pillow's own bomb guard fires at 179 MP with a message about attacks; the engine instead checks

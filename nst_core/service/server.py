@@ -1,6 +1,6 @@
 """``nst-core serve``: the engine as a long-lived HTTP service (docs/SERVICE.md, docs/PROTOCOL.md).
 
-One :class:`~nst_core.stylizer.Stylizer` stays loaded for the life of the process, so a job skips
+One :class:`~nst_core.engine.stylizer.Stylizer` stays loaded for the life of the process, so a job skips
 importing torch, loading the weights and (for a style seen before) computing the style's targets.
 Jobs run one at a time on one engine thread; later ones wait in a bounded queue. Every request
 carries the service's token. Events stream back as the JSON lines of the command line's protocol,
@@ -12,7 +12,6 @@ engine and ``nst-core --help`` never pay for it.
 
 import asyncio
 import concurrent.futures
-import hmac
 import io
 import ipaddress
 import itertools
@@ -22,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -30,14 +28,15 @@ import time
 import traceback
 import warnings
 
-from . import __version__
-from .errors import BadInput, Cancelled, NSTError, OutOfMemory
-from .protocol import PROTOCOL_VERSION, encode_event
+from .. import __version__
+from ..errors import BadInput, Cancelled, NSTError, OutOfMemory
+from ..options import add_engine_options, settings_from_json
+from ..protocol import PROTOCOL_VERSION, encode_event
+from .token import TOKEN_FILE_NAME, default_token_file, load_or_create_token, token_matches
 
-log = logging.getLogger("nst_core.serve")
+log = logging.getLogger("nst_core.service")
 
 API = "/v1"
-TOKEN_FILE_NAME = "service-token"
 DEFAULT_PORT = 8765
 DEFAULT_QUEUE = 4
 DEFAULT_MAX_UPLOAD_MB = 64
@@ -49,147 +48,8 @@ MAX_PARAMS_BYTES = 64 * 1024
 # is 60 s) keep the connection, and a client that went away is noticed at the failed write.
 HEARTBEAT_SECONDS = 10.0
 KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped first
-# Options of `nst-core stylize` that belong to the service, not to a job: it has one engine.
-SERVER_OPTIONS = {"output", "device", "backbone", "weights", "weights_format", "progress", "ignore_stdin",
-                  "server", "token_file", "preview_dir", "help"}
 
 JSON_LINES = "application/x-ndjson"
-
-
-# ----- the token --------------------------------------------------------------------------------
-
-def default_token_file():
-    from .weights import data_dir
-
-    return os.path.join(data_dir(), TOKEN_FILE_NAME)
-
-
-def load_or_create_token(path):
-    """The service's token: read from ``path``, or made there on first start (mode 0600).
-
-    A token file that others may read is refused rather than used: the token would no longer be a secret.
-    """
-    path = os.path.abspath(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if os.name == "posix" and mode & 0o077:
-            raise BadInput(f"the token file {path} can be read by other users (mode {mode:04o}): "
-                           f"run `chmod 600 {path}`, or delete it for a new token") from None
-        with open(path, encoding="ascii") as handle:
-            token = handle.read().strip()
-        if len(token) < 16:
-            raise BadInput(f"the token file {path} holds no usable token (at least 16 characters): "
-                           "delete it and start again for a new one") from None
-        return token
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return load_or_create_token(path)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(token + "\n")
-    return token
-
-
-def token_matches(header, token):
-    """``Authorization: Bearer <token>``, compared in constant time."""
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode("ascii"))
-
-
-# ----- a job's parameters: the command line's own parser and messages ---------------------------
-
-def _stylize_parser():
-    from .cli import build_parser
-
-    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    parser = commands["stylize"]
-
-    def refuse(message):  # argparse would print usage and exit the whole service
-        raise BadInput(f"{parser.prog}: {message}")
-
-    parser.error = refuse
-    return parser
-
-
-def job_options(parser=None):
-    """{json key: argparse action} for every `stylize` option a job may set: derived from the parser,
-    so a new option of the command line is a new job parameter with nothing else to change."""
-    parser = parser or _stylize_parser()
-    options = {}
-    for action in parser._actions:
-        longs = [s for s in action.option_strings if s.startswith("--") and not s.startswith("--no-")]
-        if longs and action.dest not in SERVER_OPTIONS:
-            options[longs[0][2:]] = action
-    return options
-
-
-def args_from_json(params, style_count):
-    """A job's ``params`` object -> the ``nst-core stylize`` command line it stands for.
-
-    Keys are the long option names without the dashes (``"style-weight"``); ``true``/``false`` for
-    on/off options, a list for ``style-blend``, ``null`` for the preset's value. Each scalar travels
-    as ``--option=value``, so a value can never be read as another option.
-    """
-    if not isinstance(params, dict):
-        raise BadInput("params must be a JSON object such as {\"preset\": \"fast\", \"size\": 256}")
-    parser = _stylize_parser()
-    options = job_options(parser)
-    argv = ["stylize", "content.png"] + [f"style{i}.png" for i in range(style_count)] + ["-o", "result.png"]
-    for key, value in params.items():
-        action = options.get(key)
-        if action is None:
-            if key.replace("_", "-") in options:
-                raise BadInput(f"unknown parameter {key!r}: write it as {key.replace('_', '-')!r}, "
-                               "the command line's option name without the dashes")
-            if key.replace("_", "-").lstrip("-") in {o.replace("_", "-") for o in SERVER_OPTIONS}:
-                raise BadInput(f"parameter {key!r} is the service's, not a job's: it is set when the service "
-                               "starts (nst-core serve --help); leave it out")
-            raise BadInput(f"unknown parameter {key!r}; a job takes: {', '.join(sorted(options))}")
-        option = "--" + key
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            if action.nargs == 0:  # --ssim / --no-ssim, --multiscale / --no-multiscale
-                argv.append(option if value else "--no-" + key)
-            elif action.nargs == "?" and action.const is not None:  # --preserve-colors [MODE]
-                if value:
-                    argv.append(option)
-            else:
-                raise BadInput(f"parameter {key!r} takes a value, not {json.dumps(value)}")
-        elif isinstance(value, list):
-            if action.nargs != "+" or not value or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                raise BadInput(f"parameter {key!r} does not take a list" if action.nargs != "+"
-                               else f"parameter {key!r} takes a list of numbers, got {json.dumps(value)}")
-            argv.append(option)
-            argv.extend(repr(float(v)) for v in value)
-        elif isinstance(value, (int, float, str)):
-            if action.nargs == 0:
-                raise BadInput(f"parameter {key!r} is on or off: give true or false")
-            argv.append(f"{option}={value}")
-        else:
-            raise BadInput(f"parameter {key!r} must be a number, a string, true/false or a list")
-    return parser.parse_args(argv[1:])
-
-
-def params_from_json(params, style_count):
-    """Validated :class:`~nst_core.params.StyleParams`, with the command line's messages."""
-    return job_settings_from_json(params, style_count)[0]
-
-
-def job_settings_from_json(params, style_count):
-    """(StyleParams, preview interval in seconds or None): what a job's ``params`` ask for."""
-    from .cli import check_preview_every, params_from_args
-
-    args = args_from_json(params, style_count)
-    result = params_from_args(args)
-    if result.style_blend is not None and len(result.style_blend) != style_count:
-        raise BadInput(f"--style-blend has {len(result.style_blend)} weight(s) for {style_count} style image(s)")
-    return result, check_preview_every(args.preview_every)
 
 
 # ----- uploads ----------------------------------------------------------------------------------
@@ -204,7 +64,7 @@ def check_image_header(path, label, max_pixels):
     """Identify an uploaded image from its header and check its size, before anything is decoded."""
     from PIL import Image
 
-    from .imageio import MIN_SIDE
+    from ..engine.imageio import MIN_SIDE
 
     limit = f"this service takes at most {max_pixels:,} pixels (nst-core serve --max-pixels): scale it down first"
     try:
@@ -282,7 +142,6 @@ class Service:
         self.running = None
         self.receiving = 0  # requests holding a place while their upload arrives
         self.counters = {"jobs_done": 0, "jobs_failed": 0, "jobs_cancelled": 0}
-        self.cache = _CountingCache(stylizer)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-engine")
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -412,12 +271,12 @@ class Service:
             "stop_and_keep": True,
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                        "max_styles": MAX_STYLES, "result_ttl": self.result_ttl},
-            "stats": dict(self.counters, style_cache=self.cache.stats()),
+            "stats": dict(self.counters, style_cache=stylizer.style_cache.stats()),
         }
 
 
 def _load_upload(upload, role):
-    from .imageio import load_image
+    from ..engine.imageio import load_image
 
     path, label = upload
     try:
@@ -434,40 +293,6 @@ def _png_bytes(image):
 
 def _error_line(error):
     return encode_event("error", code=error.code, exit_code=error.exit_code, message=str(error))
-
-
-class _CountingCache:
-    """Hit and miss counts of the engine's style-target cache, for /v1/health.
-
-    Counts by wrapping the Stylizer's cache mapping (its ``get`` is the one lookup it makes). A public
-    counter in the engine would be better; until it has one, a Stylizer without ``_style_cache``
-    reports ``entries: null`` and no hits, and the service's cache test fails loudly.
-    """
-
-    def __init__(self, stylizer):
-        self.hits = 0
-        self.misses = 0
-        self.mapping = None
-        cache = getattr(stylizer, "_style_cache", None)
-        if cache is None:
-            return
-        counter = self
-
-        class Counting(type(cache)):
-            def get(self, key, default=None):
-                value = super().get(key, default)
-                if value is None:
-                    counter.misses += 1
-                else:
-                    counter.hits += 1
-                return value
-
-        self.mapping = Counting(cache)
-        stylizer._style_cache = self.mapping
-
-    def stats(self):
-        return {"entries": None if self.mapping is None else len(self.mapping), "hits": self.hits,
-                "misses": self.misses}
 
 
 # ----- HTTP -------------------------------------------------------------------------------------
@@ -668,7 +493,7 @@ def _check_job(job, max_pixels):
     """Off the event loop: the images' headers and the parameters, before the job takes a place."""
     for path, label in [job.content] + job.styles:
         check_image_header(path, label, max_pixels)
-    return job_settings_from_json(job.params_json, len(job.styles))
+    return settings_from_json(job.params_json, len(job.styles))
 
 
 def _printable(name):
@@ -791,7 +616,7 @@ def serve(args):
                        "(or: pip install aiohttp) into the engine's environment") from None
     from PIL import Image
 
-    from .stylizer import Stylizer
+    from ..engine.stylizer import Stylizer
 
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
     if not 0 <= args.queue <= 1000:
@@ -813,7 +638,7 @@ def serve(args):
     return 0
 
 
-def add_serve_parser(commands, add_engine_options):
+def add_serve_parser(commands):
     serve_parser = commands.add_parser(
         "serve", help="run the engine as a long-lived HTTP service (docs/SERVICE.md)",
         description="Keep the engine loaded and take jobs over HTTP, one at a time, with a token. "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg as tv_vgg
 
-from .errors import BadInput
+from ..errors import BadInput
 
 # torchvision's VGG configurations: numbers are conv widths, "M" a 2x2 max-pool.
 ARCHITECTURES = {"vgg16": tv_vgg.cfgs["D"], "vgg19": tv_vgg.cfgs["E"]}

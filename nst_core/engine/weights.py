@@ -22,7 +22,7 @@ from typing import Optional
 
 import platformdirs
 
-from .errors import BadInput, WeightsMissing
+from ..errors import BadInput, WeightsMissing
 
 RANDOM = "random"
 APP_NAME = "nst-core"

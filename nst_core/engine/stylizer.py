@@ -12,11 +12,9 @@ content's size (``_upscale``), finish it as a picture (``finish_image``) and des
 """
 
 import contextlib
-import hashlib
 import math
 import os
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -24,21 +22,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
-from . import __version__, color, devices
+from .. import __version__
+from ..errors import BadInput, Cancelled, OutOfMemory
+from ..events import Started, Warned
+from ..params import StyleParams
+from . import color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
 from .convergence import ConvergenceRule
-from .eta import RunClock
-from .errors import BadInput, Cancelled, OutOfMemory
-from .events import Preview, Progress, Started, Warned
-from .imageio import LoadedImage, check_output_path, load_image, save_image, to_float_rgb_alpha
-from .losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
-from .params import StyleParams
+from .images import as_loaded, bring_to_size, digest, finish_image, resize, smaller_copy, to_tensor
+from .imageio import LoadedImage, check_output_path, save_image
+from .losses import gram_matrix
+from .objective import Objective
+from .progress import ProgressReporter
 from .schedule import Stage, fit_long_side, halved_copies, plan_stages, working_size
+from .style_cache import StyleCache
+from .tiles import feather, tile_grid
 
-STYLE_CACHE_ENTRIES = 64
 MIN_STYLE_SIDE = 16  # a style image shrunk further has no texture left to measure
 
 
@@ -134,182 +135,6 @@ class RunControl:
         return self.should_finish is not None and bool(self.should_finish())
 
 
-def as_loaded(image, role):
-    """A path, PIL image, H x W x 3/4 array or LoadedImage -> LoadedImage."""
-    if isinstance(image, LoadedImage):
-        return image
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(image, role)
-    if isinstance(image, Image.Image):
-        rgb, alpha = to_float_rgb_alpha(image)
-        return LoadedImage(np.ascontiguousarray(rgb), alpha, f"<{role} image>")
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
-        scale = 255.0 if image.dtype.kind == "f" and image.max(initial=0) <= 1.0 else 1.0
-        rgb = np.ascontiguousarray(image[:, :, :3], dtype=np.float32) * scale
-        alpha = image[:, :, 3].astype(np.uint8) if image.shape[2] == 4 else None
-        return LoadedImage(rgb, alpha, f"<{role} array>")
-    raise BadInput(f"{role} image must be a path, a PIL image or an H x W x 3 array, not {type(image).__name__}")
-
-
-def _to_tensor(rgb, device):
-    # contiguous: L-BFGS flattens gradients with .view(), which a permuted (strided) tensor refuses.
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
-
-
-def _to_numpy(tensor):
-    return tensor.detach().squeeze(0).permute(1, 2, 0).float().cpu().numpy()
-
-
-def resize(tensor, size):
-    """Bicubic resize to (width, height), antialiased when shrinking so small scales are not aliased."""
-    width, height = size
-    if tensor.shape[-1] == width and tensor.shape[-2] == height:
-        return tensor
-    shrinking = width < tensor.shape[-1] or height < tensor.shape[-2]
-    return F.interpolate(tensor, size=(height, width), mode="bicubic", align_corners=False,
-                         antialias=shrinking).clamp_(0, 255)
-
-
-def smaller_copy(image, size):
-    """``image`` shrunk to (width, height) for the pyramid's copies: bilinear with antialiasing, no
-    clamping, so gradients flow through it; the content's copy is made the same way."""
-    width, height = size
-    return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-
-
-def finish_image(result, content, params):
-    """A result tensor at the content's size -> the picture a caller gets.
-
-    The content's colours are put back (``preserve_colors="luminance"``) and its alpha is attached.
-    The final result and every preview go through here, so they look alike.
-    """
-    rgb = _to_numpy(result)
-    if params.preserve_colors == "luminance":
-        rgb = color.restore_chroma(rgb, content.rgb)
-    image = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
-    if content.alpha is not None:
-        image.putalpha(Image.fromarray(content.alpha, "L"))
-    return image
-
-
-def bring_to_size(image, content_tensor, size, with_detail):
-    """``image`` resized to ``size``; ``with_detail`` adds back the content's fine detail that the
-    smaller size could not hold (the content minus its own round trip through that size)."""
-    result = resize(image, size)
-    if with_detail and tuple(image.shape[-2:]) != tuple(content_tensor.shape[-2:]):
-        small = (image.shape[-1], image.shape[-2])
-        result = (result + content_tensor - resize(resize(content_tensor, small), size)).clamp_(0, 255)
-    return result
-
-
-class Objective(nn.Module):
-    """The total loss at one scale: alpha * content + beta * sum_l w_l * style_l + tv * TV.
-
-    ``copies``: (size, content targets, Gram targets) of each smaller copy of the image that is matched
-    too (``StyleParams.pyramid``): the content and style terms are then each the mean over the
-    image and its copies, so every copy keeps the balance the strength was calibrated for.
-    """
-
-    def __init__(self, content_targets, style_grams, params, copies=()):
-        super().__init__()
-        normalize = params.loss_normalization == "target"
-
-        def content_losses(targets):
-            return nn.ModuleDict({name: ContentLoss(target, normalize) for name, target in targets.items()})
-
-        def style_losses(grams):
-            return nn.ModuleDict(
-                {name: StyleLoss(gram, normalize, params.use_ssim, params.ssim_scaling, params.ssim_window,
-                                 params.ssim_sigma, params.ssim_implementation) for name, gram in grams.items()})
-
-        self.content_losses = content_losses(content_targets)
-        self.style_losses = style_losses(style_grams)
-        self.copy_sizes = [tuple(size) for size, _, _ in copies]
-        self.copy_content = nn.ModuleList([content_losses(targets) for _, targets, _ in copies])
-        self.copy_style = nn.ModuleList([style_losses(grams) for _, _, grams in copies])
-        self.layer_weights = dict(zip(params.style_layers, params.layer_weights()))
-        self.content_weight, self.style_weight = params.weights()  # given, or those of the strength
-        self.tv_weight = params.tv_weight
-        self.tv = TVLoss()
-
-    @property
-    def layers(self):
-        return list(self.content_losses) + [n for n in self.style_losses if n not in self.content_losses]
-
-    def _content(self, losses, features, zero):
-        return sum((loss(features[name]) for name, loss in losses.items()), zero)
-
-    def _style(self, losses, features, zero):
-        style, factors = zero, []
-        for name, loss in losses.items():
-            value, factor = loss(features[name])
-            style = style + self.layer_weights[name] * value
-            factors.append(factor)
-        return style, factors
-
-    def forward(self, features, image, copy_features=()):
-        """``features``: the image's, by layer; ``copy_features``: those of each smaller copy, in order.
-        The reported SSIM factors are the full-size image's."""
-        zero = image.new_zeros(())
-        content = self._content(self.content_losses, features, zero)
-        style, factors = self._style(self.style_losses, features, zero)
-        for content_losses, style_losses, copy in zip(self.copy_content, self.copy_style, copy_features):
-            content = content + self._content(content_losses, copy, zero)
-            style = style + self._style(style_losses, copy, zero)[0]
-        levels = 1 + len(self.copy_sizes)
-        content, style = content / levels, style / levels
-        tv = self.tv(image) if self.tv_weight > 0 else zero
-        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
-        return total, {"content": content, "style": style, "tv": tv, "factors": factors}
-
-
-class _ProgressReporter:
-    """Numbers the iterates of a whole run, turns each into a ``Progress`` event and, when asked, the
-    best one so far into a ``Preview`` at most every ``preview_every`` seconds."""
-
-    def __init__(self, plan, params, emit, preview_every=None, make_preview=None):
-        self.total = plan.total_iterations
-        self.clock = RunClock(plan.parts)
-        self.use_ssim = params.use_ssim
-        self.emit = emit
-        self.iteration = 0  # steps taken so far, over every scale and tile
-        self.best_iteration = 0  # the step number of the current scale's best iterate (0: the start)
-        self.preview_every = preview_every
-        self.make_preview = make_preview if preview_every is not None else None
-        self.last_preview = None  # when the last preview was finished
-        self.parts = 0  # scales and tiles begun
-
-    def for_stage(self, phase, scale, rule=None):
-        """The ``on_iterate`` callback of one scale or tile; ``rule``: its ConvergenceRule, if any."""
-        self.clock.begin(self.parts)
-        self.parts += 1
-
-        def on_iterate(current, best):
-            self.iteration += 1
-            expected, typical = (None, None) if rule is None else (rule.expected_total(), rule.typical_total())
-            elapsed, fraction, eta = self.clock.tick(expected, typical)
-            parts = current.parts
-            self.emit(Progress(iteration=self.iteration, total=self.total, fraction=fraction, phase=phase,
-                               scale=scale, loss=current.loss, content_loss=float(parts["content"]),
-                               style_loss=float(parts["style"]), tv_loss=float(parts["tv"]),
-                               ssim_factors=[float(f) for f in parts["factors"]] if self.use_ssim else [],
-                               elapsed=elapsed, eta=eta, image=current.image))
-            if phase == "stylize":  # a refined tile is a piece of the picture: the last preview stands
-                self.best_iteration = self.iteration - (current.step - best.step)
-                self._maybe_preview(best)
-        return on_iterate
-
-    def _maybe_preview(self, best):
-        if self.make_preview is None:
-            return
-        # Measured from the end of the last one, so that making previews never takes most of the time.
-        if self.last_preview is not None and time.perf_counter() - self.last_preview < self.preview_every:
-            return
-        image = self.make_preview(best.image)
-        self.emit(Preview(iteration=self.best_iteration, loss=best.loss, size=image.size, image=image))
-        self.last_preview = time.perf_counter()
-
-
 @contextlib.contextmanager
 def _cudnn_autotune(device):
     """cuDNN picks its fastest kernels for this run (every scale and tile repeats one shape many
@@ -338,7 +163,7 @@ class Stylizer:
         last = deepest_index(self.source.architecture, [weights_mod.TRIM_LAYER])
         features = weights_mod.load_features(self.source, last)
         self.net = VGGFeatures(self.source.architecture, features, self.source.preprocessing).to(self.device)
-        self._style_cache = OrderedDict()
+        self.style_cache = StyleCache()
 
     @property
     def architecture(self):
@@ -347,7 +172,7 @@ class Stylizer:
     def _cpu_copy(self):
         """A Stylizer on the CPU with this one's network, for one run that did not fit the device."""
         twin = Stylizer.__new__(Stylizer)
-        twin.source, twin.device, twin._style_cache = self.source, torch.device("cpu"), OrderedDict()
+        twin.source, twin.device, twin.style_cache = self.source, torch.device("cpu"), StyleCache()
         with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
             features = build_features(self.net.architecture, len(self.net.features) - 1)
         twin.net = VGGFeatures(self.net.architecture, features, self.net.preprocessing)
@@ -376,18 +201,14 @@ class Stylizer:
             size = fit_long_side((tensor.shape[-1], tensor.shape[-2]), long_side, minimum=MIN_STYLE_SIDE)
             cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers),
                          devices.autocast_dtype(self.device, params.precision))
-            grams = self._style_cache.get(cache_key)
+            grams = self.style_cache.get(cache_key)
             if grams is None:
                 with torch.no_grad():
                     image = resize(tensor, size)
                     feats = self.features(image, params.style_layers, params)
                     small_mask = None if mask is None else F.interpolate(mask, size=image.shape[-2:], mode="area")
                     grams = {name: gram_matrix(feats[name], small_mask) for name in params.style_layers}
-                self._style_cache[cache_key] = grams
-                while len(self._style_cache) > STYLE_CACHE_ENTRIES:
-                    self._style_cache.popitem(last=False)
-            else:
-                self._style_cache.move_to_end(cache_key)
+                self.style_cache.put(cache_key, grams)
             for name, gram in grams.items():
                 total[name] = total.get(name, 0) + weight * gram
         return total
@@ -592,7 +413,7 @@ class Stylizer:
             affordable = self.device.type != "cpu" or full[0] * full[1] <= 2 * work[0] * work[1]
             upscale = "tiles" if affordable and params.refine_iterations > 0 else "detail"
         tile = min(params.tile_size, max(128, int(math.sqrt(max(limit, 1)))))
-        tiles = _tile_grid(full, tile, params.tile_overlap) if upscale == "tiles" else []
+        tiles = tile_grid(full, tile, params.tile_overlap) if upscale == "tiles" else []
         return RunPlan(working_size=work, capped=capped, stages=stages, upscale=upscale, tiles=tiles,
                        refine_iterations=params.refine_iterations)
 
@@ -608,7 +429,7 @@ class Stylizer:
             return finish_image(bring_to_size(image, prepared.content_tensor, content.size, with_detail),
                                 content, params)
 
-        progress = _ProgressReporter(plan, params, emit, control.preview_every, make_preview)
+        progress = ProgressReporter(plan, params, emit, control.preview_every, make_preview)
         # Anything random in a run draws from its own generator: the process's global RNG is left alone.
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
         best, finished, stop_reason = self._stylize(plan, prepared, params, progress, control, generator)
@@ -638,12 +459,12 @@ class Stylizer:
             style_rgbs = [color.match_color_statistics(s, content_rgb) for s in style_rgbs]
         device = self.device
         style_set = StyleSet(
-            tensors=[_to_tensor(s, device) for s in style_rgbs],
-            masks=[None if s.alpha is None else _to_tensor(s.alpha[:, :, None].astype(np.float32) / 255.0, device)
+            tensors=[to_tensor(s, device) for s in style_rgbs],
+            masks=[None if s.alpha is None else to_tensor(s.alpha[:, :, None].astype(np.float32) / 255.0, device)
                    for s in styles],
             weights=list(blend),
-            keys=[_digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)])
-        return Prepared(content=content, content_tensor=_to_tensor(content_rgb, device), styles=style_set)
+            keys=[digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)])
+        return Prepared(content=content, content_tensor=to_tensor(content_rgb, device), styles=style_set)
 
     def _stylize(self, plan, prepared, params, progress, control, generator):
         """Coarse to fine: each scale starts from the previous scale's best iterate, resized. With
@@ -735,9 +556,9 @@ class Stylizer:
                                     should_finish=control.should_finish, convergence=rule)
             if refined.finished_early:
                 return None
-            feather = _feather(w, h, params.tile_overlap, canvas.device)
-            out[region] += refined.best.image * feather
-            weight_sum[region] += feather
+            weights = feather(w, h, params.tile_overlap, canvas.device)
+            out[region] += refined.best.image * weights
+            weight_sum[region] += weights
         return (out / weight_sum.clamp_min(1e-6)).clamp_(0, 255)
 
 
@@ -764,39 +585,5 @@ def _detached(parts):
             "factors": [f.detach() for f in parts["factors"]]}
 
 
-def _digest(rgb, alpha):
-    digest = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16)
-    if alpha is not None:
-        digest.update(alpha.tobytes())
-    return digest.hexdigest()
-
-
 def _noise_like(image, generator):
     return (torch.rand(image.shape, generator=generator) * 255.0).to(image.device)
-
-
-def _tile_grid(size, tile, overlap):
-    """Tiles (x, y, w, h) covering ``size`` with at least ``overlap`` pixels shared by neighbours."""
-    def starts(length):
-        if length <= tile:
-            return [0], length
-        count = math.ceil((length - overlap) / (tile - overlap))
-        step = (length - tile) / (count - 1)
-        return [round(i * step) for i in range(count)], tile
-
-    xs, w = starts(size[0])
-    ys, h = starts(size[1])
-    return [(x, y, w, h) for y in ys for x in xs]
-
-
-def _feather(width, height, overlap, device):
-    """Blend weights: 1 inside, ramping down across the overlap so neighbouring tiles cross-fade."""
-    def ramp(n):
-        r = torch.ones(n, device=device)
-        k = min(overlap, n // 2)  # a tile as small as the image itself has no neighbour to fade into
-        if k > 0:
-            edge = torch.linspace(1.0 / (k + 1), 1.0, k, device=device)
-            r[:k] = torch.minimum(r[:k], edge)
-            r[-k:] = torch.minimum(r[-k:], edge.flip(0))
-        return r
-    return (ramp(height)[:, None] * ramp(width)[None, :]).view(1, 1, height, width)
