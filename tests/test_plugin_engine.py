@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fakes.fake_engine import write_fake_engine
-from protocol_checks import check_event, documented_events
+from helpers.protocol_checks import check_event, documented_events
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_content, make_style
+from helpers.pictures import make_content, make_style
+from helpers.repo import REPO
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
 
 from fakes.fake_engine import write_fake_engine  # noqa: E402
-from test_serve import start_service, stop_service  # noqa: E402
+from helpers.service import start_service, stop_service  # noqa: E402
 
 sys.path.insert(0, str(REPO / "plugin"))
 import nst_engine  # noqa: E402

@@ -8,7 +8,6 @@ import http.client
 import io
 import json
 import os
-import queue
 import re
 import shutil
 import socket
@@ -16,7 +15,6 @@ import ssl
 import stat
 import struct
 import subprocess
-import threading
 import time
 import zlib
 
@@ -24,67 +22,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, engine_command, make_content, make_style
+from helpers.pictures import make_content, make_style
+from helpers.protocol_checks import check_fields, documented_events
+from helpers.repo import REPO, engine_command
+from helpers.service import start_service, stop_service
+from nst_core.service.client import multipart
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
-
-from nst_core.service.client import multipart  # noqa: E402
-from test_cli import check_fields, documented_events  # noqa: E402  (the CLI tests' reading of PROTOCOL.md)
 
 SERVICE_DOC = REPO / "docs" / "SERVICE.md"
 QUICK = {"size": 64, "iterations": 2, "ssim": False}
 LONG = {"size": 64, "iterations": 5000, "ssim": False}  # minutes: always cancelled long before its end
 MAX_PIXELS = 250_000
-READ_TIMEOUT = 120
-
-
-# ----- the service --------------------------------------------------------------------------------
-
-class Service:
-    def __init__(self, process, url, token_file, tmpdir):
-        self.process, self.url, self.token_file, self.tmpdir = process, url, token_file, tmpdir
-        self.token = token_file.read_text().strip()
-        self.host, self.port = url.split("//")[1].split(":")
-        self.port = int(self.port)
-
-    def connect(self, timeout=READ_TIMEOUT):
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def call(self, method, path, body=None, headers=None, token=True):
-        """(status, parsed JSON or raw bytes) of one request."""
-        headers = dict(headers or {})
-        if token is True:
-            headers["Authorization"] = f"Bearer {self.token}"
-        elif token:
-            headers["Authorization"] = token
-        connection = self.connect()
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-        finally:
-            connection.close()
-        if response.getheader("Content-Type", "").startswith("application/json"):
-            return response.status, json.loads(data)
-        return response.status, data
-
-    def health(self):
-        status, body = self.call("GET", "/v1/health")
-        assert status == 200, body
-        return body
-
-    def wait_idle(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            health = self.health()
-            queue_state = health["queue"]
-            if queue_state["running"] == 0 and queue_state["waiting"] == 0 and queue_state["receiving"] == 0:
-                return health
-            assert time.monotonic() < deadline, f"the service did not become idle: {queue_state}"
-            time.sleep(0.2)
-
-    def job_folders(self):
-        return sorted(p.name for p in self.tmpdir.iterdir() if p.name.startswith("nst-serve-"))
 
 
 @pytest.fixture(scope="module")
@@ -96,45 +45,6 @@ def images(tmp_path_factory):
     make_style().save(folder / "style.png")
     make_style(seed=7).save(folder / "style2.png")
     return folder
-
-
-def start_service(root, *options):
-    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far)."""
-    tmpdir = root / "tmp"
-    tmpdir.mkdir()
-    token_file = root / "data" / "service-token"
-    env = dict(os.environ, NST_DATA_DIR=str(root / "data"), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    process = subprocess.Popen(
-        engine_command("serve", "--port", "0", "--weights", "random", "--device", "cpu", *options),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        cwd=str(REPO))
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    stderr = []
-    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    try:
-        first = lines.get(timeout=180)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"the service did not start: {''.join(stderr)}")
-    assert "listening on http://127.0.0.1:" in first, first + "".join(stderr)
-    url = first.split("listening on ", 1)[1].split()[0]
-    service = Service(process, url, token_file, tmpdir)
-    service.stdout, service.stderr = lines, stderr
-    return service
-
-
-def stop_service(service):
-    """SIGTERM, as a service manager stops it: exit 0 within a minute, no traceback."""
-    service.process.terminate()
-    try:
-        code = service.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        pytest.fail("the service did not stop within 60 s of SIGTERM")
-    assert code == 0, "".join(service.stderr)
-    assert "Traceback" not in "".join(service.stderr), "".join(service.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,15 @@
 untrained VGG-16 through the same code), and with the real ImageNet VGG-16 when the file is present."""
 
 import os
-import sys
 
+import evaluate  # benchmarks/evaluate.py: benchmarks/ is on pytest's pythonpath
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from conftest import EXAMPLES, REPO, make_content, make_style
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import evaluate  # noqa: E402  (benchmarks/ is not a package)
+from helpers.pictures import make_content, make_style
+from helpers.repo import EXAMPLES
 
 
 @pytest.fixture(scope="module")

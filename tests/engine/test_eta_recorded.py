@@ -19,11 +19,12 @@ import os
 
 import pytest
 
+from helpers.repo import REPO
 from nst_core.engine.convergence import ConvergenceRule
 from nst_core.engine.eta import RunClock
 from nst_core.params import StyleParams
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(REPO, "tests", "data")
 RUNS = json.load(open(os.path.join(DATA, "eta_runs.json")))["runs"]
 CURVES = json.load(open(os.path.join(DATA, "loss_curves.json")))["runs"]
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.pictures import make_content, make_style
 from nst_core import BadInput, Cancelled, StyleParams
-from nst_core.engine.color import luminance, rgb_to_yiq
+from nst_core.engine.color import rgb_to_yiq
 from nst_core.engine.stylizer import stylize
-
-from conftest import make_content, make_style
 
 QUICK = dict(size=64, iterations=8, multiscale=False)
 
@@ -365,9 +364,9 @@ def test_style_strength_sets_the_balance_and_a_given_weight_wins(random_engine):
 
 
 def test_a_large_scale_is_also_matched_as_a_halved_copy_with_the_same_balance(random_engine):
+    from nst_core.engine.images import resize, smaller_copy, to_tensor
     from nst_core.engine.schedule import Stage
     from nst_core.engine.stylizer import StyleSet
-    from nst_core.engine.images import resize, smaller_copy, to_tensor
 
     params = StyleParams.preset("standard")
     content = resize(to_tensor(np.array(make_content()), "cpu"), (160, 96))

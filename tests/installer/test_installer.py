@@ -16,18 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from installer_fakes import read_calls, snapshot, write_fake_plugin_source, write_fake_python
+from helpers.installer_fakes import read_calls, snapshot, write_fake_plugin_source, write_fake_python
+from helpers.repo import REPO
+from nst_installer import platforms, plugin_files
+from nst_installer.engine import looks_like_network_failure, parse_doctor_output
+from nst_installer.errors import ExitCode, InstallError
+from nst_installer.platforms import LINUX, MACOS, WINDOWS
+from nst_installer.torch_choice import PYTORCH_CPU_INDEX, PYTORCH_CUDA_INDEX, choose_torch_source, index_reachable
 
-REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "installer" / "install.py"
-sys.path.insert(0, str(REPO / "installer"))
-
-from nst_installer import platforms, plugin_files  # noqa: E402
-from nst_installer.engine import looks_like_network_failure, parse_doctor_output  # noqa: E402
-from nst_installer.errors import ExitCode, InstallError  # noqa: E402
-from nst_installer.platforms import LINUX, MACOS, WINDOWS  # noqa: E402
-from nst_installer.torch_choice import (PYTORCH_CPU_INDEX, PYTORCH_CUDA_INDEX, choose_torch_source,  # noqa: E402
-                                        index_reachable)
 
 PLUGIN = "nst_style_transfer"
 HELPERS = ["nst_engine.py", "nst_gimpfu3.py"]

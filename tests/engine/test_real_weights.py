@@ -2,17 +2,17 @@
 ../shared/data/weights/vgg16-imagenet-caffe-features.pth): a short transfer really moves the picture's
 style statistics toward the style image and keeps the content. Skipped when the weights file is absent."""
 
+import evaluate  # benchmarks/evaluate.py, the judge apart from the engine's loss
 import numpy as np
 import pytest
 import torch
 
+from helpers.repo import DEFAULT_REAL_WEIGHTS, EXAMPLES, real_weights_path
 from nst_core import StyleParams
 from nst_core.engine.imageio import load_image
+from nst_core.engine.images import resize, to_tensor
 from nst_core.engine.losses import gram_matrix
 from nst_core.engine.stylizer import Stylizer
-from nst_core.engine.images import resize, to_tensor
-
-from conftest import DEFAULT_REAL_WEIGHTS, EXAMPLES, real_weights_path
 
 
 def test_the_weights_file_comes_from_nst_test_weights_else_the_shared_folder(tmp_path):
@@ -76,25 +76,9 @@ def test_a_real_transfer_takes_the_style_and_keeps_the_content(real_weights):
     assert out_content < 0.6 * style_content, "the result is much nearer the content than the style is"
 
 
-def _evaluator():
-    """benchmarks/evaluate.py (issue 13's judge, from branch i13b); skipped until it is in the tree."""
-    import importlib.util
-
-    from conftest import REPO
-
-    path = REPO / "benchmarks" / "evaluate.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/evaluate.py (the issue 13 evaluator) is not in this tree yet")
-    spec = importlib.util.spec_from_file_location("nst_benchmarks_evaluate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_default_strength_lands_in_the_good_region(real_weights):
-    """Issue 13: the fast preset at its default strength, stopped by convergence, gives a result that
+    """The fast preset at its default strength, stopped by convergence, gives a result that
     the evaluator calls good (style <= 0.15, content <= 0.5) on an example pair at 256 px."""
-    evaluate = _evaluator()
     engine = Stylizer("vgg16", str(real_weights), "caffe", "cpu")
     content, style = EXAMPLES / "coffee.png", EXAMPLES / "great_wave.jpg"
     result = engine.run(load_image(content), [load_image(style)], StyleParams.preset("fast", size=256))

@@ -3,11 +3,10 @@ the service nothing of the command line, and no module imports another that impo
 imports inside functions count too: they only hide a circle)."""
 
 import ast
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.repo import REPO
 
 PACKAGE = REPO / "nst_core"
 # Shared by every layer: the error taxonomy, the settings, the events and their JSON lines.

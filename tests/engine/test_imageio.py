@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.pictures import make_content
 from nst_core import BadInput
 from nst_core.engine.imageio import check_fits_memory, check_output_path, load_image, save_image
-
-from conftest import make_content
 
 
 def write_png_header_only(path, width, height):

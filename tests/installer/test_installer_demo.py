@@ -2,19 +2,15 @@
 the fake engine of tests/fakes (which speaks the documented protocol)."""
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.fake_engine import write_fake_engine
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "installer"))
-
-from nst_installer import demo as demo_module  # noqa: E402
-from nst_installer.errors import ExitCode, InstallError  # noqa: E402
-from nst_installer.plan import DemoPlan  # noqa: E402
+from helpers.repo import REPO
+from nst_installer import demo as demo_module
+from nst_installer.errors import ExitCode, InstallError
+from nst_installer.plan import DemoPlan
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
+from helpers.repo import REPO
 from nst_core.engine.convergence import ConvergenceRule
 from nst_core.engine.eta import RunClock
 
@@ -84,7 +84,7 @@ def test_on_recorded_runs_the_last_window_forecast_is_mostly_within_a_step():
     # Every part of the recorded runs (tests/data/loss_curves.json) that its rule ended, forecast from
     # each of its last nine steps: measured 0.61 steps off on average, 90 % within one step (the power
     # law alone: 1.26 steps, 43 %).
-    curves = json.load(open(os.path.join(os.path.dirname(__file__), "data", "loss_curves.json")))["runs"]
+    curves = json.load(open(REPO / "tests" / "data" / "loss_curves.json"))["runs"]
     errors = []
     for run in curves:
         for losses in run["losses"]:

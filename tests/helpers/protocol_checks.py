@@ -1,16 +1,17 @@
 """The checks every engine's JSON lines must pass, read from docs/PROTOCOL.md's tables.
 
-Used on the real engine (tests/test_cli.py) and on the fake engines (tests/test_plugin_engine.py), so
+Used on the real engine (tests/cli/test_cli.py) and on the fake engines (the plug-in client's tests), so
 that the fakes the client is tested against speak the documented protocol too.
 """
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+from helpers.repo import REPO
+
+PROTOCOL_DOC = REPO / "docs" / "PROTOCOL.md"
 KNOWN_EVENTS = {"start", "warning", "progress", "preview", "done", "error"}
 
 

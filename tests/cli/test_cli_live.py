@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import engine_command, make_content, make_style
-from test_cli import (LONG, REPO, LiveEngine, _check_cancelled, base_env, check_error_run, check_fields,
-                      documented_events, folder_listing, run_engine)
+from helpers.engine_runs import LONG, LiveEngine, base_env, check_cancelled, check_error_run, folder_listing, run_engine
+from helpers.pictures import make_content, make_style
+from helpers.protocol_checks import check_fields, documented_events
+from helpers.repo import REPO, engine_command
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_cancel_after_stop_still_cancels(live_inputs):
         engine.wait_for("progress")
         engine.proc.stdin.write("stop\ncancel\n")
         engine.proc.stdin.flush()
-        _check_cancelled(engine, out)
+        check_cancelled(engine, out)
     finally:
         engine.kill()
         engine.proc.stdin.close()
