@@ -167,8 +167,8 @@ def main():
         print_table(json.load(open(args.json)))
         return
 
-    from nst_core.params import StyleParams
     from nst_core.engine.stylizer import Stylizer
+    from nst_core.params import StyleParams
 
     weights = weights_path()
     if weights is None:
@@ -202,7 +202,8 @@ def main():
             if args.save:
                 os.makedirs(args.save, exist_ok=True)
                 tag = "-".join(",".join(v) if isinstance(v, tuple) else str(v) for v in overrides.values())
-                name = f"{content_name}-{style_name}-{args.size}-{args.preset}-w{weight:g}{'-' + tag if tag else ''}.png"
+                suffix = "-" + tag if tag else ""
+                name = f"{content_name}-{style_name}-{args.size}-{args.preset}-w{weight:g}{suffix}.png"
                 result.image.save(os.path.join(args.save, name))
             with open(args.json, "w") as handle:
                 json.dump(runs, handle, indent=1)

@@ -1,6 +1,7 @@
 """Sharing the CPU (issue 13): one engine alone, then two side by side, under a few thread settings.
 
-    python benchmarks/cpu_sharing.py [--steps 30] [--size 160] [--settings default passive free-cores passive+free-cores]
+    python benchmarks/cpu_sharing.py [--steps 30] [--size 160]
+        [--settings default passive free-cores passive+free-cores]
 
 Each engine is its own process running ``Stylizer.run`` (standard preset on one scale, L-BFGS, untrained
 VGG-19 weights: speed does not depend on the values) for ``--steps`` steps on a ``--size`` px picture;
@@ -44,8 +45,8 @@ def worker(args):
     import numpy as np
     import torch
 
-    from nst_core.params import StyleParams
     from nst_core.engine.stylizer import Stylizer
+    from nst_core.params import StyleParams
 
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (args.size * 3 // 4, args.size, 3)).astype(np.float32)

@@ -40,8 +40,8 @@ def example(name):
 
 
 def record(engine, spec):
-    from nst_core.params import StyleParams
     from nst_core.engine.images import as_loaded
+    from nst_core.params import StyleParams
 
     preset, size, content, style = spec.split(":")
     params = StyleParams.preset(preset, size=int(size))

@@ -118,8 +118,8 @@ class Evaluator:
 
     def _tensor(self, image, fit_to=None):
         """1 x 3 x H x W float32 at the evaluation size (``fit_to``: an exact (w, h), else long side)."""
-        from nst_core.engine.schedule import fit_long_side
         from nst_core.engine.images import resize, to_tensor
+        from nst_core.engine.schedule import fit_long_side
 
         rgb = _rgb_array(image)
         tensor = to_tensor(rgb.astype(np.float32), "cpu")
@@ -171,7 +171,8 @@ class Evaluator:
             raise ValueError("at least one unrelated photo is needed for the content scale")
         size, style_grams, content_feats, style_scale, content_scale = self._targets(content, style, references)
         grams, feats = self._features(self._tensor(output, size))
-        return self._style_raw(grams, style_grams) / style_scale, self._content_raw(feats, content_feats) / content_scale
+        style = self._style_raw(grams, style_grams) / style_scale
+        return style, self._content_raw(feats, content_feats) / content_scale
 
 
 _DEFAULT = []
@@ -201,7 +202,8 @@ def main(argv=None):
     print(f"{'image':<40} {'style':>7} {'content':>8}  good (style <= {GOOD_STYLE}, content <= {GOOD_CONTENT})")
     for path in args.output:
         style, content = judge(path, args.content, args.style, args.reference)
-        print(f"{os.path.basename(path):<40} {style:>7.3f} {content:>8.3f}  {'yes' if is_good(style, content) else 'no'}")
+        good = "yes" if is_good(style, content) else "no"
+        print(f"{os.path.basename(path):<40} {style:>7.3f} {content:>8.3f}  {good}")
 
 
 if __name__ == "__main__":

@@ -110,8 +110,8 @@ def main():
           f"{torch.get_num_threads()} threads, device {args.device}; VGG-19, {args.optimizer}, "
           f"{args.iterations} timed iterations after one warm-up")
     print(f"{'size':>9} | {'reference':>16} | {'engine, float32':>22} | {'engine, default precision':>26}")
-    print(f"{'':>9} | {'s/it':>6} {'peak MB':>9} | {'s/it':>6} {'peak MB':>8} {'ratio':>6} | {'s/it':>6} {'peak MB':>8} "
-          f"{'ratios':>10}")
+    print(f"{'':>9} | {'s/it':>6} {'peak MB':>9} | {'s/it':>6} {'peak MB':>8} {'ratio':>6} | "
+          f"{'s/it':>6} {'peak MB':>8} {'ratios':>10}")
     for size in args.sizes:
         reference = measure("reference", size, args.iterations, args.device, args.optimizer)
         rows = [measure(kind, size, args.iterations, args.device, args.optimizer) for kind in ("engine-fp32", "engine")]

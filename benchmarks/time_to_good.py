@@ -111,8 +111,8 @@ def load_frames(folder):
 # ----- workers (one process each) -------------------------------------------------------------------
 
 def engine_worker(args, sink):
-    from nst_core.params import StyleParams
     from nst_core.engine.stylizer import Stylizer
+    from nst_core.params import StyleParams
 
     engine = Stylizer("vgg16", args.weights, "caffe", args.device)
     params = StyleParams.preset(args.worker, size=args.size, iterations=args.iterations)
@@ -146,12 +146,12 @@ def eta_accuracy(estimates, total):
 def reference_worker(args, sink):
     import torch
     from PIL import Image
+    from reference import ReferenceNST
 
     from nst_core.engine.imageio import load_image
-    from nst_core.params import StyleParams
-    from nst_core.engine.schedule import working_size
     from nst_core.engine.images import resize, to_tensor
-    from reference import ReferenceNST
+    from nst_core.engine.schedule import working_size
+    from nst_core.params import StyleParams
 
     content, style = load_image(args.content, "content"), load_image(args.style, "style")
     final = working_size(content.size, args.size)[0]

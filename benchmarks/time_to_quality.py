@@ -51,9 +51,9 @@ def worker(args):
     import psutil
     import torch
 
-    from nst_core.params import StyleParams
-    from nst_core.engine.stylizer import Stylizer
     from nst_core.engine.images import resize, to_tensor
+    from nst_core.engine.stylizer import Stylizer
+    from nst_core.params import StyleParams
 
     size = args.sizes[0]
     content, style, final = _images(args, size)
@@ -124,9 +124,9 @@ class Evaluator:
     """The paper's loss at the final size, on the benchmark's backbone."""
 
     def __init__(self, args, size):
-        from nst_core.params import StyleParams
-        from nst_core.engine.stylizer import StyleSet, Stylizer
         from nst_core.engine.images import resize, to_tensor
+        from nst_core.engine.stylizer import StyleSet, Stylizer
+        from nst_core.params import StyleParams
 
         self.resize = resize
         self.engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)

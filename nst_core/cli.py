@@ -16,8 +16,14 @@ import traceback
 from . import __version__
 from .engine.devices import prefer_passive_threads
 from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing
-from .options import (add_engine_options, add_job_options, check_preview_every, check_style_blend,
-                      json_from_args, params_from_args)
+from .options import (
+    add_engine_options,
+    add_job_options,
+    check_preview_every,
+    check_style_blend,
+    json_from_args,
+    params_from_args,
+)
 from .protocol import JsonlWriter
 
 
@@ -300,7 +306,8 @@ class Reporter:
         else:
             factors = ", ".join(f"{f:.3f}" for f in stats.get("ssim_factors", []))
             stopped = f"; stopped early, after {stats['steps']} steps" if stats.get("stop_reason") == "stopped" else ""
-            self._say(f"wrote {output} ({stats['output_size'][0]}x{stats['output_size'][1]}) in {stats['seconds']:.1f} s;"
+            width, height = stats["output_size"]
+            self._say(f"wrote {output} ({width}x{height}) in {stats['seconds']:.1f} s;"
                       f" best loss {stats['loss']:.5g} after {stats['best_iteration']} of {stats['iterations']} steps"
                       + stopped + (f"; SSIM factors (1-SSIM)/2 per style layer: {factors}" if factors else ""))
 

@@ -225,7 +225,8 @@ class StyleParams:
         need(isinstance(self.ssim_window, int) and self.ssim_window >= 3 and self.ssim_window % 2 == 1,
              "ssim-window must be an odd number >= 3")
         need(self.ssim_sigma > 0, "ssim-sigma must be > 0")
-        need(self.ssim_implementation in ("fast", "pytorch_msssim"), "ssim-implementation must be fast or pytorch_msssim")
+        need(self.ssim_implementation in ("fast", "pytorch_msssim"),
+             "ssim-implementation must be fast or pytorch_msssim")
         need(self.loss_normalization in NORMALIZATIONS, f"loss-normalization must be one of {NORMALIZATIONS}")
         need(len(self.content_layers) >= 1 or self.content_weight == 0, "at least one content layer is needed")
         need(len(self.style_layers) >= 1, "at least one style layer is needed")

@@ -17,8 +17,16 @@ from .checks import dry_run_checks
 from .demo import engine_log_path, run_demo
 from .errors import EXIT_CODES_HELP, ExitCode, InstallError
 from .manifest import Changes, load_manifest, merge, save_manifest
-from .plan import (MANIFEST_NAME, HostFacts, InstallOptions, InstallPlan, build_install_plan, describe_plan,
-                   no_gimp_lines, preflight)
+from .plan import (
+    MANIFEST_NAME,
+    HostFacts,
+    InstallOptions,
+    InstallPlan,
+    build_install_plan,
+    describe_plan,
+    no_gimp_lines,
+    preflight,
+)
 from .platforms import PLATFORMS, current_platform, find_gimp_profiles, normalize_gimp_version, user_data_dir
 from .steps import execute_install
 from .summary import install_summary

@@ -10,8 +10,7 @@ from typing import List, Mapping, Optional
 
 from .engine import check_base_python
 from .errors import ExitCode, InstallError
-from .platforms import (GimpProfile, candidate_profiles, guess_gimp_version, shebang_for, user_data_dir,
-                        venv_python)
+from .platforms import GimpProfile, candidate_profiles, guess_gimp_version, shebang_for, user_data_dir, venv_python
 from .plugin_files import MAIN_FILE, PLUGIN_NAME
 from .torch_choice import TorchSource, choose_torch_source
 
@@ -166,7 +165,7 @@ def no_gimp_lines(plan: "InstallPlan", add_plugin_command: str, dry_run: bool = 
     return (["No GIMP found: none of GIMP's user profile folders (GIMP/2.10, GIMP/3.0, GIMP/3.2) exists. "
              "Looked in:"] + ["    %s" % folder for folder in plan.gimp_searched]
             + ["So the engine %s installed without the plug-in (exit code 3). After installing GIMP and "
-               % ("would be" if dry_run else "is") + 
+               % ("would be" if dry_run else "is") +
 "starting it once, add the plug-in with:",
                "    " + add_plugin_command,
                "(for a GIMP kept elsewhere, add --gimp-plugin-dir DIR; for the engine only, say --no-gimp)"])

@@ -19,8 +19,14 @@ from . import engine as engine_steps
 from .errors import ExitCode, InstallError
 from .manifest import Changes, Manifest, PluginFolderRecord, load_manifest, merge, save_manifest
 from .plan import InstallPlan
-from .plugin_files import (FolderInstall, engine_config, install_plugin_folders, make_dirs_recorded,
-                           plugin_sources, remove_empty_dirs)
+from .plugin_files import (
+    FolderInstall,
+    engine_config,
+    install_plugin_folders,
+    make_dirs_recorded,
+    plugin_sources,
+    remove_empty_dirs,
+)
 from .torch_choice import TorchSource, index_reachable
 
 

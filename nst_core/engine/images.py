@@ -6,9 +6,9 @@ import hashlib
 import os
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image
-import torch
 
 from ..errors import BadInput
 from . import color

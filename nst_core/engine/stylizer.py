@@ -31,8 +31,8 @@ from . import color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
 from .convergence import ConvergenceRule
-from .images import as_loaded, bring_to_size, digest, finish_image, resize, smaller_copy, to_tensor
 from .imageio import LoadedImage, check_output_path, save_image
+from .images import as_loaded, bring_to_size, digest, finish_image, resize, smaller_copy, to_tensor
 from .losses import gram_matrix
 from .objective import Objective
 from .progress import ProgressReporter

@@ -46,7 +46,8 @@ def measure(engine, image, content, style, size):
         style_feats = engine.features(style, layers, params)
         content_feats = engine.features(content, ["relu4_2"], params)
     style_distance = np.mean([
-        float(((gram_matrix(feats[n]) - gram_matrix(style_feats[n])) ** 2).sum() / (gram_matrix(style_feats[n]) ** 2).sum())
+        float(((gram_matrix(feats[n]) - gram_matrix(style_feats[n])) ** 2).sum()
+              / (gram_matrix(style_feats[n]) ** 2).sum())
         for n in layers])
     content_distance = float(((feats["relu4_2"] - content_feats["relu4_2"]) ** 2).sum()
                              / (content_feats["relu4_2"] ** 2).sum())

@@ -399,4 +399,5 @@ def test_the_plan_gives_halved_copies_to_large_scales_only_and_the_paper_none(ra
     stages = random_engine._plan(content, StyleParams.preset("standard")).stages
     assert [s.copies for s in stages] == [(), (), ((226, 150),)]
     assert all(s.copies == () for s in random_engine._plan(content, StyleParams.preset("paper")).stages)
-    assert all(s.copies == () for s in random_engine._plan(content, StyleParams.preset("standard", pyramid=False)).stages)
+    no_pyramid = StyleParams.preset("standard", pyramid=False)
+    assert all(s.copies == () for s in random_engine._plan(content, no_pyramid).stages)

@@ -33,8 +33,10 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_layer_names_match_torchvision_indices():
     vgg19, vgg16 = layer_names("vgg19"), layer_names("vgg16")
-    assert [vgg19[n] for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu5_2")] == [1, 6, 11, 20, 29, 31]
-    assert [vgg16[n] for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "relu5_2")] == [1, 6, 11, 18, 20, 25, 27]
+    names = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu5_2")
+    assert [vgg19[n] for n in names] == [1, 6, 11, 20, 29, 31]
+    names = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "relu5_2")
+    assert [vgg16[n] for n in names] == [1, 6, 11, 18, 20, 25, 27]
     with pytest.raises(BadInput, match="unknown vgg19 layer"):
         deepest_index("vgg19", ["relu9_1"])
 
