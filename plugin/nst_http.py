@@ -1,34 +1,22 @@
 # -*- coding: utf-8 -*-
 """The HTTP transport of the nst_core engine client: jobs sent to an `nst-core serve` (docs/PROTOCOL.md
-"HTTP transport", docs/SERVICE.md), behind the same interface as nst_engine.SubprocessEngine:
-
-    engine.run(job, on_event=None) -> the `done` event (a dict), or raises EngineError
-    engine.cancel(), engine.stop()
-
-HttpEngine talks to a service at a given address (this machine's or a GPU machine's).
-LocalServiceEngine keeps a warm service on this machine: the first run starts one in the background
-(it exits by itself after an idle time), later runs find it through a small state file and reuse it;
-when it cannot start, the job runs in an engine process of its own, as before, and the log says why.
+"HTTP transport", docs/SERVICE.md) at a given address (this machine's or a GPU machine's), behind
+nst_protocol.Engine's interface (HttpEngine). The job's options become the JSON `params` of the job.
 
 Standard library only and Python 2.7-compatible (GIMP 2.10); no torch. What the events mean lives in
-nst_protocol.py; the log, the environment and the config in nst_engine.py.
+nst_protocol.py; the log in nst_engine_log.py.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import binascii
-import errno
 import io
 import json
 import os
+import re
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-
-import re
 
 try:  # Python 3
     import http.client as httplib
@@ -40,9 +28,19 @@ try:
 except ImportError:  # a Python built without OpenSSL: https:// addresses cannot work
     ssl = None
 
-import nst_engine
-from nst_protocol import (EngineError, Job, RunRecord, failure_message, format_float,
-                          parse_event_line)
+from nst_engine_log import log_line, log_to, open_log
+from nst_process import remove_quietly, replace_file, to_bytes
+from nst_protocol import (
+    CONFIG_FILE_NAME,
+    Engine,
+    EngineError,
+    RunRecord,
+    failure_message,
+    format_float,
+    option_items,
+    option_text,
+    parse_event_line,
+)
 
 API = "/v1"
 CONNECT_TIMEOUT = 10.0
@@ -50,30 +48,9 @@ CONNECT_TIMEOUT = 10.0
 # connection is gone.
 READ_TIMEOUT = 60.0
 MAX_EVENT_LINE = 1 << 20
-# The local service: how long its start (importing torch, loading the network) may take, and how long
-# a start that failed keeps us from trying again (each try costs that start-up).
-LOCAL_START_TIMEOUT = 180.0
-LOCAL_RETRY_AFTER_FAILURE = 600.0
-LOCAL_TOKEN_FILE = "nst_service.token"
-LOCAL_SERVICE_LOG = "nst_service.log"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # scheme://host[:port][/prefix] (urlsplit lives in a module whose name differs in 2.7 and 3)
 ADDRESS_PATTERN = re.compile(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]@?#]+)(?::(\d{1,5}))?(/[^?#]*)?$")
-
-WINDOWS = sys.platform.startswith("win")
-# Windows: the service gets no console and a process group of its own, so it outlives the plug-in.
-DETACHED_PROCESS = 0x00000008
-CREATE_NEW_PROCESS_GROUP = 0x00000200
-
-
-def log_to(log_dir, fallback_log_dir, text):
-    """Appends one "(client)" line to the engine log; a log that cannot be written is no failure."""
-    try:
-        log_file, _path = nst_engine.open_log(log_dir, fallback_log_dir)
-    except EngineError:
-        return
-    with log_file:
-        log_file.write(nst_engine.log_line(text))
 
 
 def read_token(path, service_url):
@@ -86,7 +63,7 @@ def read_token(path, service_url):
             "The token file %s for the engine service at %s could not be read (%s). Copy the "
             "service's token file (printed by `nst-core serve` when it starts) to this computer and "
             "name it as engine_service_token_file in %s, or run the installer again with "
-            "--server %s --token-file FILE." % (path, service_url, exc, nst_engine.CONFIG_FILE_NAME,
+            "--server %s --token-file FILE." % (path, service_url, exc, CONFIG_FILE_NAME,
                                                service_url))
     if not token:
         raise EngineError("unauthorized", "The token file %s is empty: copy the service's token file "
@@ -99,31 +76,20 @@ def read_token(path, service_url):
 
 
 def job_params(options):
-    """A job's stylize options (a command line, nst_protocol.engine_options) -> (the `params` object
-    of the HTTP job, the --device it named or None). Numbers travel as the command line's text, which
-    the service reads with the command line's own parser."""
+    """A Job's options -> (the `params` object of the HTTP job, the device they name or None). The
+    device is the service's own, chosen when it starts. Numbers travel as the command line's text,
+    which the service reads with the command line's own parser."""
     params = {}
-    index = 0
-    while index < len(options):
-        option = options[index]
-        if not option.startswith("--"):
-            raise EngineError("bad_parameter", "Unexpected engine option %r." % option)
-        name, _, inline = option[2:].partition("=")
-        values = [inline] if inline else []
-        index += 1
-        while not inline and index < len(options) and not options[index].startswith("--"):
-            values.append(options[index])
-            index += 1
-        if not values:
-            if name.startswith("no-"):
-                params[name[3:]] = False
-            else:
-                params[name] = True
-        elif len(values) == 1:
-            params[name] = values[0]
+    device = None
+    for name, value in option_items(options):
+        if name == "device":
+            device = value
+        elif isinstance(value, bool) or value is None:
+            params[name] = value
+        elif isinstance(value, (list, tuple)):
+            params[name] = [float(part) for part in value]
         else:
-            params[name] = [float(value) for value in values]
-    device = params.pop("device", None)
+            params[name] = option_text(value)
     return params, device
 
 
@@ -176,7 +142,7 @@ class ServiceAddress(object):
         if match is None:
             raise EngineError("not_configured", "The engine service address %r is not an http:// or "
                               "https:// address such as http://127.0.0.1:8765 (engine_service in %s)."
-                              % (url, nst_engine.CONFIG_FILE_NAME))
+                              % (url, CONFIG_FILE_NAME))
         scheme, host, port, prefix = match.groups()
         self.https = scheme == "https"
         self.host = host.strip("[]")
@@ -216,7 +182,7 @@ class ServiceAddress(object):
             "Could not reach the engine service at %s (%s). Is `nst-core serve` running there? "
             "Start it on that machine with `nst-core serve` (docs/SERVICE.md), check the address "
             "(engine_service in %s), or set engine_service to \"local\" to run the engine on this "
-            "computer. The image was not changed." % (self.url, exc, nst_engine.CONFIG_FILE_NAME))
+            "computer. The image was not changed." % (self.url, exc, CONFIG_FILE_NAME))
 
     def request(self, method, path, body=None, content_type=None, connection=None,
                 read_timeout=READ_TIMEOUT):
@@ -267,7 +233,7 @@ class ServiceAddress(object):
                 "--server %s --token-file FILE. The image was not changed."
                 % (self.url, " from %s" % token_file if token_file else "", said,
                    token_file or "the file named by engine_service_token_file in "
-                   + nst_engine.CONFIG_FILE_NAME, self.url))
+                   + CONFIG_FILE_NAME, self.url))
         if status == 503:
             return EngineError(
                 "busy",
@@ -278,7 +244,7 @@ class ServiceAddress(object):
                 "unreachable",
                 "%s answered 404 Not Found: is it the address of an nst-core serve (for example "
                 "http://127.0.0.1:8765, or the proxy's address)? Check engine_service in %s."
-                % (self.url, nst_engine.CONFIG_FILE_NAME))
+                % (self.url, CONFIG_FILE_NAME))
         code = answer.get("code") or ("bad_input" if 400 <= status < 500 else "internal")
         return EngineError(code, "The engine service at %s refused the job: %s" % (self.url, said))
 
@@ -287,15 +253,14 @@ class ServiceAddress(object):
 # The HTTP engine
 
 
-class HttpEngine(object):
+class HttpEngine(Engine):
     """Runs each job on the nst-core serve at `url`, with the token in `token_file`.
 
-    run(job, on_event=None) uploads the job's images, calls on_event(event) for every event of the
-    stream, in order (the service's `accepted` and `queued` too), downloads the result to job.output
-    (a .png, written atomically) and returns the `done` event with "output" (job.output) and
-    "log_path". Failures raise EngineError with a message for a person; the log (nst_engine.log in
-    log_dir, else fallback_log_dir) gets a line per run and its outcome. cancel() and stop() may be
-    called from on_event or from another thread while run() works.
+    The interface is nst_protocol.Engine's. run() uploads the job's images, hands on every event of
+    the stream (the service's `accepted` and `queued` too), downloads the result to job.output (a
+    .png, written atomically) and returns the `done` event with "output" (job.output) and
+    "log_path"; the log (nst_engine.log in log_dir, else fallback_log_dir) gets a line per run and
+    its outcome. cancel() and stop() are requests to the service (POST .../cancel, .../stop).
     """
 
     def __init__(self, url, token_file, log_dir, fallback_log_dir):
@@ -360,9 +325,9 @@ class HttpEngine(object):
         if job.preview_every is not None:
             params["preview-every"] = format_float(job.preview_every)
         body, content_type = multipart_body(params, job.content, job.styles)
-        log_file, log_path = nst_engine.open_log(self.log_dir, self.fallback_log_dir)
+        log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
-            log_file.write(nst_engine.to_bytes(
+            log_file.write(to_bytes(
                 "\n===== %s  client pid %d\nPOST %s%s/jobs  params %s\n" % (
                     time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(), self.url, API,
                     json.dumps(params, sort_keys=True))))
@@ -389,7 +354,7 @@ class HttpEngine(object):
                     if job_id is not None:
                         self._post(address, job_id, "cancel")
                     outcome = "ended by the caller"
-                log_file.write(nst_engine.log_line("outcome: %s via %s (job %s) after %.1f s, %s" % (
+                log_file.write(log_line("outcome: %s via %s (job %s) after %.1f s, %s" % (
                     "done" if outcome == "done" else "cancelled" if outcome == "cancelled"
                     else "error %s" % outcome, self.url, job_id, record.seconds(),
                     record.steps_text())))
@@ -477,10 +442,7 @@ class HttpEngine(object):
         """Like the engine's own previews, the local copy goes when the run ends."""
         if job.preview_every is None:
             return
-        try:
-            os.remove(os.path.join(job.preview_folder(), "preview.png"))
-        except OSError:
-            pass
+        remove_quietly(os.path.join(job.preview_folder(), "preview.png"))
 
     def _lost(self, exc, record):
         return EngineError(
@@ -526,13 +488,11 @@ class HttpEngine(object):
             if first:
                 raise EngineError("protocol", "The engine service at %s sent an empty %s."
                                   % (self.url, what))
-            if WINDOWS and os.path.exists(output):
-                os.remove(output)  # Python 2.7 has no os.replace; rename refuses to overwrite there
-            os.rename(partial, output)
+            replace_file(partial, output)
         finally:
             connection.close()
             if os.path.exists(partial):
-                os.remove(partial)
+                remove_quietly(partial)
 
     def _forget(self, address):
         job_id = self._job_id
@@ -540,272 +500,3 @@ class HttpEngine(object):
             address.call("DELETE", "%s/jobs/%s" % (API, job_id))
         except EngineError:
             pass  # the service forgets it by itself after its result's time to live
-
-
-# ---------------------------------------------------------------------------------------------
-# The local warm service
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 now (the service binds it a moment later)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-    finally:
-        probe.close()
-
-
-def process_alive(pid):
-    """Whether a process with this id runs (POSIX); on Windows we cannot tell cheaply: True."""
-    if WINDOWS:
-        return True
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
-def write_json_atomically(path, data):
-    # A partial file of its own for every write: the dialog's warm-up thread and a run in the same
-    # process may write the service's state at the same moment (one name per process let one rename
-    # the other's file away).
-    descriptor, partial = tempfile.mkstemp(prefix=os.path.basename(path) + ".part-",
-                                           dir=os.path.dirname(path) or ".")
-    try:
-        with io.open(descriptor, "wb") as handle:
-            handle.write(json.dumps(data, sort_keys=True, indent=1).encode("utf-8"))
-        if WINDOWS and os.path.exists(path):
-            os.remove(path)
-        os.rename(partial, path)
-    except BaseException:
-        try:
-            os.remove(partial)
-        except OSError:
-            pass
-        raise
-
-
-def read_json(path):
-    try:
-        with io.open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
-    except (IOError, OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-class LocalService(object):
-    """The warm `nst-core serve` on this machine for one device choice, found through its state file
-    (nst_service-DEVICE.json in the state folder: url, pid, engine_python, version, started_at, or
-    the last failure to start).
-
-    address() -> (url, None) when a service answers (reused, or started now), else (None, why).
-    """
-
-    def __init__(self, engine_python, version, device, state_dir, idle_seconds, env=None):
-        self.engine_python = engine_python
-        self.version = version
-        self.device = device
-        self.state_dir = state_dir
-        self.idle_seconds = idle_seconds
-        self.env = nst_engine.clean_environment(os.environ) if env is None else env
-        self.state_file = os.path.join(state_dir, "nst_service-%s.json" % device)
-        self.token_file = os.path.join(state_dir, LOCAL_TOKEN_FILE)
-        self.service_log = os.path.join(state_dir, LOCAL_SERVICE_LOG)
-        self.notes = []  # what happened, for the engine log
-        self._log_offset = 0  # where this start's lines begin in the service's log
-
-    def address(self):
-        state = read_json(self.state_file)
-        if state is not None and state.get("failed"):
-            waited = time.time() - float(state.get("failed_at") or 0)
-            if state.get("engine_python") == self.engine_python and \
-                    0 <= waited < LOCAL_RETRY_AFTER_FAILURE:
-                return None, ("its last start failed %d s ago (%s); the next try comes %d s after "
-                              "that failure" % (waited, state["failed"], LOCAL_RETRY_AFTER_FAILURE))
-        elif state is not None and state.get("url"):
-            url = self._reuse(state)
-            if url:
-                return url, None
-        return self._start()
-
-    def _reuse(self, state):
-        """The state file's service URL when it still answers as the service we want, else None
-        (and the stale state file is removed)."""
-        url, pid = state.get("url"), state.get("pid")
-        why = None
-        if state.get("engine_python") != self.engine_python:
-            why = "it runs another engine (%s)" % state.get("engine_python")
-        elif not isinstance(pid, int) or not process_alive(pid):
-            why = "its process %s has ended" % pid
-        else:
-            started = float(state.get("started_at") or 0)
-            # A service another run started a moment ago may still be loading the network.
-            deadline = max(time.time(), started + LOCAL_START_TIMEOUT) if state.get("starting") \
-                else time.time()
-            health, why = self._wait_for_health(url, None, deadline)
-            if health is not None:
-                if self.version and health.get("version") not in (None, self.version):
-                    why = ("it runs nst-core %s and the plug-in was installed with %s (it exits by "
-                           "itself when idle)" % (health.get("version"), self.version))
-                else:
-                    self.notes.append("reusing the engine service at %s (pid %s, %s jobs done)"
-                                      % (url, pid, (health.get("stats") or {}).get("jobs_done")))
-                    if state.get("starting"):
-                        state.pop("starting", None)
-                        write_json_atomically(self.state_file, state)
-                    return url
-        self.notes.append("the service in %s is not used: %s" % (self.state_file, why))
-        try:
-            os.remove(self.state_file)
-        except OSError:
-            pass
-        return None
-
-    def _token(self):
-        try:
-            return read_token(self.token_file, "this computer")
-        except EngineError:
-            return None  # the service writes it when it starts: not there yet
-
-    def _wait_for_health(self, url, process, deadline):
-        """(health, None) once the service answers, or (None, why) at the deadline or its exit."""
-        why = "it did not answer"
-        while True:
-            token = self._token()
-            if token is not None:
-                try:
-                    return ServiceAddress(url, token).health(timeout=5.0), None
-                except EngineError as exc:
-                    why = exc.message
-                    if exc.code == "unauthorized":
-                        return None, "it refused this computer's token file %s" % self.token_file
-            if process is not None and process.poll() is not None:
-                return None, "it exited with code %s: %s" % (process.returncode, " | ".join(
-                    nst_engine.read_log_tail(self.service_log, self._log_offset, 3)))
-            if time.time() >= deadline:
-                return None, why
-            time.sleep(0.25)
-
-    def _start(self):
-        """Starts a service in the background and waits until it answers."""
-        command = [self.engine_python, "-m", "nst_core", "serve", "--host", "127.0.0.1",
-                   "--port", str(free_port()), "--token-file", self.token_file,
-                   "--idle-exit", "%g" % self.idle_seconds, "--device", self.device]
-        url = "http://127.0.0.1:%s" % command[command.index("--port") + 1]
-        try:
-            if not os.path.isdir(self.state_dir):
-                os.makedirs(self.state_dir)
-            nst_engine.rotate_log(self.service_log)
-            log_file = io.open(self.service_log, "ab")
-        except (IOError, OSError) as exc:
-            return None, self._failed("its log %s cannot be written (%s)" % (self.service_log, exc))
-        with log_file:
-            log_file.write(nst_engine.to_bytes("\n===== %s  started by the plug-in (pid %d)\n%s\n" % (
-                time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(), " ".join(command))))
-            log_file.flush()
-            self._log_offset = log_file.tell()
-            kwargs = {}
-            if WINDOWS:
-                kwargs["creationflags"] = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
-            elif sys.version_info >= (3, 2):
-                kwargs["start_new_session"] = True  # not in the plug-in's process group: GIMP ending
-            else:                                    # the plug-in does not end the service
-                kwargs["preexec_fn"] = os.setsid
-            try:
-                with io.open(os.devnull, "rb") as devnull:
-                    process = subprocess.Popen(command, stdin=devnull, stdout=log_file,
-                                               stderr=log_file, env=self.env,
-                                               close_fds=not WINDOWS, **kwargs)
-            except (OSError, IOError) as exc:
-                return None, self._failed("%s could not be started (%s)" % (command[0], exc))
-        state = {"url": url, "pid": process.pid, "engine_python": self.engine_python,
-                 "device": self.device, "version": self.version, "started_at": time.time(),
-                 "idle_exit_seconds": self.idle_seconds, "starting": True}
-        write_json_atomically(self.state_file, state)
-        health, why = self._wait_for_health(url, process, time.time() + LOCAL_START_TIMEOUT)
-        if health is None:
-            if process.poll() is None:
-                why = "it did not answer within %d s (%s)" % (LOCAL_START_TIMEOUT, why)
-                process.terminate()
-            return None, self._failed("%s; its log: %s" % (why, self.service_log))
-        state.pop("starting")
-        write_json_atomically(self.state_file, state)
-        self.notes.append("started the engine service at %s (pid %d, exits after %g s idle)"
-                          % (url, process.pid, self.idle_seconds))
-        return url, None
-
-    def _failed(self, why):
-        """Records a failed start, so that the next runs do not pay for it again at once."""
-        try:
-            write_json_atomically(self.state_file, {"failed": why, "failed_at": time.time(),
-                                                    "engine_python": self.engine_python})
-        except (IOError, OSError):
-            pass
-        return why
-
-
-class LocalServiceEngine(object):
-    """engine_service "local": jobs go to a warm service on this machine (LocalService), started by
-    the first run; when it cannot start, the job runs in an engine process of its own
-    (nst_engine.SubprocessEngine) and the engine log says why. Same interface as the others."""
-
-    def __init__(self, config, fallback_log_dir):
-        self.config = config
-        self.fallback_log_dir = fallback_log_dir
-        self.state_dir = config.log_dir or fallback_log_dir
-        self.subprocess_engine = nst_engine.SubprocessEngine(config.engine_python, config.log_dir,
-                                                             fallback_log_dir)
-        self._active = None
-
-    def cancel(self):
-        active = self._active
-        return active.cancel() if active is not None else False
-
-    def stop(self):
-        active = self._active
-        return active.stop() if active is not None else False
-
-    def _log(self, text):
-        log_to(self.config.log_dir, self.fallback_log_dir, text)
-
-    def warm_up(self, device="auto"):
-        """Starts (or finds) the warm service for device ahead of a run, so that the run's first
-        preview does not wait for torch and the network to load; the run then reuses it. Returns
-        the service's URL, or None (the run will try again, or fall back, and say why)."""
-        service = LocalService(self.config.engine_python, self.config.version, device,
-                               self.state_dir, self.config.service_idle_minutes * 60.0)
-        url, why = service.address()
-        for note in service.notes:
-            self._log("warm-up: " + note)
-        if url is None:
-            self._log("warm-up: the engine service did not start: %s" % why)
-        return url
-
-    def run(self, job, on_event=None):
-        _params, device = job_params(job.options)
-        service = LocalService(self.config.engine_python, self.config.version, device or "auto",
-                               self.state_dir, self.config.service_idle_minutes * 60.0)
-        url, why = service.address()
-        for note in service.notes:
-            self._log(note)
-        if url is not None:
-            # The service runs on the job's device: the option is not sent again.
-            options = list(job.options)
-            if "--device" in options:
-                del options[options.index("--device"):options.index("--device") + 2]
-            engine = HttpEngine(url, service.token_file, self.config.log_dir, self.fallback_log_dir)
-            self._active = engine
-            try:
-                return engine.run(Job(job.content, job.styles, job.output, options, job.preview_every),
-                                  on_event)
-            except EngineError as exc:
-                if exc.code != "unreachable":
-                    raise
-                why = "it stopped answering (%s)" % exc.message  # nothing ran there: run it here
-        self._log("the warm engine service is not used for this run: %s. The job runs in an engine "
-                  "process of its own." % why)
-        self._active = self.subprocess_engine
-        return self.subprocess_engine.run(job, on_event)

@@ -1,18 +1,13 @@
 # -*- coding: utf-8 -*-
-"""The protocol half of the nst_core engine client (docs/PROTOCOL.md): what a job is, what its events
-mean, and what to tell a person about them. No transport here: no process, no pipe, no socket, no
-file; nst_engine.py runs jobs in an engine process, and another transport (an HTTP service) can sit
-beside it, behind the same interface:
-
-    engine.run(job, on_event=None) -> the `done` event (a dict), or raises EngineError
-    engine.cancel()                -> the run ends as cancelled, nothing written
-    engine.stop()                  -> the run ends early with the best result so far (engines that
-                                      know the `stop` command)
+"""The protocol half of the nst_core engine client (docs/PROTOCOL.md): what a job is, the interface
+every transport implements (Engine), what the events mean, and what to tell a person about them. No
+transport here: no process, no pipe, no socket, no file; nst_subprocess.py runs jobs in an engine
+process, nst_http.py on an `nst-core serve`, nst_local_service.py on a warm one on this machine.
 
 Imported by the GIMP plug-in (Python 2.7 on GIMP 2.10, Python 3 on GIMP 3) and by the installer's
 demo (Python 3.8+): standard library only, Python 2.7-compatible, no torch. Where a fact of the
 contract is copied here (exit codes, preset and device names, the protocol version), a test in
-tests/test_cli.py compares the copy with the engine's own value.
+tests/cli/test_cli.py compares the copy with the engine's own value.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -55,6 +50,11 @@ DEVICES = tuple(name for name, _label in DEVICE_CHOICES)
 # The paper preset is the paper's exact formulation: its weights are part of the definition.
 PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
 
+# The installer's config file beside the plug-in, and the variable that overrides its engine_python:
+# what messages tell a person to look at.
+CONFIG_FILE_NAME = "nst_config.json"
+ENGINE_PYTHON_ENV = "NST_ENGINE_PYTHON"
+
 # What the user can do about each kind of failure; the engine's own message says what happened.
 ADVICE_BY_CODE = {
     "internal": "This is a bug or an unexpected failure in the engine; the log has the details.",
@@ -88,14 +88,16 @@ class EngineError(Exception):
 
 
 class Job(object):
-    """One stylize run: input files, where the result goes, and the stylize options
-    (engine_options()), the same for every transport."""
+    """One stylize run: input files, where the result goes, and the stylize options: a dict keyed by
+    the engine's long option names without the dashes ({"preset": "fast", "size": 256, "ssim": False};
+    engine_options()), which each transport renders in its own form (a command line, the HTTP job's
+    params)."""
 
-    def __init__(self, content, styles, output, options=(), preview_every=None):
+    def __init__(self, content, styles, output, options=None, preview_every=None):
         self.content = content
         self.styles = list(styles)
         self.output = output
-        self.options = list(options)
+        self.options = dict(options or {})
         # Seconds between `preview` events (PROTOCOL.md "Previews"), None for none. Every transport
         # hands on a preview event with `path` naming a local PNG file in the output's folder.
         self.preview_every = preview_every
@@ -103,6 +105,30 @@ class Job(object):
     def preview_folder(self):
         """Where the previews of this job are written: the output's folder (the run folder)."""
         return os.path.dirname(os.path.abspath(self.output))
+
+
+class Engine(object):
+    """What every transport offers (SubprocessEngine, HttpEngine, LocalServiceEngine):
+
+    run(job, on_event=None) runs a Job to its end and returns its `done` event (a dict, with "output"
+        and "log_path" added where the transport knows them); on_event(event) is called for every
+        event, in order, every transport handing on a `preview` event with `path` naming a local
+        PNG. Any failure raises EngineError with a message for a person; if on_event raises (or
+        Ctrl-C arrives) the run is ended before the exception goes on.
+    cancel() ends the run under way without a result: run() then raises EngineError("cancelled").
+    stop() ends the run under way early, keeping the best result so far: run() returns its `done`.
+    Both may be called from on_event or from another thread while run() works; they return False
+    when there is no run to take the request, and do nothing then.
+    """
+
+    def run(self, job, on_event=None):
+        raise NotImplementedError
+
+    def cancel(self):
+        return False
+
+    def stop(self):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,14 +141,15 @@ def format_float(value):
 
 
 # The style strength: 0 to 10, 5 the calibrated balance (nst_core.params: MIN/MAX/DEFAULT_STRENGTH,
-# which tests/test_cli.py compares with these).
+# which tests/cli/test_cli.py compares with these).
 STYLE_STRENGTH_RANGE = (0.0, 10.0)
 STYLE_STRENGTH_DEFAULT = 5.0
 
 
 def engine_options(preset="standard", iterations=0, size=0, style_strength=STYLE_STRENGTH_DEFAULT,
                    use_ssim=True, preserve_colors=False, seed=0, device="auto"):
-    """The stylize options for the dialog's values (PROTOCOL.md; 0 means "the preset's value")."""
+    """The stylize options for the dialog's values, as a Job's options dict (PROTOCOL.md; 0 means
+    "the preset's value", and such an option is left out)."""
     if preset not in PRESETS:
         raise EngineError("bad_parameter", "Unknown quality preset %r: use one of %s."
                           % (preset, ", ".join(PRESETS)))
@@ -139,18 +166,35 @@ def engine_options(preset="standard", iterations=0, size=0, style_strength=STYLE
                           "is balanced, higher is more painterly."
                           % (low, high, style_strength, STYLE_STRENGTH_DEFAULT))
 
-    options = ["--preset", preset]
+    options = {"preset": preset, "ssim": bool(use_ssim), "seed": int(seed), "device": device}
     if size > 0:
-        options += ["--size", str(int(size))]
+        options["size"] = int(size)
     if iterations > 0:
-        options += ["--iterations", str(int(iterations))]
+        options["iterations"] = int(iterations)
     if preset not in PRESETS_WITH_FIXED_WEIGHTS:
-        options += ["--style-strength", format_float(style_strength)]
-    options.append("--ssim" if use_ssim else "--no-ssim")
+        options["style-strength"] = float(style_strength)
     if preserve_colors:
-        options.append("--preserve-colors")
-    options += ["--seed", str(int(seed)), "--device", device]
+        options["preserve-colors"] = True
     return options
+
+
+# The order in which the options are rendered (a command line reads best in it; any other option
+# follows in the order of its name).
+OPTION_ORDER = ("preset", "size", "iterations", "style-strength", "ssim", "preserve-colors", "seed",
+                "device")
+
+
+def option_items(options):
+    """The (name, value) pairs of a Job's options, in OPTION_ORDER."""
+    known = [(name, options[name]) for name in OPTION_ORDER if name in options]
+    return known + sorted((name, value) for name, value in options.items() if name not in OPTION_ORDER)
+
+
+def option_text(value):
+    """An option's number or word as the command line writes it."""
+    if isinstance(value, float):
+        return format_float(value)
+    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +246,7 @@ def format_duration(seconds):
     return "%d h %02d min" % (seconds // 3600, (seconds % 3600) // 60)
 
 
-# A run on the CPU longer than this gets a note that says so and what is quicker (issue 13).
+# A run on the CPU longer than this gets a note that says so and what is quicker.
 SLOW_RUN_SECONDS = 60
 
 

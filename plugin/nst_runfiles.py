@@ -13,9 +13,10 @@ import getpass
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
+
+from nst_process import process_is_alive
 
 RUN_FOLDER_PATTERN = re.compile(r"^run-(\d+)-[A-Za-z0-9_]+$")
 # A folder this old is stale even when a process with its id exists (process ids are reused).
@@ -50,38 +51,6 @@ def make_run_folder(root):
 
 def remove_run_folder(path):
     shutil.rmtree(path, ignore_errors=True)
-
-
-def process_is_alive(pid):
-    """True when a process with this id exists (or might: when in doubt, keep its files)."""
-    if pid <= 0:
-        return False
-    if sys.platform.startswith("win"):
-        return windows_process_is_alive(pid)
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except OSError as exc:
-        return exc.errno == errno.EPERM  # exists, but belongs to someone else
-    return True
-
-
-def windows_process_is_alive(pid):
-    # os.kill(pid, 0) would terminate the process on Windows: ask the kernel instead.
-    import ctypes
-    process_query_limited_information = 0x1000
-    still_active = 259
-    kernel32 = ctypes.windll.kernel32
-    handle = kernel32.OpenProcess(process_query_limited_information, False, pid)
-    if not handle:
-        access_denied = 5
-        return kernel32.GetLastError() == access_denied
-    try:
-        exit_code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code)):
-            return True
-        return exit_code.value == still_active
-    finally:
-        kernel32.CloseHandle(handle)
 
 
 def stale_run_folders(root, is_alive=process_is_alive, now=None):

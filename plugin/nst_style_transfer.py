@@ -24,10 +24,13 @@ PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 if PLUGIN_DIR not in sys.path:
     sys.path.insert(0, PLUGIN_DIR)  # the helper modules sit beside this file
 
+# The gimpfu surface is imported in the same words from gimpfu and from the shim (which
+# tests/plugin/test_shim_gimpfu3.py compares), the plug-in's own GIMP 3 UI apart: not re-sorted.
+# isort: off
 try:
     # GIMP 2.10: the real gimpfu.
-    from gimpfu import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
-                        PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
+    from gimpfu import (PF_DRAWABLE, PF_IMAGE, PF_LAYER, PF_OPTION, PF_SLIDER, PF_SPINNER, PF_TOGGLE, fail, gimp,
+                        main, pdb, register)
     # gimpfu 2.10 builds its own dialog: each parameter's label is also its tooltip, and its Help
     # button opens GIMP's manual.
     set_dialog_options = None
@@ -42,13 +45,15 @@ try:
         return False
 except ImportError:
     # GIMP 3 has no gimpfu: the same surface from our shim (deliberately not named gimpfu.py, so
-    # that it can never shadow the real one on GIMP 2.10).
-    from nst_gimpfu3 import (register, main, pdb, gimp, fail, PF_IMAGE, PF_DRAWABLE, PF_LAYER,
-                             PF_OPTION, PF_SPINNER, PF_SLIDER, PF_TOGGLE)
-    from nst_gimpfu3 import set_dialog_options, replace_layer_pixels, run_is_interactive
-    from nst_gimpfu3 import run_in_dialog, layer_fingerprint
+    # that it can never shadow the real one on GIMP 2.10), and the plug-in's own GIMP 3 UI.
+    from nst_gimpfu3 import (PF_DRAWABLE, PF_IMAGE, PF_LAYER, PF_OPTION, PF_SLIDER, PF_SPINNER, PF_TOGGLE, fail,
+                             gimp, main, pdb, register)
+    from nst_gimpfu3 import run_is_interactive, set_dialog_options
+    from nst_gimp3_ui import layer_fingerprint, replace_layer_pixels, run_in_dialog
+# isort: on
 
 import nst_engine
+import nst_local_service
 import nst_protocol
 import nst_runfiles
 
@@ -498,11 +503,6 @@ def style_transfer(image, drawable, style_layer, preset, iterations, size, style
         fail("Neural Style Transfer: " + exc.message)
 
 
-def add_styled_layer(image, drawable, style_layer, settings):
-    """One target: see add_styled_layers."""
-    return add_styled_layers(image, [drawable], style_layer, settings)
-
-
 def run_job(engine, job, on_event, title):
     """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
     else with GIMP's progress bar."""
@@ -517,9 +517,7 @@ QUICKER = "the Fast preset or a smaller working size"
 
 def quicker_than(options):
     """What to suggest to a slow run (its engine options): the Fast preset, unless it uses it."""
-    options = list(options)
-    if "--preset" in options and options.index("--preset") + 1 < len(options) \
-            and options[options.index("--preset") + 1] == "fast":
+    if options.get("preset") == "fast":
         return "a smaller working size"
     return QUICKER
 
@@ -674,8 +672,7 @@ def warm_up_engine():
         return None  # the run says what is wrong with the installation
     if config.service != nst_engine.SERVICE_LOCAL:
         return None
-    import nst_http
-    engine = nst_http.LocalServiceEngine(config, nst_runfiles.runs_root())
+    engine = nst_local_service.LocalServiceEngine(config, nst_runfiles.runs_root())
     device = choice_name(DEVICE_CHOICES, 0, "device")  # the dialog's default device
     worker = threading.Thread(target=engine.warm_up, args=(device,))
     worker.daemon = True  # a cancelled dialog does not wait; the service exits when idle

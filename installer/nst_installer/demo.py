@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import List, Optional, TextIO, Tuple
+from typing import Dict, Optional, TextIO, Tuple
 
 from .errors import ExitCode, InstallError
 from .plan import DemoPlan
@@ -55,10 +55,11 @@ class ProgressBar:
             self.stream.flush()
 
 
-def demo_options(demo: DemoPlan) -> List[str]:
+def demo_options(demo: DemoPlan) -> Dict[str, object]:
+    """The job's stylize options (the client's Job options: long option names without the dashes)."""
     # The "fast" preset keeps the full-size refinement short; size and iterations keep it to a minute or
     # two on a laptop CPU.
-    return ["--preset", "fast", "--size", str(demo.size), "--iterations", str(demo.iterations)]
+    return {"preset": "fast", "size": demo.size, "iterations": demo.iterations}
 
 
 def engine_log_path(log_dir: Path) -> Path:

@@ -484,7 +484,7 @@ def test_exit_codes_in_the_doc_are_the_engines():
 
 
 def test_exit_code_copies_are_the_engines():
-    from fakes import fake_engine
+    from helpers import fake_engine
 
     from nst_installer import engine as installer_engine
 
@@ -526,8 +526,8 @@ def test_plugin_protocol_version_is_the_documented_one(jsonl_run):
 def dialog_cases():
     """The plug-in dialog's values: its defaults, then each number at either end of its range, for
     every preset and device."""
-    from fakes.fake_gimpfu import FakeGimp
-    from fakes.plugin_setup import forget_plugin_modules, import_plugin
+    from helpers.fake_gimpfu import FakeGimp
+    from helpers.plugin_setup import forget_plugin_modules, import_plugin
 
     try:
         parameters = import_plugin(REPO / "plugin", FakeGimp()).PARAMETERS

@@ -25,11 +25,11 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests"))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from gui_session import GuiSession, gui_chroot_problem  # noqa: E402
-from test_gimp3_e2e import bind_paths, engine_python_for_this_checkout, install_plugin  # noqa: E402
-from test_gimp3_gui import layers_in_title, open_dialog, wait_until_no_run_window  # noqa: E402
+from helpers.gui_session import GuiSession, gui_chroot_problem
+from test_gimp3_e2e import bind_paths, engine_python_for_this_checkout, install_plugin
+from test_gimp3_gui import layers_in_title, open_dialog, wait_until_no_run_window
 
 
 def main():

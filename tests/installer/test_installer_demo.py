@@ -5,7 +5,7 @@ import io
 from pathlib import Path
 
 import pytest
-from fakes.fake_engine import write_fake_engine
+from helpers.fake_engine import write_fake_engine
 
 from helpers.repo import REPO
 from nst_installer import demo as demo_module

@@ -1,5 +1,5 @@
 """A real GIMP 3 GUI under Xvfb in the Debian 13 chroot, driven with xdotool and looked at with
-ImageMagick's `import`: the driver of tests/test_gimp3_gui.py.
+ImageMagick's `import`: the driver of tests/gimp3/test_gimp3_gui.py.
 
     session = GuiSession(root, work_dir, binds=[...], env={...})
     session.start(["/path/style.png", "/path/photo.png"])   # the last file's window is active

@@ -17,28 +17,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers.fake_engine import write_fake_engine
 from helpers.pictures import make_content, make_style
+from helpers.python27 import find_python27, plugin_environment
 from helpers.repo import REPO
+from helpers.service import start_service, stop_service
+
+import nst_engine
+import nst_http
+import nst_local_service
+import nst_process
+import nst_protocol
+import nst_subprocess
+from nst_protocol import EngineError, Job
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
-
-from fakes.fake_engine import write_fake_engine  # noqa: E402
-from helpers.service import start_service, stop_service  # noqa: E402
-
-sys.path.insert(0, str(REPO / "plugin"))
-import nst_engine  # noqa: E402
-import nst_http  # noqa: E402
-import nst_protocol  # noqa: E402
-from nst_protocol import EngineError, Job  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def the_plugin_modules_imported_here(monkeypatch):
-    """Other tests import the plug-in afresh (fakes.plugin_setup forgets its modules); make_engine's
-    lazy `import nst_http` must find the modules this file holds, or isinstance would compare classes
-    of two copies."""
-    for module in (nst_engine, nst_http, nst_protocol):
-        monkeypatch.setitem(sys.modules, module.__name__, module)
 
 QUICK = nst_protocol.engine_options(preset="fast", iterations=2, size=64, use_ssim=False, device="cpu")
 LONG = nst_protocol.engine_options(preset="fast", iterations=5000, size=64, use_ssim=False, device="cpu")
@@ -174,7 +167,7 @@ def test_a_wrong_token_names_the_token_file(service, images, tmp_path):
 
 
 def test_an_unreachable_service_says_how_to_start_one(images, tmp_path):
-    url = "http://127.0.0.1:%d" % nst_http.free_port()
+    url = "http://127.0.0.1:%d" % nst_local_service.free_port()
     token_file = tmp_path / "token"
     token_file.write_text("x" * 32)
     with pytest.raises(EngineError) as error:
@@ -247,7 +240,7 @@ def state_of(tmp_path, device="cpu"):
 
 
 def health_of(tmp_path, state):
-    token = (tmp_path / "logs" / nst_http.LOCAL_TOKEN_FILE).read_text().strip()
+    token = (tmp_path / "logs" / nst_local_service.LOCAL_TOKEN_FILE).read_text().strip()
     return nst_http.ServiceAddress(state["url"], token).health()
 
 
@@ -255,7 +248,7 @@ def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, loc
     tmp_path, started = local_setup
     python = engine_python_of_this_checkout(tmp_path)
     engine = local_engine(tmp_path, python)
-    assert isinstance(engine, nst_http.LocalServiceEngine)
+    assert isinstance(engine, nst_local_service.LocalServiceEngine)
     engine.run(job(images, tmp_path, QUICK, "first.png"))
     state = state_of(tmp_path)
     started.append(state["pid"])
@@ -292,7 +285,7 @@ def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, loc
     assert new_state["pid"] != state["pid"]
     assert "its process %d has ended" % state["pid"] in log_text(tmp_path)
     # Health calls do not keep it alive: only jobs and their requests do.
-    service_log = tmp_path / "logs" / nst_http.LOCAL_SERVICE_LOG
+    service_log = tmp_path / "logs" / nst_local_service.LOCAL_SERVICE_LOG
     deadline = time.time() + 60
     while "idle for" not in service_log.read_text():
         assert time.time() < deadline, "the service with a 3 s idle time still runs after a minute"
@@ -358,7 +351,7 @@ def test_two_threads_writing_the_state_file_at_once_both_succeed(tmp_path):
     def write(writer):
         try:
             for count in range(300):
-                nst_http.write_json_atomically(path, {"writer": writer, "count": count})
+                nst_process.write_json_atomically(path, {"writer": writer, "count": count})
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             errors.append(exc)
 
@@ -387,7 +380,7 @@ def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp
     engine.run(job(images, tmp_path, QUICK, "again.png"))
     assert "its last start failed" in log_text(tmp_path)
     assert (tmp_path / "again.png").is_file()
-    assert (tmp_path / "logs" / nst_http.LOCAL_SERVICE_LOG).read_text().count("started by the plug-in") == 1
+    assert (tmp_path / "logs" / nst_local_service.LOCAL_SERVICE_LOG).read_text().count("started by the plug-in") == 1
 
 
 def test_config_keys_choose_the_transport(tmp_path):
@@ -400,9 +393,9 @@ def test_config_keys_choose_the_transport(tmp_path):
     assert config().service == "local" and config().service_idle_minutes == 15
     overridden = nst_engine.load_config(str(tmp_path), environ={nst_engine.ENGINE_SERVICE_ENV: "off"})
     assert overridden.service == "off"
-    assert isinstance(nst_engine.make_engine(config(), str(tmp_path)), nst_http.LocalServiceEngine)
+    assert isinstance(nst_engine.make_engine(config(), str(tmp_path)), nst_local_service.LocalServiceEngine)
     assert isinstance(nst_engine.make_engine(config(engine_service="off"), str(tmp_path)),
-                      nst_engine.SubprocessEngine)
+                      nst_subprocess.SubprocessEngine)
     remote = config(engine_service="https://gpu.example.org/nst/", engine_service_token_file="~/t")
     engine = nst_engine.make_engine(remote, str(tmp_path))
     assert isinstance(engine, nst_http.HttpEngine) and engine.url == "https://gpu.example.org/nst"
@@ -417,22 +410,20 @@ def test_config_keys_choose_the_transport(tmp_path):
 
 def test_the_client_runs_a_job_on_python_27(service, images, tmp_path):
     """GIMP 2.10's Python: the same module, the same service (the byte-by-byte reader, httplib)."""
-    from test_plugin_py27 import find_python27
-
     python27 = find_python27()
     if python27 is None:
         pytest.skip("no Python 2.7 here (NST_PYTHON27, python2.7 on PATH or pyenv's)")
     script = """
-import json, sys
-sys.path.insert(0, %r)
+import json
 import nst_http, nst_protocol
 kinds = []
 done = nst_http.HttpEngine(%r, %r, %r, %r).run(
     nst_protocol.Job(%r, [%r], %r, %r), lambda event: kinds.append(event["event"]))
 print(json.dumps({"kinds": kinds, "output": done["output"]}))
-""" % (str(REPO / "plugin"), service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path),
+""" % (service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path),
        str(images / "content.png"), str(images / "style.png"), str(tmp_path / "result.png"), QUICK)
-    out = subprocess.run([python27, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([python27, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=plugin_environment())
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["kinds"][-1] == "done" and "progress" in answer["kinds"]

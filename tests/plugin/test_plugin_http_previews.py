@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-import nst_http  # noqa: E402
-import nst_protocol  # noqa: E402
+import nst_http
+import nst_protocol
 
 
 def png_bytes(color):
@@ -95,7 +93,7 @@ def test_previews_are_local_files_and_a_failed_download_is_left_out(stand_in, tm
     engine = nst_http.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
                                  str(tmp_path))
     job = nst_protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(run_dir / "result.png"), ["--preset", "fast"], preview_every=0.5)
+                           str(run_dir / "result.png"), {"preset": "fast"}, preview_every=0.5)
     shown = []
 
     def on_event(event):
@@ -120,6 +118,6 @@ def test_a_job_without_previews_does_not_ask_for_them(stand_in, tmp_path):
     engine = nst_http.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
                                  str(tmp_path))
     job = nst_protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(tmp_path / "result.png"), ["--preset", "fast"])
+                           str(tmp_path / "result.png"), {"preset": "fast"})
     engine.run(job)
     assert b"preview-every" not in StandIn.received[0]

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fakes.plugin_setup import PluginHarness, import_plugin
+from helpers.plugin_setup import PluginHarness, import_plugin
+from helpers.repo import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-import nst_gimpfu3 as shim  # noqa: E402
+import nst_gimpfu3 as shim
 
 
 @pytest.fixture
@@ -125,7 +124,6 @@ def test_without_the_installers_word_every_device_is_offered(harness):
 
 
 def test_installer_records_the_devices_doctor_found():
-    sys.path.insert(0, str(REPO / "installer"))
     from nst_installer.plugin_files import engine_config
     config = engine_config(Path("/e/bin/python"), Path("/logs"), "0.1",
                            {"cuda": False, "mps": False, "torch": "2.1"})
@@ -145,7 +143,6 @@ def test_the_help_page_ships_with_the_plugin(harness):
             "iterations"), "0 takes the preset's (%s)" % plugin.preset_values_text("size"),
             "nst_engine.log"):
         assert words in page
-    sys.path.insert(0, str(REPO / "installer"))
     from nst_installer.plugin_files import plugin_sources
     assert "nst_help.html" in [path.name for path in plugin_sources(REPO / "plugin")]
 

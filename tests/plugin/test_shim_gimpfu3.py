@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from fakes.fake_gimpfu import FakeGimp, FakePdb, FakeGimpModule
-from fakes.plugin_setup import PluginHarness
+from helpers.fake_gimpfu import FakeGimp, FakePdb, FakeGimpModule
+from helpers.plugin_setup import PluginHarness, forget_plugin_modules, import_installed_plugin, install_plugin_copy
+from helpers.repo import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugin"
-sys.path.insert(0, str(PLUGIN_DIR))
-import nst_gimpfu3 as shim  # noqa: E402
+import nst_gimp3_ui as ui
+import nst_gimpfu3 as shim
 
 GIMP3_ARGUMENTS = ["style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
                    "preserve-colors", "seed", "device"]
@@ -28,17 +28,12 @@ def plugin(tmp_path, monkeypatch):
 @pytest.fixture
 def plugin_on_shim(tmp_path):
     """The installed plug-in imported the way GIMP 3 does: no gimpfu, so it takes the shim."""
-    from fakes.plugin_setup import forget_plugin_modules, install_plugin_copy
-    import importlib
     folder = install_plugin_copy(tmp_path / "plug-ins", "/unused/python", tmp_path / "logs")
-    forget_plugin_modules()
-    sys.modules["gimpfu"] = None  # "import gimpfu" raises ImportError, as on GIMP 3
-    sys.path.insert(0, str(folder))
     try:
-        plugin = importlib.import_module("nst_style_transfer")
+        # gimpfu None: "import gimpfu" raises ImportError, as on GIMP 3
+        plugin = import_installed_plugin(folder, None)
         yield plugin, sys.modules["nst_gimpfu3"]
     finally:
-        sys.path.remove(str(folder))
         forget_plugin_modules()
 
 
@@ -393,16 +388,16 @@ class RecordingEngine(object):
 
 def test_run_dialog_stop_asks_the_engine_once_and_says_so():
     engine = RecordingEngine()
-    window = shim.RunWindow(engine, None)
-    assert "best result so far" in window.answer(shim.RESPONSE_STOP)
-    assert window.answer(shim.RESPONSE_STOP) is None and window.answer(-6) is None
+    window = ui.RunWindow(engine, None)
+    assert "best result so far" in window.answer(ui.RESPONSE_STOP)
+    assert window.answer(ui.RESPONSE_STOP) is None and window.answer(-6) is None
     assert engine.asked == ["stop"] and window.asked == "stop"
 
 
 def test_run_dialog_cancel_or_closing_the_window_cancels_the_run():
     for response in (-6, -4):  # Gtk.ResponseType.CANCEL, DELETE_EVENT
         engine = RecordingEngine()
-        window = shim.RunWindow(engine, None)
+        window = ui.RunWindow(engine, None)
         assert "as it was" in window.answer(response)
         assert engine.asked == ["cancel"]
 
@@ -482,7 +477,7 @@ class PixelGi(object):
 def test_replace_layer_pixels_copies_the_file_into_the_same_layer(monkeypatch, source_size, scaled):
     fake = PixelGi(source_size)
     monkeypatch.setattr(shim.GiModules, "_loaded", fake)
-    shim.replace_layer_pixels(fake.layer, "/run/preview.png")
+    ui.replace_layer_pixels(fake.layer, "/run/preview.png")
     expected = [("load", "/run/preview.png")]
     if scaled:
         expected.append(("scale", "loaded", 40, 30))

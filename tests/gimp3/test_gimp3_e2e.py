@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from fakes.fake_engine import write_fake_engine
+from helpers.fake_engine import write_fake_engine
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
 INSTALLER = REPO / "installer" / "install.py"
@@ -125,7 +124,7 @@ def install_plugin(plug_ins_dir, engine_python, data_dir):
         assert out.returncode == 0, "installer failed:\n" + out.stdout + out.stderr
         how = "installer/install.py"
     else:
-        from fakes.plugin_setup import install_plugin_copy
+        from helpers.plugin_setup import install_plugin_copy
         install_plugin_copy(plug_ins_dir, engine_python, data_dir / "logs")
         how = "copied plugin/*.py (no installer in this checkout yet)"
     folder = plug_ins_dir / "nst_style_transfer"
@@ -394,7 +393,7 @@ def test_plugin_styles_a_layer_through_a_local_service_in_real_gimp3(gimp_sessio
         if state.get("url"):
             sys.path.insert(0, str(REPO / "plugin"))
             import nst_http
-            token = (log_dir / nst_http.LOCAL_TOKEN_FILE).read_text().strip()
+            token = (log_dir / nst_local_service.LOCAL_TOKEN_FILE).read_text().strip()
             health = nst_http.ServiceAddress(url, token).health()
             results.append(check("the service is still there, warm, with 2 jobs done",
                                  health["stats"]["jobs_done"] == 2, str(health["stats"])))

@@ -1,18 +1,19 @@
 """Installing the plug-in into a test folder and importing it against the fake gimpfu."""
 
-import importlib
+import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from fakes.fake_engine import write_fake_engine
-from fakes.fake_gimpfu import FakeGimp
+from helpers.fake_engine import write_fake_engine
+from helpers.fake_gimpfu import FakeGimp
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO / "plugin"
-PLUGIN_MODULES = ("nst_style_transfer", "nst_engine", "nst_protocol", "nst_runfiles", "nst_gimpfu3",
-                  "nst_http")
+# Every module of the plug-in, as GIMP imports them from its folder.
+PLUGIN_MODULES = tuple(sorted(path.stem for path in PLUGIN_SOURCE.glob("*.py")))
 
 
 def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", service="off"):
@@ -36,15 +37,32 @@ def forget_plugin_modules():
         sys.modules.pop(name, None)
 
 
+def import_installed_plugin(folder, gimpfu_module):
+    """A fresh import of the plug-in installed in `folder`, as GIMP imports it: its main file, which
+    puts its own folder first on sys.path for its helper modules (taken off again here). gimpfu_module:
+    what `import gimpfu` gives (None: an ImportError, as on GIMP 3, so that it takes the shim)."""
+    forget_plugin_modules()
+    sys.modules["gimpfu"] = gimpfu_module
+    main_file = Path(folder) / "nst_style_transfer.py"
+    folder_text = os.path.dirname(os.path.abspath(str(main_file)))
+    on_path_before = folder_text in sys.path
+    spec = importlib.util.spec_from_file_location("nst_style_transfer", str(main_file))
+    plugin = importlib.util.module_from_spec(spec)
+    sys.modules["nst_style_transfer"] = plugin
+    try:
+        spec.loader.exec_module(plugin)
+    except BaseException:
+        sys.modules.pop("nst_style_transfer", None)
+        raise
+    finally:
+        if folder_text in sys.path and not on_path_before:
+            sys.path.remove(folder_text)
+    return plugin
+
+
 def import_plugin(folder, world):
     """A fresh import of the installed plug-in, with `world` as its gimpfu."""
-    forget_plugin_modules()
-    sys.modules["gimpfu"] = world.as_module()
-    sys.path.insert(0, str(folder))
-    try:
-        return importlib.import_module("nst_style_transfer")
-    finally:
-        sys.path.remove(str(folder))
+    return import_installed_plugin(folder, world.as_module())
 
 
 class PluginHarness(object):

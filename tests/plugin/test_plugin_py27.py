@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from fakes.fake_engine import write_fake_engine
+from helpers.fake_engine import write_fake_engine
+from helpers.python27 import PLUGIN_DIR, find_python27, plugin_environment
+from helpers.repo import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGIN_DIR = REPO / "plugin"
 REQUIRED = os.environ.get("CI") == "true"
 
 
@@ -28,22 +28,6 @@ def find_vermin():
     if beside_python.exists():
         return str(beside_python)
     return shutil.which("vermin")
-
-
-def find_python27():
-    candidates = [os.environ.get("NST_PYTHON27"), shutil.which("python2.7")]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7")))
-    for candidate in candidates:
-        if not candidate:
-            continue
-        try:
-            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30)
-        except OSError:
-            continue
-        if out.returncode == 0 and out.stdout.strip() == "(2, 7)":
-            return candidate
-    return None
 
 
 def test_plugin_files_exist():
@@ -101,29 +85,28 @@ def test_engine_client_runs_the_engine_under_python27(python27, tmp_path):
     engine = write_fake_engine(str(tmp_path / "fake-python"))  # the engine itself is Python 3
     script = tmp_path / "drive.py"
     script.write_text(textwrap.dedent("""
-        import json, os, sys
-        sys.path.insert(0, %r)
-        import nst_engine, nst_protocol, nst_runfiles
+        import json, os
+        import nst_process, nst_protocol, nst_runfiles, nst_subprocess
         root = nst_runfiles.runs_root(%r)
         nst_runfiles.sweep_stale_runs(root)
         run_dir = nst_runfiles.make_run_folder(root)
         events = []
         options = nst_protocol.engine_options(preset="fast", iterations=2, size=64)
         job = nst_protocol.Job(%r, [%r], %r, options)
-        env = nst_engine.clean_environment(os.environ)
-        done = nst_engine.SubprocessEngine(%r, %r, root, env).run(job, events.append)
+        env = nst_process.clean_environment(os.environ)
+        done = nst_subprocess.SubprocessEngine(%r, %r, root, env).run(job, events.append)
         nst_runfiles.remove_run_folder(run_dir)
         try:
             env["FAKE_ENGINE_MODE"] = "weights_missing"
-            nst_engine.SubprocessEngine(%r, %r, root, env).run(job)
+            nst_subprocess.SubprocessEngine(%r, %r, root, env).run(job)
             failure = None
         except nst_protocol.EngineError as exc:
             failure = [exc.code, exc.message]
         print(json.dumps({"events": [e["event"] for e in events], "done": done["output"],
                           "failure": failure, "left": os.listdir(root)}))
-    """ % (str(PLUGIN_DIR), str(tmp_path), content, style, result, engine,
+    """ % (str(tmp_path), content, style, result, engine,
            str(tmp_path / "logs"), engine, str(tmp_path / "logs"))))
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(plugin_environment(), PYTHONDONTWRITEBYTECODE="1")
     env.pop("FAKE_ENGINE_MODE", None)
     out = subprocess.run([python27, str(script)], capture_output=True, text=True, timeout=120,
                          env=env)

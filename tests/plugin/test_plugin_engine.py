@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from fakes.fake_engine import write_fake_engine
+from helpers.fake_engine import write_fake_engine
+from helpers.python27 import plugin_environment
 from helpers.protocol_checks import check_event, documented_events
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-import nst_engine  # noqa: E402
-import nst_protocol  # noqa: E402
-from nst_protocol import EngineError  # noqa: E402
+import nst_engine
+import nst_process
+import nst_protocol
+import nst_subprocess
+from nst_protocol import EngineError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -27,27 +28,27 @@ from nst_protocol import EngineError  # noqa: E402
 
 
 def test_default_options_are_the_standard_preset_with_the_balanced_strength():
-    assert nst_protocol.engine_options() == [
+    assert nst_subprocess.command_line_options(nst_protocol.engine_options()) == [
         "--preset", "standard", "--style-strength", "5.0", "--ssim", "--seed", "0", "--device", "auto"]
 
 
 def test_size_and_iterations_are_passed_only_when_set():
-    options = nst_protocol.engine_options(iterations=120, size=384)
+    options = nst_subprocess.command_line_options(nst_protocol.engine_options(iterations=120, size=384))
     assert options[options.index("--size") + 1] == "384"
     assert options[options.index("--iterations") + 1] == "120"
-    assert "--size" not in nst_protocol.engine_options(size=0)
-    assert "--iterations" not in nst_protocol.engine_options(iterations=0)
+    assert "--size" not in nst_subprocess.command_line_options(nst_protocol.engine_options(size=0))
+    assert "--iterations" not in nst_subprocess.command_line_options(nst_protocol.engine_options(iterations=0))
 
 
 def test_paper_preset_gets_no_strength():
-    options = nst_protocol.engine_options(preset="paper", style_strength=8.0)
+    options = nst_subprocess.command_line_options(nst_protocol.engine_options(preset="paper", style_strength=8.0))
     assert "--style-strength" not in options and "--style-weight" not in options
     assert options[:2] == ["--preset", "paper"]
 
 
 def test_every_switch_maps_to_its_engine_option():
-    options = nst_protocol.engine_options(preset="fast", style_strength=7.5, use_ssim=False,
-                                          preserve_colors=True, seed=42, device="cpu")
+    options = nst_subprocess.command_line_options(nst_protocol.engine_options(
+        preset="fast", style_strength=7.5, use_ssim=False, preserve_colors=True, seed=42, device="cpu"))
     assert options == ["--preset", "fast", "--style-strength", "7.5",
                        "--no-ssim", "--preserve-colors", "--seed", "42", "--device", "cpu"]
 
@@ -69,8 +70,8 @@ def test_nonsense_values_are_refused_with_a_message(kwargs, words):
 
 
 def test_command_line_follows_the_protocol():
-    command = nst_engine.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
-                                       ["--preset", "fast"])
+    command = nst_subprocess.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
+                                       {"preset": "fast"})
     assert command == ["/env/bin/python", "-m", "nst_core", "stylize", "/t/c.png", "/t/s.png",
                        "-o", "/t/r.png", "--progress", "jsonl", "--preset", "fast"]
 
@@ -79,7 +80,7 @@ def test_clean_environment_drops_gimps_python_variables_and_keeps_the_rest():
     inherited = {"PYTHONHOME": "/gimp/python", "PYTHONPATH": "/gimp/lib", "PYTHONSTARTUP": "x",
                  "PYTHONNOUSERSITE": "1", "__PYVENV_LAUNCHER__": "/gimp/bin/python",
                  "NST_WEIGHTS": "random", "PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0"}
-    env = nst_engine.clean_environment(inherited)
+    env = nst_process.clean_environment(inherited)
     for dropped in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE",
                     "__PYVENV_LAUNCHER__"):
         assert dropped not in env
@@ -244,11 +245,11 @@ def pictures(tmp_path):
 
 
 def fake_client(engine, tmp_path, mode=None, env_extra=None):
-    env = nst_engine.clean_environment(os.environ)
+    env = nst_process.clean_environment(os.environ)
     if mode:
         env["FAKE_ENGINE_MODE"] = mode
     env.update(env_extra or {})
-    return nst_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
+    return nst_subprocess.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
                                        env)
 
 
@@ -366,19 +367,18 @@ def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, t
     marker = tmp_path / "stopped"
     script = tmp_path / "plugin_stand_in.py"
     script.write_text(textwrap.dedent("""
-        import os, sys
-        sys.path.insert(0, %r)
-        import nst_engine, nst_protocol
-        env = nst_engine.clean_environment(os.environ)
+        import os
+        import nst_process, nst_protocol, nst_subprocess
+        env = nst_process.clean_environment(os.environ)
         env["FAKE_ENGINE_MODE"] = "hang"
         env["FAKE_ENGINE_MARKER"] = %r
         def on_event(event):
             print(event["event"], flush=True)
-        engine = nst_engine.SubprocessEngine(%r, %r, %r, env)
+        engine = nst_subprocess.SubprocessEngine(%r, %r, %r, env)
         engine.run(nst_protocol.Job(%r, [%r], %r), on_event)
-    """ % (str(REPO / "plugin"), str(marker), fake_engine, str(tmp_path / "logs"),
+    """ % (str(marker), fake_engine, str(tmp_path / "logs"),
            str(tmp_path / "fb"), pictures[0], pictures[1], pictures[2])))
-    stand_in = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    stand_in = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=plugin_environment())
     try:
         assert stand_in.stdout.readline().strip() == b"start"
         assert stand_in.stdout.readline().strip() == b"progress"
@@ -566,9 +566,9 @@ def test_run_record_outcome_says_how_long_and_how_far():
 
 
 def test_command_line_asks_for_previews_only_when_the_job_does():
-    plain = nst_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", [])
+    plain = nst_subprocess.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {})
     assert "--preview-every" not in plain and "--preview-dir" not in plain
-    command = nst_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", [], 0.5, "/t")
+    command = nst_subprocess.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {}, 0.5, "/t")
     assert command[-4:] == ["--preview-every", "0.5", "--preview-dir", "/t"]
 
 

@@ -10,8 +10,8 @@ import os
 import pytest
 from PIL import ImageChops
 
-from fakes.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
-from fakes.plugin_setup import PluginHarness
+from helpers.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
+from helpers.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer"
 DEFAULTS = dict(preset=0, iterations=0, size=0, style_strength=5.0, use_ssim=True,
@@ -253,7 +253,7 @@ def test_stale_run_folders_of_dead_runs_are_swept(harness):
 
 
 def test_env_variable_overrides_the_installed_engine(harness, monkeypatch, tmp_path):
-    from fakes.fake_engine import write_fake_engine
+    from helpers.fake_engine import write_fake_engine
     other = write_fake_engine(str(tmp_path / "other-python"))
     monkeypatch.setenv("NST_ENGINE_PYTHON", other)
     monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "other.json"))
@@ -402,7 +402,7 @@ def test_nonsense_parameters_are_refused_before_anything_runs(harness):
 
 def test_the_fake_pdb_catches_rule_breaking():
     """The double is strict: this is what makes the tests above able to fail."""
-    from fakes.fake_gimpfu import FakeGimp
+    from helpers.fake_gimpfu import FakeGimp
     world = FakeGimp()
     image = world.new_image(10, 10)
     layer = world.add_layer(image, "L", 10, 10)
@@ -692,10 +692,9 @@ def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch
     config_path = harness.folder / "nst_config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps(dict(config, engine_service="local")))
-    monkeypatch.syspath_prepend(str(harness.folder))
-    nst_http = __import__("nst_http")  # the installed copy, which the plug-in imports too
     asked = []
-    monkeypatch.setattr(nst_http.LocalServiceEngine, "warm_up",
+    # the installed copy, which the plug-in imports too
+    monkeypatch.setattr(harness.plugin.nst_local_service.LocalServiceEngine, "warm_up",
                         lambda self, device: asked.append((self.config.engine_python, device)))
     worker = harness.plugin.warm_up_engine()
     worker.join(10)
@@ -703,7 +702,7 @@ def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch
 
 
 def test_the_run_dialog_keeps_a_slow_cpu_runs_note_under_the_progress(harness):
-    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than(["--preset", "standard"]))
+    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than({"preset": "standard"}))
     describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
     text, fraction = describe({"event": "progress", "iteration": 2, "total": 500, "fraction": 0.01,
                                "elapsed": 3.0, "eta": 300.0})

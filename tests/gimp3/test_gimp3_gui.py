@@ -25,9 +25,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp3"))
-from gui_session import GuiSession, gui_chroot_problem  # noqa: E402
-from fakes.fake_engine import write_fake_engine  # noqa: E402
-from test_gimp3_e2e import (REPO, bind_paths, choose_engine, engine_python_for_this_checkout,  # noqa: E402
+from helpers.gui_session import GuiSession, gui_chroot_problem
+from helpers.fake_engine import write_fake_engine
+from test_gimp3_e2e import (REPO, bind_paths, choose_engine, engine_python_for_this_checkout,
                             install_plugin, unavailable)
 
 pytestmark = [pytest.mark.gui, pytest.mark.gimp, pytest.mark.slow]
