@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import nst_protocol  # the plug-in's protocol client: a copy of some contract facts
 import numpy as np
 import pytest
 from PIL import Image
 
+import nst_protocol  # the plug-in's protocol client: a copy of some contract facts
 from helpers.engine_runs import (
     EXIT_NAMES,
     LONG,
@@ -485,7 +485,6 @@ def test_exit_codes_in_the_doc_are_the_engines():
 
 def test_exit_code_copies_are_the_engines():
     from helpers import fake_engine
-
     from nst_installer import engine as installer_engine
 
     assert nst_protocol.EXIT_CODE_NAMES == EXIT_NAMES

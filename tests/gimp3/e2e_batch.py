@@ -1,4 +1,4 @@
-# Batch code for tests/test_gimp3_e2e.py: runs INSIDE a real GIMP 3 (python-fu-eval), where Gimp,
+# Batch code for tests/gimp3/test_gimp3_e2e.py: runs INSIDE a real GIMP 3 (python-fu-eval), where Gimp,
 # Gio, GLib, GObject and Gegl are already imported. It builds a scene, calls the plug-in's procedure
 # through the PDB, and writes what it finds as JSON for the test to judge; it judges nothing itself.
 #
@@ -326,9 +326,24 @@ def signal_engine_after_previews(signum, previews, report, run_over):
     return thread
 
 
+def run_signalled_after_a_preview(name, signal_number, values):
+    """A run on a fresh scene whose engine gets signal_number after its first preview; its findings
+    under NAME_signal, NAME_run, after_NAME_run and NAME_log."""
+    import threading
+    image, target, style, _si = build_scene()
+    report = findings["%s_signal" % name] = {}
+    run_over = threading.Event()
+    watcher = signal_engine_after_previews(signal_number, 1, report, run_over)
+    findings["%s_run" % name] = run_procedure(image, [target], style, **values)
+    run_over.set()
+    watcher.join(5)
+    findings["after_%s_run" % name] = stack(image)
+    findings["%s_log" % name] = read_preview_log()
+    image.delete()
+
+
 def live_scenario():
     import signal
-    import threading
     values = engine_values(iterations=params["live_iterations"])
     # 1. previews update one layer in place
     image, target, style, style_image = build_scene()
@@ -340,27 +355,9 @@ def live_scenario():
     findings["preview_log"] = read_preview_log()
     image.delete()
     # 2. stop and keep: SIGUSR1 to the engine after the first preview
-    image, target, style, _si = build_scene()
-    report = findings["stop_signal"] = {}
-    run_over = threading.Event()
-    watcher = signal_engine_after_previews(signal.SIGUSR1, 1, report, run_over)
-    findings["stop_run"] = run_procedure(image, [target], style, **values)
-    run_over.set()
-    watcher.join(5)
-    findings["after_stop_run"] = stack(image)
-    findings["stop_log"] = read_preview_log()
-    image.delete()
+    run_signalled_after_a_preview("stop", signal.SIGUSR1, values)
     # 3. the engine cancelled (SIGTERM) after a preview: the preview layer goes again
-    image, target, style, _si = build_scene()
-    report = findings["cancel_signal"] = {}
-    run_over = threading.Event()
-    watcher = signal_engine_after_previews(signal.SIGTERM, 1, report, run_over)
-    findings["cancel_run"] = run_procedure(image, [target], style, **values)
-    run_over.set()
-    watcher.join(5)
-    findings["after_cancel_run"] = stack(image)
-    findings["cancel_log"] = read_preview_log()
-    image.delete()
+    run_signalled_after_a_preview("cancel", signal.SIGTERM, values)
     # 4. two selected layers: each gets its own styled layer
     image, target, style, _si = build_scene()
     background = image.get_layers()[-1]

@@ -3,7 +3,7 @@ Debian 13 chroot under Xvfb, tests/gimp3/gui_session.py), the plug-in as the ins
 (the warm local engine service, started when the dialog opens), the default preset, the real VGG-16
 weights. Not a test: it prints figures (the README's "From OK to the first preview").
 
-    sudo ~/.cache/nst-gimp-dev/venv/bin/python tests/gimp3/first_preview_gui.py \
+    sudo PYTHONPATH=tests ~/.cache/nst-gimp-dev/venv/bin/python tests/gimp3/first_preview_gui.py \
         [--weights FILE] [--wait-in-dialog 5] [--runs 2]
 
 Each run: Filters > Neural Style Transfer (through GIMP's action search), the given seconds in the
@@ -15,21 +15,15 @@ The layer is a 1024x683 photo (chelsea), the style Starry Night; nothing else sh
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / "tests"))
-
 from PIL import Image
 
-from helpers.gui_session import GuiSession, gui_chroot_problem
-from test_gimp3_e2e import bind_paths, engine_python_for_this_checkout, install_plugin
-from test_gimp3_gui import layers_in_title, open_dialog, wait_until_no_run_window
+from helpers.gui_session import GuiSession, gui_chroot_problem, layers_in_title, open_dialog, wait_until_no_run_window
+from helpers.real_gimp import bind_paths, engine_python_for_this_checkout, install_plugin
+from helpers.repo import REPO
 
 
 def main():

@@ -9,13 +9,12 @@ where it fails and says why. The engine is the real nst_core of this Python (NST
 `python -m nst_core stylize --help` works here, else the fake engine; NST_E2E_ENGINE=fake or =real
 chooses. Run alone:
 
-    /root/.cache/nst-gimp-dev/venv/bin/python -m pytest -s -m gimp tests/test_gimp3_e2e.py
+    /root/.cache/nst-gimp-dev/venv/bin/python -m pytest -s -m gimp tests/gimp3/test_gimp3_e2e.py
 """
 
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,11 +24,15 @@ from pathlib import Path
 
 import pytest
 
+import nst_http
+import nst_local_service
+from helpers.checks import check, failed_labels
 from helpers.fake_engine import write_fake_engine
+from helpers.real_gimp import bind_paths, choose_engine, engine_python_for_this_checkout, install_plugin, locate_gimp
+from helpers.repo import REPO
 
 BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
-INSTALLER = REPO / "installer" / "install.py"
 PROCEDURE = "python-fu-nst-style-transfer"
 GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
                    "style-strength", "use-ssim", "preserve-colors", "seed", "device"]
@@ -43,101 +46,6 @@ TARGET_SIZE, TARGET_OFFSETS = [96, 64], [40, 30]
 PRESET = os.environ.get("NST_E2E_PRESET", "standard")
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
-
-
-def gimp_required():
-    return os.environ.get("CI") == "true" or os.environ.get("NST_REQUIRE_GIMP") == "1"
-
-
-def unavailable(reason):
-    if gimp_required():
-        pytest.fail("a real GIMP 3 is required here (CI=true or NST_REQUIRE_GIMP=1) but "
-                    + reason)
-    pytest.skip(reason)
-
-
-def locate_gimp():
-    """("chroot", ROOT) or ("system", "/"), or skip/fail with the reason."""
-    root = Path(os.environ.get("NST_GIMP3_CHROOT",
-                               os.path.expanduser("~/.cache/nst-gimp-dev/gimp3-trixie")))
-    chroot_ready = ((root / "usr/bin/gimp-console-3.0").exists()
-                    and (root / ".nst-chroot-complete").exists())
-    chroot_usable = (chroot_ready and os.geteuid() == 0 and shutil.which("chroot")
-                     and shutil.which("mount"))
-    if chroot_usable:
-        return "chroot", str(root)
-    if shutil.which("gimp-console-3.0"):
-        return "system", "/"
-    if chroot_ready:
-        unavailable("the GIMP 3 chroot at %s needs root (chroot, mount) and there is no "
-                    "gimp-console-3.0 on PATH" % root)
-    unavailable("no GIMP 3: neither the chroot %s (build it with tests/gimp3/build-chroot.sh %s, "
-                "as root) nor gimp-console-3.0 on PATH" % (root, root))
-
-
-def real_engine_available():
-    try:
-        out = subprocess.run([sys.executable, "-m", "nst_core", "stylize", "--help"],
-                             capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    # The plug-in sends --style-strength (issue 13): an engine without it cannot serve it.
-    return out.returncode == 0 and "--progress" in out.stdout and "--style-strength" in out.stdout
-
-
-def choose_engine():
-    wanted = os.environ.get("NST_E2E_ENGINE", "auto")
-    if wanted == "fake":
-        return "fake"
-    if real_engine_available():
-        return "real"
-    if wanted == "real" or gimp_required():
-        # Under CI the plug-in must be proven against the real engine, never silently the fake.
-        pytest.fail("the real engine is required (NST_E2E_ENGINE=real, CI=true or NST_REQUIRE_GIMP=1) "
-                    "but `%s -m nst_core stylize --help` fails" % sys.executable)
-    return "fake"
-
-
-def engine_python_for_this_checkout(work_dir):
-    """The engine interpreter to install: this Python, or, when its own nst_core (seen without
-    PYTHONPATH, as the plug-in starts it) is another checkout's (an editable install made from
-    another worktree), a wrapper that puts this checkout's first, so the real engine is this one."""
-    env = dict((key, value) for key, value in os.environ.items() if key != "PYTHONPATH")
-    found = subprocess.run([sys.executable, "-c", "import nst_core; print(nst_core.__file__)"],
-                           capture_output=True, text=True, timeout=120, env=env, cwd="/")
-    if found.returncode == 0 and Path(found.stdout.strip()).resolve().parent == REPO / "nst_core":
-        return sys.executable
-    wrapper = work_dir / "engine-python"
-    wrapper.write_text('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (REPO, sys.executable))
-    wrapper.chmod(0o755)
-    return str(wrapper)
-
-
-def install_plugin(plug_ins_dir, engine_python, data_dir):
-    """As a user would: the installer when the checkout has it, else the same files by hand."""
-    plug_ins_dir.mkdir(parents=True)
-    if INSTALLER.exists():
-        out = subprocess.run([sys.executable, str(INSTALLER), "--gimp-plugin-dir",
-                              str(plug_ins_dir), "--engine-python", engine_python, "--no-weights",
-                              "--data-dir", str(data_dir), "-y"],
-                             capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, "installer failed:\n" + out.stdout + out.stderr
-        how = "installer/install.py"
-    else:
-        from helpers.plugin_setup import install_plugin_copy
-        install_plugin_copy(plug_ins_dir, engine_python, data_dir / "logs")
-        how = "copied plugin/*.py (no installer in this checkout yet)"
-    folder = plug_ins_dir / "nst_style_transfer"
-    assert (folder / "nst_style_transfer.py").stat().st_mode & 0o111, "plug-in not executable"
-    config = json.loads((folder / "nst_config.json").read_text())
-    return folder, config, how
-
-
-def bind_paths(work_dir):
-    """What the chroot must see at the same paths: the test folder, the checkout, this Python's
-    environment and its base interpreter (a venv links to it)."""
-    paths = {str(work_dir), str(REPO), sys.prefix, sys.base_prefix}
-    return sorted(path for path in paths if path and path != "/")
 
 
 def start_gimp(kind, root, home, work_dir, env, name):
@@ -187,11 +95,6 @@ def without_positions(layers):
             for layer in layers]
 
 
-def check(label, condition, detail=""):
-    print("  %-4s %s%s" % ("ok" if condition else "FAIL", label, (": " + detail) if detail else ""))
-    return bool(condition)
-
-
 @pytest.fixture(scope="module")
 def gimp_session(tmp_path_factory):
     kind, root = locate_gimp()
@@ -228,14 +131,12 @@ def steps_within_plan(outcome):
     return found is not None and 1 <= int(found.group(1)) <= int(found.group(2))
 
 
-def check_styled_layer(found):
-    """The checks of the layer a styling run adds (shared by the process and the service scenarios)."""
-    run = found["run"]
-    results = [check("run succeeds", run["status"] == "success", str(run))]
-    before, after = found["before"], found["after"]
+def added_layer_checks(before, after, extra_new_layer_checks=lambda new_layer: []):
+    """The checks of the one layer a styling run adds above 'Photo', between the layers before and after
+    the run; extra_new_layer_checks(new_layer) -> more checks of it, listed before the untouched check."""
     target = [layer for layer in before if layer["name"] == "Photo"][0]
-    results.append(check("exactly one layer added", len(after) == len(before) + 1,
-                         "%d -> %d layers" % (len(before), len(after))))
+    results = [check("exactly one layer added", len(after) == len(before) + 1,
+                     "%d -> %d layers" % (len(before), len(after)))]
     new = [layer for layer in after if layer["name"] not in [b["name"] for b in before]]
     new_layer = new[0] if len(new) == 1 else {}
     target_after = [layer for layer in after if layer["name"] == "Photo"][0]
@@ -251,9 +152,21 @@ def check_styled_layer(found):
               "%s at %s" % (new_layer.get("size"), new_layer.get("offsets"))),
         check("its pixels differ from the content's",
               new_layer.get("pixels_sha1") not in (None, target["pixels_sha1"])),
-        check("the other layers are untouched (names, order, sizes, offsets, pixels)",
-              without_positions([layer for layer in after if layer is not new_layer])
-              == without_positions(before)),
+    ]
+    results += extra_new_layer_checks(new_layer)
+    results.append(check("the other layers are untouched (names, order, sizes, offsets, pixels)",
+                         without_positions([layer for layer in after if layer is not new_layer])
+                         == without_positions(before)))
+    return results
+
+
+def check_styled_layer(found):
+    """The checks of the layer a styling run adds (shared by the process and the service scenarios)."""
+    run = found["run"]
+    results = [check("run succeeds", run["status"] == "success", str(run))]
+    before, after = found["before"], found["after"]
+    results += added_layer_checks(before, after)
+    results += [
         check("with a selection: run succeeds, one more layer", found["selection_run"]["status"]
               == "success" and len(found["after_selection_run"]) == len(after) + 1,
               str(found["selection_run"])),
@@ -288,27 +201,9 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
     results.append(check("target 'Photo' is smaller than the canvas with offsets",
                          target["size"] == TARGET_SIZE and target["offsets"] == TARGET_OFFSETS,
                          "%s at %s" % (target["size"], target["offsets"])))
-    results.append(check("exactly one layer added", len(after) == len(before) + 1,
-                         "%d -> %d layers" % (len(before), len(after))))
-    new = [layer for layer in after if layer["name"] not in [b["name"] for b in before]]
-    new_layer = new[0] if len(new) == 1 else {}
-    target_after = [layer for layer in after if layer["name"] == "Photo"][0]
+    results += added_layer_checks(before, after, lambda new_layer: [
+        check("no mask without a selection", new_layer.get("has_mask") is False)])
     results += [
-        check("new layer named 'Styled: Great Wave'", new_layer.get("name") == "Styled: Great Wave",
-              str(new_layer.get("name"))),
-        check("directly above the target",
-              new_layer.get("position") == target_after["position"] - 1
-              and new_layer.get("parent") == target_after["parent"],
-              "new at %s, target at %s" % (new_layer.get("position"), target_after["position"])),
-        check("same size and offsets as the target",
-              new_layer.get("size") == TARGET_SIZE and new_layer.get("offsets") == TARGET_OFFSETS,
-              "%s at %s" % (new_layer.get("size"), new_layer.get("offsets"))),
-        check("its pixels differ from the content's",
-              new_layer.get("pixels_sha1") not in (None, target["pixels_sha1"])),
-        check("no mask without a selection", new_layer.get("has_mask") is False),
-        check("the other layers are untouched (names, order, sizes, offsets, pixels)",
-              without_positions([layer for layer in after if layer is not new_layer])
-              == without_positions(before)),
         check("the style image is untouched", found["style_after"] == found["style_before"]),
         check("no run folder left in the temp folder", found["run_folders_after_run"] == [],
               str(found["run_folders_after_run"])),
@@ -358,9 +253,10 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
                          bool(outcomes) and outcomes[-1].startswith("(client) outcome: done (exit code 0)")
                          and steps_within_plan(outcomes[-1]),
                          outcomes[-1] if outcomes else "no outcome line"))
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(gimp_output[-3000:])
-    assert all(results)
+    assert failed == []
 
 
 def test_plugin_styles_a_layer_through_a_local_service_in_real_gimp3(gimp_session):
@@ -391,15 +287,14 @@ def test_plugin_styles_a_layer_through_a_local_service_in_real_gimp3(gimp_sessio
                   log.split("started the engine service")[-1]),
         ]
         if state.get("url"):
-            sys.path.insert(0, str(REPO / "plugin"))
-            import nst_http
             token = (log_dir / nst_local_service.LOCAL_TOKEN_FILE).read_text().strip()
             health = nst_http.ServiceAddress(url, token).health()
             results.append(check("the service is still there, warm, with 2 jobs done",
                                  health["stats"]["jobs_done"] == 2, str(health["stats"])))
-        if not all(results):
+        failed = failed_labels(results)
+        if failed:
             print(gimp_output[-3000:])
-        assert all(results)
+        assert failed == []
     finally:
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         if state.get("pid"):
@@ -446,9 +341,10 @@ def test_engine_failure_leaves_the_image_unchanged_in_real_gimp3(gimp_session):
               and found["after_two_drawables"] == before, str(found["two_drawables"])),
         check("no run folder left in the temp folder", found["run_folders_at_end"] == []),
     ]
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(gimp_output[-3000:])
-    assert all(results)
+    assert failed == []
 
 
 # The live scenario: enough steps to see previews form (NST_WEIGHTS=random; convergence may end a
@@ -552,9 +448,10 @@ def test_live_preview_stop_cancel_and_several_layers_in_real_gimp3(gimp_session)
                       if line["what"] == "result")) == 2),
         check("temp folder clean at the end", found["run_folders_at_end"] == []),
     ]
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(gimp_output[-3000:])
-    assert all(results)
+    assert failed == []
 
 
 def process_running(pid):
@@ -600,9 +497,10 @@ def test_layer_cases_in_real_gimp3(gimp_session):
                              and case["unchanged"], case["message"]))
     results.append(check("no run folder left in the temp folder",
                          found["run_folders_at_end"] == []))
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(gimp_output[-3000:])
-    assert all(results)
+    assert failed == []
 
 
 def plugin_process_of(engine_record):
@@ -669,6 +567,7 @@ def test_cancelled_run_stops_the_engine_and_leaves_no_layer_in_real_gimp3(gimp_s
         check("... and swept the dead run's folder", found["run_folders_at_end"] == [],
               str(found["run_folders_at_end"])),
     ]
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(gimp_output[-3000:])
-    assert all(results)
+    assert failed == []

@@ -9,14 +9,12 @@ the mnemonics reach their fields, OK adds the layer, and Filters > Repeat adds a
     ./tests/run -s -m gui            (root; about 2 minutes, a GIMP GUI start is ~30 s)
 
 Screenshots stay in pytest's temporary folder (printed with -s). NST_E2E_ENGINE=fake|real chooses
-the engine as in tests/test_gimp3_e2e.py.
+the engine as in tests/gimp3/test_gimp3_e2e.py.
 """
 
 import json
 import os
-import re
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -24,11 +22,11 @@ import numpy
 import pytest
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp3"))
-from helpers.gui_session import GuiSession, gui_chroot_problem
+from helpers.checks import check, failed_labels
 from helpers.fake_engine import write_fake_engine
-from test_gimp3_e2e import (REPO, bind_paths, choose_engine, engine_python_for_this_checkout,
-                            install_plugin, unavailable)
+from helpers.gui_session import GuiSession, gui_chroot_problem, layers_in_title, open_dialog, wait_until_no_run_window
+from helpers.real_gimp import bind_paths, choose_engine, engine_python_for_this_checkout, install_plugin, unavailable
+from helpers.repo import REPO
 
 pytestmark = [pytest.mark.gui, pytest.mark.gimp, pytest.mark.slow]
 
@@ -54,11 +52,6 @@ def make_pictures(folder):
         draw.rectangle([x, 0, x + 11, 119], fill=YELLOW)
     stripes.save(str(style))
     return photo, style
-
-
-def check(label, condition, detail=""):
-    print("  %-4s %s%s" % ("ok" if condition else "FAIL", label, (": " + detail) if detail else ""))
-    return bool(condition)
 
 
 @pytest.fixture(scope="module")
@@ -111,26 +104,6 @@ def never_converging(work):
                        'exec %s "$@"\n' % (engine_python, engine_python))
     wrapper.chmod(0o755)
     return str(wrapper)
-
-
-def open_dialog(session, image_window):
-    """Filters > Artistic > Neural Style Transfer..., through GIMP's action search (/)."""
-    session.activate(image_window)
-    session.key("slash", pause=1.5)
-    session.type_text("Neural Style Transfer", pause=1.5)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        # On a busy CPU the search lists its result late, and Return before that does nothing.
-        search = session.find_windows("^Search Actions$")
-        if search:
-            session.activate(search[-1])
-            session.key("Return", pause=2.0)
-        dialogs = session.find_windows("^Neural Style Transfer")
-        if dialogs:
-            return dialogs[-1]
-        time.sleep(1.0)
-    session.screenshot("00-no-dialog")
-    return session.wait_for_window("^Neural Style Transfer", timeout=5)
 
 
 def type_settings(session, dialog, iterations, size):
@@ -265,18 +238,10 @@ def test_dialog_and_a_run_in_the_real_gimp3_gui(gui):
                          len(commands) == 2
                          and without_previews(commands[1].split())[-14:] == first_settings[-14:],
                          " ".join(commands[1].split()[-14:]) if len(commands) > 1 else "no run"))
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(session.gimp_log()[-3000:])
-    assert all(results)
-
-
-def wait_until_no_run_window(session, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not session.find_windows("^Neural Style Transfer: "):
-            return True
-        time.sleep(0.5)
-    return False
+    assert failed == []
 
 
 def without_previews(words):
@@ -312,11 +277,6 @@ def relative_rectangle(session, window, inside):
     x, y, width, height = session.geometry(window)
     inside_x, inside_y, _w, _h = session.geometry(inside)
     return x - inside_x, y - inside_y, width, height
-
-
-def layers_in_title(session, window):
-    match = re.search(r"(\d+) layers?\b", session.window_name(window))
-    return int(match.group(1)) if match else None
 
 
 def start_long_run(session, image_window):
@@ -425,9 +385,10 @@ def test_live_preview_stop_and_cancel_in_the_real_gimp3_gui(gui):
     engine_log = Path(gui["config"]["log_dir"]) / "nst_engine.log"
     print("  engine log tail:\n" + "\n".join(engine_log.read_text().splitlines()[-6:])
           if engine_log.exists() else "  no engine log")
-    if not all(results):
+    failed = failed_labels(results)
+    if failed:
         print(session.gimp_log()[-3000:])
-    assert all(results)
+    assert failed == []
 
 
 def test_the_dialog_warms_up_the_engine_service_while_it_is_open(gui):
@@ -471,4 +432,4 @@ def test_the_dialog_warms_up_the_engine_service_while_it_is_open(gui):
                     os.kill(pid, signal.SIGTERM)
                 except OSError:
                     pass
-    assert all(results)
+    assert failed_labels(results) == []

@@ -285,3 +285,41 @@ class GuiSession(object):
 
 def shell_quote(text):
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+# ---------------------------------------------------------------------------------------------
+# The plug-in's windows
+
+
+def open_dialog(session, image_window):
+    """Filters > Artistic > Neural Style Transfer..., through GIMP's action search (/)."""
+    session.activate(image_window)
+    session.key("slash", pause=1.5)
+    session.type_text("Neural Style Transfer", pause=1.5)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        # On a busy CPU the search lists its result late, and Return before that does nothing.
+        search = session.find_windows("^Search Actions$")
+        if search:
+            session.activate(search[-1])
+            session.key("Return", pause=2.0)
+        dialogs = session.find_windows("^Neural Style Transfer")
+        if dialogs:
+            return dialogs[-1]
+        time.sleep(1.0)
+    session.screenshot("00-no-dialog")
+    return session.wait_for_window("^Neural Style Transfer", timeout=5)
+
+
+def wait_until_no_run_window(session, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not session.find_windows("^Neural Style Transfer: "):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def layers_in_title(session, window):
+    match = re.search(r"(\d+) layers?\b", session.window_name(window))
+    return int(match.group(1)) if match else None

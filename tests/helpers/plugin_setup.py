@@ -20,7 +20,7 @@ def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", s
     """What the installer does: plugin/*.py into plug-ins/nst_style_transfer/ plus the config.
 
     service: the config's engine_service; "off" (an engine process per run, which the fake engine
-    plays) unless a test is about the service (tests/test_plugin_http.py)."""
+    plays) unless a test is about the service (tests/plugin/test_plugin_http.py)."""
     folder = Path(plug_ins_dir) / "nst_style_transfer"
     folder.mkdir(parents=True, exist_ok=True)
     for source in PLUGIN_SOURCE.glob("*.py"):

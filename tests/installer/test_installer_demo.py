@@ -1,12 +1,12 @@
 """The installer's --demo (installer/nst_installer/demo.py) through the plug-in's engine client, against
-the fake engine of tests/fakes (which speaks the documented protocol)."""
+the fake engine of tests/helpers (which speaks the documented protocol)."""
 
 import io
 from pathlib import Path
 
 import pytest
-from helpers.fake_engine import write_fake_engine
 
+from helpers.fake_engine import write_fake_engine
 from helpers.repo import REPO
 from nst_installer import demo as demo_module
 from nst_installer.errors import ExitCode, InstallError

@@ -1,17 +1,15 @@
 """The dialog's words and choices (issue 14): mnemonics, tooltips, the presets' real values, the
 devices offered, the help page, and how a layer argument GIMP cannot remember is filled in.
-The same dialog in a real GIMP 3 GUI: tests/test_gimp3_gui.py."""
+The same dialog in a real GIMP 3 GUI: tests/gimp3/test_gimp3_gui.py."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+import nst_gimpfu3 as shim
 from helpers.plugin_setup import PluginHarness, import_plugin
 from helpers.repo import REPO
-
-import nst_gimpfu3 as shim
 
 
 @pytest.fixture

@@ -17,18 +17,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers.fake_engine import write_fake_engine
-from helpers.pictures import make_content, make_style
-from helpers.python27 import find_python27, plugin_environment
-from helpers.repo import REPO
-from helpers.service import start_service, stop_service
-
 import nst_engine
 import nst_http
 import nst_local_service
 import nst_process
 import nst_protocol
 import nst_subprocess
+from helpers.fake_engine import write_fake_engine
+from helpers.pictures import make_content, make_style
+from helpers.python27 import find_python27, plugin_environment
+from helpers.repo import REPO
+from helpers.service import start_service, stop_service
 from nst_protocol import EngineError, Job
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")

@@ -1,11 +1,10 @@
 """HttpEngine's previews against a small stand-in service (stdlib http.server, no torch, no aiohttp):
 each `preview` event is downloaded into the job's output folder and handed on with `path` naming that
 local file, as an engine process does; a preview that cannot be downloaded is left out, not fatal.
-The real service's previews: tests/test_plugin_http.py."""
+The real service's previews: tests/plugin/test_plugin_http.py."""
 
 import io
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path

@@ -5,7 +5,6 @@ working python2.7 on PATH, or pyenv's), the plug-in files are also compiled by i
 client drives the fake engine under it.
 """
 
-import glob
 import json
 import os
 import shutil

@@ -1,7 +1,7 @@
 """The plug-in (plugin/nst_style_transfer.py) against the in-memory gimpfu and the fake engine.
 
 The plug-in is installed into a test folder the way the installer does it (its files plus
-nst_config.json naming the fake engine) and imported with fakes/fake_gimpfu.py as its gimpfu.
+nst_config.json naming the fake engine) and imported with helpers/fake_gimpfu.py as its gimpfu.
 """
 
 import json
@@ -496,13 +496,20 @@ def test_bad_preview_setting_is_refused_with_what_to_write(harness):
     assert "NST_PREVIEW_EVERY" in expect_failure(harness, image, target, style)
 
 
-def test_cancel_after_a_preview_removes_the_layer(harness):
+def cancelled_after_a_preview(harness):
+    """A scene whose run shows previews and is then cancelled: (world, image, target, style, the
+    image's snapshot before the run)."""
     world = harness.world
     image, target, style = scene(world)
     before = snapshot(world, image)
     live_preview(harness)
     harness.engine_mode("hang")
     control_run(harness, "cancel")
+    return world, image, target, style, before
+
+
+def test_cancel_after_a_preview_removes_the_layer(harness):
+    world, image, target, style, before = cancelled_after_a_preview(harness)
     message = expect_failure(harness, image, target, style)
     assert "cancel" in message.lower()
     assert snapshot(world, image) == before
@@ -625,12 +632,7 @@ def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
 
 
 def test_a_cancel_from_the_run_dialog_is_no_error(harness):
-    world = harness.world
-    image, target, style = scene(world)
-    before = snapshot(world, image)
-    live_preview(harness)
-    harness.engine_mode("hang")
-    control_run(harness, "cancel")
+    world, image, target, style, before = cancelled_after_a_preview(harness)
     harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
     harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
                                 lambda title, engine, job, on_event, describe, hand_over:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.fake_gimpfu import FakeGimp, FakePdb, FakeGimpModule
+import nst_gimp3_ui as ui
+import nst_gimpfu3 as shim
+from helpers.fake_gimpfu import FakeGimp, FakeGimpModule, FakePdb
 from helpers.plugin_setup import PluginHarness, forget_plugin_modules, import_installed_plugin, install_plugin_copy
 from helpers.repo import REPO
 
 PLUGIN_DIR = REPO / "plugin"
-import nst_gimp3_ui as ui
-import nst_gimpfu3 as shim
 
 GIMP3_ARGUMENTS = ["style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
                    "preserve-colors", "seed", "device"]
@@ -126,8 +126,8 @@ def test_plugin_parameters_become_gimp3_arguments(plugin):
     assert [spec.name for spec in specs] == GIMP3_ARGUMENTS
     kinds = dict((spec.name, spec.kind) for spec in specs)
     assert kinds == {"style-layer": "layer", "preset": "choice", "iterations": "int",
-                     "size": "int", "style-strength": "double", "use-ssim": "boolean", "preserve-colors": "boolean", "seed": "int",
-                     "device": "choice"}
+                     "size": "int", "style-strength": "double", "use-ssim": "boolean", "preserve-colors": "boolean",
+                     "seed": "int", "device": "choice"}
     by_name = dict((spec.name, spec) for spec in specs)
     assert by_name["preset"].default == "standard"
     assert [nick for nick, _ in by_name["preset"].choices] == ["standard", "fast", "paper"]
