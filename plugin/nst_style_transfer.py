@@ -76,7 +76,7 @@ MASK_DISCARD = 1
 
 # What each preset runs when "Iterations" or "Working size" is 0: shown in the dialog, so that the
 # artist sees the real numbers. The engine's own table is nst_core.params.PRESETS (the plug-in
-# cannot import nst_core: no torch in GIMP); tests/test_plugin_dialog.py checks the two agree.
+# cannot import nst_core: no torch in GIMP); tests/plugin/test_plugin_dialog.py checks the two agree.
 PRESET_DEFAULTS = (
     ("standard", {"iterations": 500, "size": 512}),
     ("fast", {"iterations": 150, "size": 512}),
@@ -137,7 +137,7 @@ STYLE_STRENGTH_RANGE = nst_protocol.STYLE_STRENGTH_RANGE
 STYLE_STRENGTH_DEFAULT = nst_protocol.STYLE_STRENGTH_DEFAULT
 
 # Mnemonics (the underlined letters) are unique and differ from those of GIMP's own dialog buttons
-# (Help, Reset, Cancel, OK, Load Saved Settings, Save Settings): tests/test_plugin_dialog.py.
+# (Help, Reset, Cancel, OK, Load Saved Settings, Save Settings): tests/plugin/test_plugin_dialog.py.
 PARAMETERS = [
     (PF_IMAGE, "image", "Input image", None),
     (PF_DRAWABLE, "drawable", "Layer to style", None),
