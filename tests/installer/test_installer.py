@@ -852,3 +852,19 @@ def test_server_options_are_checked_before_anything_is_done(machine, args, words
     result = machine.run(*args)
     assert result.returncode == 2 and words in result.stderr, result.stderr
     assert not machine.data_dir().exists()
+
+
+def test_the_plugin_files_installed_are_every_module_the_plugin_imports():
+    """The installer takes the plug-in's files from plugin/: every module any of them imports (the
+    layers of the engine client, the shim, the GIMP 3 UI) is among them, and its help page."""
+    import ast
+
+    installed = {path.name for path in plugin_files.plugin_sources(REPO / "plugin")}
+    imported = set()
+    for path in (REPO / "plugin").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            imported.update(name + ".py" for name in names if name.startswith("nst_"))
+    assert {"nst_style_transfer.py", "nst_help.html", "nst_subprocess.py", "nst_gimp3_ui.py"} <= installed
+    assert imported <= installed, imported - installed
