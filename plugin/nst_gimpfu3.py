@@ -11,7 +11,10 @@ gimpfu one with "-" for "_" (style_layer -> style-layer), PF_OPTION becomes a ch
 choices named by an optional sixth element, which gimpfu ignores, else after their labels), and in
 interactive mode a GimpUi.ProcedureDialog replaces gimpfu's dialog (GIMP 3 remembers the last
 values itself). When the procedure runs, the config's values are turned back into the positional
-arguments a gimpfu function expects (a choice back into its index).
+arguments a gimpfu function expects (a choice back into its index). set_dialog_options() adds what
+gimpfu's dialog lacks (tooltips, the plug-in's own Help page, greyed-out choices, required layers, a
+hook when the dialog opens), and run_is_interactive() tells the function whether the user's dialog
+called it. The plug-in's own GIMP 3 windows beyond this surface (the run window) are nst_gimp3_ui's.
 
 It must never be called gimpfu.py: on GIMP 2.10 it would shadow the real gimpfu. The translation
 logic (argument_specs, function_args, configure_procedure, suggest_layer) imports nothing from GIMP,
