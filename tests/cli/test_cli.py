@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import nst_protocol  # the plug-in's protocol client: a copy of some contract facts
+import nst_subprocess  # ... and its command line
 from helpers.engine_runs import (
     EXIT_NAMES,
     LONG,
@@ -552,7 +553,7 @@ def test_plugin_options_are_stylize_options_with_valid_values():
     cases = dialog_cases()
     assert len(cases) > 30
     for values in cases:
-        options = nst_protocol.engine_options(**values)
+        options = nst_subprocess.command_line_options(nst_protocol.engine_options(**values))
         assert {word for word in options if word.startswith("--")} <= known, options
         args = stylize_parser().parse_args(["c.png", "s.png", "-o", "r.png"] + options)
         params = params_from_args(args)  # raises BadInput on a value StyleParams refuses
