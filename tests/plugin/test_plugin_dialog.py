@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import nst_gimpfu3 as shim
+from helpers import mnemonics
 from helpers.plugin_setup import PluginHarness, import_plugin
 from helpers.repo import REPO
 
@@ -26,13 +27,13 @@ def labels(plugin):
 def test_gimp3_button_mnemonics_are_gimps_own():
     # What libgimpui/libgimpwidgets 3.0.4 label the ProcedureDialog's buttons with (read from the
     # libraries' strings in the Debian 13 chroot); the GUI test checks GIMP's own warning.
-    assert [shim.mnemonic(label) for label in shim.PROCEDURE_DIALOG_BUTTONS] == \
+    assert [mnemonics.mnemonic(label) for label in mnemonics.PROCEDURE_DIALOG_BUTTONS] == \
         ["h", "r", "c", "o", "l", "s"]
 
 
 def test_the_clash_check_finds_the_old_clashes():
     """The labels before issue 14: Alt+S and Alt+C were taken twice."""
-    clashes = dict(shim.mnemonic_clashes(["_Style layer (from any open image)",
+    clashes = dict(mnemonics.mnemonic_clashes(["_Style layer (from any open image)",
                                           "_Content weight (1.0 = balanced)"]))
     assert sorted(clashes) == ["c", "s"]
     assert "_Save Settings" in clashes["s"] and "_Cancel" in clashes["c"]
@@ -40,8 +41,8 @@ def test_the_clash_check_finds_the_old_clashes():
 
 def test_every_label_has_its_own_mnemonic_not_one_of_gimps_buttons(harness):
     plugin_labels = labels(harness.plugin)
-    assert all(shim.mnemonic(label) for label in plugin_labels), plugin_labels
-    assert shim.mnemonic_clashes(plugin_labels) == []
+    assert all(mnemonics.mnemonic(label) for label in plugin_labels), plugin_labels
+    assert mnemonics.mnemonic_clashes(plugin_labels) == []
 
 
 def test_presets_values_in_the_dialog_are_the_engines(harness):
