@@ -135,7 +135,7 @@ def engine_worker(args, sink):
 def eta_accuracy(estimates, total):
     """The share of the time-left estimates made once a tenth of the run had passed that were within
     25 % of the real time left (the bound the time left aims at), or within the run's last step where almost nothing
-    is left (as tests/test_eta_recorded.py counts); None without estimates."""
+    is left (as tests/engine/test_eta_recorded.py counts); None without estimates."""
     times = [elapsed for elapsed, _ in estimates]
     last_step = times[-1] - times[-2] if len(times) > 1 else 0.0
     judged = [abs(eta - (total - elapsed)) <= max(0.25 * (total - elapsed), last_step)

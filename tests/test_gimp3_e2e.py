@@ -82,7 +82,7 @@ def real_engine_available():
                              capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    # The plug-in sends --style-strength (issue 13): an engine without it cannot serve it.
+    # The plug-in sends --style-strength: an engine without it cannot serve it.
     return out.returncode == 0 and "--progress" in out.stdout and "--style-strength" in out.stdout
 
 

@@ -442,7 +442,7 @@ def fake_events(engine, pictures, tmp_path, mode, **env_extra):
 
 @pytest.mark.parametrize("mode", ["ok", "weights_missing", "bad_input", "out_of_memory"])
 def test_fake_engine_events_have_the_documented_fields(fake_engine, pictures, tmp_path, mode):
-    """The same checks tests/test_cli.py makes on the real engine's events."""
+    """The same checks tests/cli/test_cli.py makes on the real engine's events."""
     events = fake_events(fake_engine, pictures, tmp_path, mode, FAKE_ENGINE_WARN="a note")
     assert events, "the fake engine sent no event"
     table = documented_events()

@@ -31,7 +31,7 @@ PIP_PROGRESS_PREFIXES = ("Collecting ", "Installing collected", "Successfully in
 
 
 # A copy of nst_core.engine.weights.DOWNLOADS (the installer cannot import the engine, which needs torch);
-# tests/test_installer.py checks that the two are equal.
+# tests/installer/test_installer.py checks that the two are equal.
 WEIGHTS_DOWNLOADS = {
     "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth"),
     "vgg16": ("https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth"),
@@ -263,7 +263,7 @@ def weights_file_path(python: Path, backbone: Optional[str], weights_format: Opt
 
 
 # The engine's exit code when no weights could be found or downloaded (source: nst_core/errors.py; the
-# installer cannot import the engine, so tests/test_cli.py compares this copy with it).
+# installer cannot import the engine, so tests/cli/test_cli.py compares this copy with it).
 WEIGHTS_MISSING = 3
 
 

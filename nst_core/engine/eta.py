@@ -18,7 +18,7 @@ one-off costs (style targets, optimiser set-up). Each part is expected to take
 A part "needed" the steps it took when it converged, or, when it ran to its maximum, the forecast it
 had at the end (a coarse scale cut short still says how long the rule would have taken).
 
-How good it is: tests/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json, with
+How good it is: tests/engine/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json, with
 their times; tests/data/loss_curves.json, with a scripted clock).
 """
 

@@ -24,7 +24,7 @@ consecutive previews differ; the preview files are removed at the end of the run
 
 In every mode that succeeds it first checks that its stdin is still open: the protocol says a
 closed stdin means "the caller died, stop". Its events carry the fields docs/PROTOCOL.md lists
-(tests/test_plugin_engine.py checks them with the checks tests/test_cli.py makes on the real engine).
+(tests/test_plugin_engine.py checks them with the checks tests/cli/test_cli.py makes on the real engine).
 """
 
 import json
