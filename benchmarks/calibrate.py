@@ -1,4 +1,4 @@
-"""Calibration of the default strength and schedule against the evaluator (issue 13).
+"""Calibration of the default strength and schedule against the evaluator (benchmarks/evaluate.py).
 
     python benchmarks/calibrate.py --size 256 --preset fast --style-weights 2 4 8 [--pairs chelsea:starry_night ...]
         [--set coarse_share=1 max_scales=2 ...] [--label NAME] [--json benchmarks/calibration.json]

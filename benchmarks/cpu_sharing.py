@@ -1,4 +1,4 @@
-"""Sharing the CPU (issue 13): one engine alone, then two side by side, under a few thread settings.
+"""Sharing the CPU: one engine alone, then two side by side, under a few thread settings.
 
     python benchmarks/cpu_sharing.py [--steps 30] [--size 160]
         [--settings default passive free-cores passive+free-cores]
@@ -17,7 +17,7 @@ for), so the runs really overlap. Settings:
   passive+free-cores  both
 
 Figures: seconds alone, seconds of each of the two side by side, and their ratio to alone (a fair
-share of two cores between two engines is 2x; issue 13's target is at most 2.5x, with nothing lost
+share of two cores between two engines is 2x; the target is at most 2.5x, with nothing lost
 alone). Run it on an otherwise idle machine: its figures mean nothing while other work runs.
 """
 

@@ -1,4 +1,4 @@
-"""Record real runs' progress events for the time-left replay test (tests/test_eta_recorded.py).
+"""Record real runs' progress events for the time-left replay test (tests/engine/test_eta_recorded.py).
 
     python benchmarks/eta_record.py [--runs standard:512:chelsea:starry_night ...] [--out tests/data/eta_runs.json]
 

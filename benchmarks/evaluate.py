@@ -1,4 +1,4 @@
-"""One judge for any stylised image, independent of the loss that made it (issue 13).
+"""One judge for any stylised image, independent of the loss that made it.
 
     python benchmarks/evaluate.py OUTPUT CONTENT STYLE [--reference PHOTO ...] [--size 256]
 
@@ -12,7 +12,7 @@ Two numbers, each on a scale that the content photo itself fixes:
 
 A result is **good** when style <= 0.15 and content <= 0.5 (``is_good``).
 
-Fixed choices (the issue leaves them open):
+Fixed choices (where the definition leaves them open):
   - Features: the real ImageNet VGG-16 (Caffe preprocessing) of ``../shared/data/weights`` (or the file
     that ``NST_TEST_WEIGHTS`` names), loaded through nst_core's own weights and backbone code, float32,
     no autocast, whatever the engine's precision.

@@ -7,7 +7,7 @@ closure, float32 throughout.
 The loss terms are the engine's own modules (the same formulas), with the Gram matrix as the
 tutorial computes it (one product, autograd's backward) and SSIM by the plain ``pytorch_msssim.ssim``
 call that METHOD.md names, as a straightforward implementation would; the engine's faster Gram and
-GramSSIM give the same values (tests/test_losses.py).
+GramSSIM give the same values (tests/engine/test_losses.py).
 """
 
 import time

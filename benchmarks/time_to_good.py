@@ -1,4 +1,4 @@
-"""Time to a good result (issue 13): how soon each method's picture first lies in the good region.
+"""Time to a good result: how soon each method's picture first lies in the good region.
 
     python benchmarks/time_to_good.py [--sizes 256 512] [--neural-style-pt DIR]
 
@@ -134,8 +134,8 @@ def engine_worker(args, sink):
 
 def eta_accuracy(estimates, total):
     """The share of the time-left estimates made once a tenth of the run had passed that were within
-    25 % of the real time left (issue 13's bound), or within the run's last step where almost nothing
-    is left (as tests/test_eta_recorded.py counts); None without estimates."""
+    25 % of the real time left (the bound the time left aims at), or within the run's last step where almost nothing
+    is left (as tests/engine/test_eta_recorded.py counts); None without estimates."""
     times = [elapsed for elapsed, _ in estimates]
     last_step = times[-1] - times[-2] if len(times) > 1 else 0.0
     judged = [abs(eta - (total - elapsed)) <= max(0.25 * (total - elapsed), last_step)

@@ -32,11 +32,8 @@ MAX_SIZE = 16384
 # the range spans 2**-5 to 2**5 times the calibrated middle, DEFAULT_STRENGTH. The middle's style weight
 # depends on the style loss: the SSIM factor (1 - SSIM) / 2 shrinks each layer's Gram loss as the
 # Grams approach their targets, so it needs a larger weight for the same look than the plain Gram loss.
-# Calibrated with benchmarks/evaluate.py (real VGG-16; good: style <= 0.15 and content <= 0.5) at
-# 256 px, fast preset, content at relu4_2 (benchmarks/README.md, "Calibration"):
-#   SSIM factor, weight 64: all six example pairs good, first good after 14-20 steps, final style
-#   0.04-0.14, content 0.14-0.29; with the content at relu5_2 (the paper's layer) no weight put
-#   every pair in the good region (16: style 0.16 on chelsea + starry_night; 32: content 0.52-0.55).
+# Calibrated with benchmarks/evaluate.py so that strength 5 puts every example pair in its good region
+# (benchmarks/README.md, "Calibration of the strength").
 MIN_STRENGTH, MAX_STRENGTH, DEFAULT_STRENGTH = 0.0, 10.0, 5.0
 STRENGTH_FACTOR = 2.0
 CALIBRATED_STYLE_WEIGHT_SSIM = 64.0  # the standard and fast presets' loss
@@ -81,13 +78,8 @@ class StyleParams:
     # absolute, 0..255); the last scale's ends the run.
     converge: bool = _option(True, "end each scale once its picture stops changing (--no-converge: "
                                    "run every step of --iterations)")
-    # The loss alone decides by default. Measured at 451 px (standard, chelsea + starry_night, real
-    # VGG-16): the loss change fell below 2 % per 10 steps after ~70 steps of the full size, along a
-    # smooth power law, while the pixel change (fine texture moving) sat at 2.5-3 grey levels for 100
-    # more steps and crossed 2 when its noise dipped: that doubled the run (163 s instead of ~80 s) for
-    # a picture the evaluator scored the same or worse (content 0.45 -> 0.51), and made the end
-    # impossible to foresee. At 256 px: 2.1 % at step 100, 0.45 % at 200, while the style distance
-    # went 0.099 -> 0.092.
+    # The loss alone decides by default: fine texture keeps moving long after the loss has settled, so a
+    # pixel criterion lengthens runs for no better score (benchmarks/README.md, "When a scale has converged").
     converge_window: int = 10
     converge_loss_change: float = 0.02
     converge_pixel_change: Optional[float] = None
@@ -121,23 +113,17 @@ class StyleParams:
     seed: int = _option(0, "random seed (default 0)")
     multiscale: bool = _option(True, "coarse-to-fine optimisation")
     scale_step: float = math.sqrt(2.0)
-    # Long side of the first scale, at the smallest. 200 runs a 256 px request on one scale: measured
-    # with the paper's loss at full size, one scale reached the reference's loss in 0.37x of its time,
-    # two (181, 256) in 0.41x; 451 px still gets three (225, 319, 451).
+    # Long side of the first scale, at the smallest: 200 runs a 256 px request on one scale, which was
+    # faster than two there; 451 px still gets three (225, 319, 451).
     min_scale_size: int = 200
     max_scales: int = 3  # 3: from half the working size, in sqrt(2) steps
-    # Each coarser scale gets this many times the steps of the next finer one. With the paper's loss
-    # at full size coarse steps bought little (equal shares took 35 % longer to a given loss). For a
-    # good picture soon (issue 13, 512 px, real VGG-16): the first full-size iterate was already in the
-    # good region, so the coarse scales' length was the time to it; 0.3 gave the 319 px scale 107
-    # steps (it stopped at ~80: 40-77 s to the first good picture), 0.15 gives it 63; the fast preset
-    # (0.3 of 150 steps: 32) was good after 21-24 s with final scores as good.
+    # Each coarser scale gets this many times the steps of the next finer one. Short coarse scales: the
+    # first full-size iterate is already good, so their length is the time to a good picture.
     coarse_share: float = 0.15
     style_scale: float = _option(1.0, "style size relative to the working size")
     # VGG's deepest style layer (relu5_1) sees about 200 px, so on a larger scale no layer measures the
     # style's large shapes (Starry Night's swirls, the Great Wave's crests) and refining at full size
-    # trades them for fine texture: at 512 px the standard preset's picture was much less painted than
-    # at 256 px (style distance 0.24 against 0.14). With pyramid, a scale whose long side is at least
+    # trades them for fine texture. With pyramid, a scale whose long side is at least
     # twice pyramid_min_side is also matched (content and style) as a copy halved (and halved again
     # while that stays >= pyramid_min_side); each term is the mean over the image and its copies, so
     # every copy keeps the balance that the strength was calibrated for at 256 px, where there is none.
@@ -154,7 +140,7 @@ class StyleParams:
     tile_size: int = 512
     tile_overlap: int = 64
     precision: str = _option("auto", "autocast dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)",
-                             choices=PRECISIONS)  # nst_core.devices.autocast_dtype
+                             choices=PRECISIONS)  # nst_core.engine.devices.autocast_dtype
     channels_last: bool = False  # measured no faster on the CPU (fp32 or bf16); unmeasured on GPUs
     memory_fraction: float = 0.6  # share of free device memory the working size may plan for
 
@@ -275,12 +261,11 @@ PRESETS = {
     "standard": {"content_layers": GATYS_CONTENT_LAYERS},
     # A quick look: fewer steps, fewer per tile when a large layer is refined in tiles, shorter coarse
     # scales, and each scale ends once its loss falls by less than 5 % over 10 steps (standard: 2 %).
-    # Replayed on the fast preset's runs recorded with the 2 % rule (all six example pairs), the 5 %
-    # rule stopped 256 px runs at 52-60 steps instead of 80-103 and 512 px runs at 82-84 instead of
-    # 107-113, each result still in the good region (benchmarks/README.md).
+    # The 5 % rule keeps every example pair's result in the good region in about two thirds of the
+    # steps (benchmarks/README.md, "All six example pairs").
     "fast": {"iterations": 150, "refine_iterations": 10, "content_layers": GATYS_CONTENT_LAYERS, "coarse_share": 0.3,
              "converge_loss_change": 0.05},
-    # Prabhu & McAteer (2020) exactly: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
+    # Prabhu & McAteer (2020)'s settings: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
     "paper": {
         "size": 512,
         "iterations": 1000,

@@ -118,8 +118,8 @@ class ConvergenceRule:
     def typical_total(self):
         """How many steps a scale started from the content photo typically needs under this rule's
         loss threshold: the time left's guess before anything is known of the run (RunClock).
-        Measured (one scale at 256 px, six example pairs, real VGG-16): 80-103 steps at 2 % (mean
-        87), 52-60 at 5 % (mean 56, replayed), i.e. about 13.3 * threshold ** -0.48."""
+        A power law of the threshold fitted to one-scale runs of the six example pairs
+        (benchmarks/README.md, "Time left")."""
         return TYPICAL_STEPS_SCALE * max(self.loss_change, 1e-6) ** -TYPICAL_STEPS_EXPONENT
 
 

@@ -16,12 +16,10 @@ import psutil
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Peak bytes per working pixel of a forward + backward pass to relu5_2, float32, batch 1, from the
-# peak RSS growth that benchmarks/speed_memory.py reported (VGG-19 at 512x384: 700 MB, 3.6 kB/pixel
-# with the loss terms and a few L-BFGS steps). VGG-16 scaled by its activations (it lacks three
-# full-resolution-quarter layers). Since the one-product Gram backward it measures 650 MB there: the
-# estimate is kept on the safe side.
+# peak RSS growth that benchmarks/speed_memory.py reports, kept on the safe side (benchmarks/README.md);
+# VGG-16 scaled by its activations (it lacks three full-resolution-quarter layers).
 BYTES_PER_PIXEL = {"vgg19": 3400, "vgg16": 2600}
-LBFGS_HISTORY = 100  # as torch's default; 20 reached a 5% higher loss after 200 steps
+LBFGS_HISTORY = 100  # as torch's default; a shorter history reached a higher loss (benchmarks/README.md)
 # Half precision halves the activations but not the float32 image, Gram matrices or optimiser state.
 HALF_PRECISION_SAVING = 0.55
 
@@ -30,8 +28,8 @@ def prefer_passive_threads(environ=None):
     """Idle OpenMP threads sleep instead of spinning, unless the user chose otherwise.
 
     The CPU is shared (GIMP, another engine, a service's other work): with OpenMP's default active
-    wait, two engines side by side on 2 cores each took 27x the time of one alone (30 steps at 160 px:
-    2.1 s alone, 57 s side by side), with OMP_WAIT_POLICY=PASSIVE 5.0 s each (issue 13's figures).
+    wait two engines side by side run many times slower than one alone, with the passive wait
+    hardly slower (benchmarks/cpu_sharing.py; figures in benchmarks/README.md).
     The OpenMP runtime reads the variable once, when torch loads it: this must run before the first
     ``import torch`` (the CLI's entry points call it first). An explicit OMP_WAIT_POLICY is respected.
     Returns True when the setting can still take effect (torch not yet imported).
@@ -64,8 +62,8 @@ def pick_device(name="auto"):
 @functools.lru_cache(maxsize=None)  # asked on every forward pass; the CPU does not change
 def cpu_has_native_bf16():
     """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), the case in which bf16
-    autocast was measured faster: 0.64 against 1.14 s per 512 px VGG-16 step on an AMD EPYC, with the
-    loss after 200 L-BFGS or 150 Adam steps within 2% of float32's (benchmarks/README.md)."""
+    autocast was measured faster, with the loss as low as float32's (benchmarks/README.md,
+    "speed_memory.py")."""
     try:
         with open("/proc/cpuinfo") as handle:
             flags = next((line for line in handle if line.startswith("flags")), "")

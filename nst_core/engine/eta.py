@@ -1,4 +1,4 @@
-"""Time left of a run whose scales may stop early (issue 13: within 25 % once a tenth has passed).
+"""Time left of a run whose scales may stop early: each estimate within 25 % once a tenth has passed.
 
 The model: a step costs its pixel count times a rate measured on the most recent part of the run (the
 scale or tile being optimised, else the one before), excluding each part's first step, which carries
@@ -18,20 +18,18 @@ one-off costs (style targets, optimiser set-up). Each part is expected to take
 A part "needed" the steps it took when it converged, or, when it ran to its maximum, the forecast it
 had at the end (a coarse scale cut short still says how long the rule would have taken).
 
-How good it is: tests/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json, with
+How good it is: tests/engine/test_eta_recorded.py replays recorded real runs (tests/data/eta_runs.json, with
 their times; tests/data/loss_curves.json, with a scripted clock).
 """
 
 import math
 import time
 
-# Measured on recorded runs (standard and fast, 512 px, real VGG-16): the full-size scale needed
-# 0.73-0.86x the steps that the scale before it needed (or was forecast to need), e.g. 59 after 81:
-# it starts from a picture already arranged at the coarser scale.
+# A later scale needs fewer steps than the one before it: it starts from a picture already arranged at
+# the coarser scale (the share measured on recorded runs: benchmarks/README.md, "Time left").
 LATER_SHARE = 0.8
 # Forecasts beyond this multiple of what was expected of a part are set aside until the part has run as
-# long as expected (tests/test_eta_recorded.py's runs, estimates after the first tenth off by over
-# 25 %: at a steady pace 173 of 2726 with 3, 112 with 1.5; with the recorded times 60 and 48 of 607).
+# long as expected: a part's first steps forecast wildly (1.5 rather than 3: benchmarks/README.md, "Time left").
 FAR_BEYOND = 1.5
 
 
@@ -98,8 +96,7 @@ class RunClock:
         far_beyond = expected_total is not None and prior is not None and expected_total > FAR_BEYOND * prior
         if far_beyond and self.steps_here < prior:
             # A forecast far beyond what was expected, from a part's first steps while its loss still
-            # falls steeply, is how the forecast goes wrong (recorded runs: 10^3 to 10^18 steps, and
-            # 2-3x the count on one-scale runs' steps 20-30); it counts once the part has run as long
+            # falls steeply, is how the forecast goes wrong; it counts once the part has run as long
             # as was expected of it.
             expected_total = None
         if expected_total is None:

@@ -22,8 +22,8 @@ MIN_SIDE = 16
 Image.MAX_IMAGE_PIXELS = None
 
 # What the engine holds per pixel of a full-size image, besides the network: float RGB input, the
-# result, the upscaled canvas and its blend weights, uint8 copies. From the time-to-quality benchmark:
-# a 4096x3072 run peaked at 2.9 GB RSS, about 1.2 GB more than a 512 px run, so ~95 bytes a pixel.
+# result, the upscaled canvas and its blend weights, uint8 copies: about 95 bytes a pixel in the
+# time-to-quality benchmark's large-layer run (benchmarks/README.md).
 WORKING_BYTES_PER_PIXEL = 100
 
 

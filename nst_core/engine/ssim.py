@@ -3,9 +3,9 @@
 The same quantity as ``pytorch_msssim.ssim(X, Y, data_range, win_size, win_sigma)`` (Wang et al. 2004:
 Gaussian window, valid filtering, K1 = 0.01, K2 = 0.03), restructured because the engine computes it
 for five C x C Grams on every iteration:
-- the Gaussian blur runs as two depthwise 1-D convolutions; pytorch_msssim's grouped 2-D convolution
-  of a one-channel image took 0.45 s forward + backward for a 512 x 512 Gram on one CPU thread, this
-  takes 0.07 s (tests/test_losses.py holds the two equal);
+- the Gaussian blur runs as two depthwise 1-D convolutions, several times faster than pytorch_msssim's
+  grouped 2-D convolution of a one-channel image (benchmarks/README.md; tests/engine/test_losses.py
+  holds the two equal);
 - the target's mean and variance maps are blurred once, not on every call.
 """
 

@@ -29,7 +29,7 @@ APP_NAME = "nst-core"
 META_KEY = "nst_meta"
 
 # The one source of these addresses: the installer keeps a copy (it cannot import this module), and
-# tests/test_installer.py checks that the two agree.
+# tests/installer/test_installer.py checks that the two agree.
 DOWNLOADS = {
     "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth"),
     "vgg16": ("https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth"),

@@ -1,4 +1,4 @@
-"""The benchmark's evaluator (benchmarks/evaluate.py, issue 13): its identities on any network (an
+"""The benchmark's evaluator (benchmarks/evaluate.py): its identities on any network (an
 untrained VGG-16 through the same code), and with the real ImageNet VGG-16 when the file is present."""
 
 import os

@@ -129,7 +129,7 @@ def jsonl_run(tmp_path_factory):
     old_inode = out.stat().st_ino
     proc = run_engine("stylize", folder / "content.png", folder / "style.png", "-o", out, "--size", "64",
                       "--iterations", "2", "--device", "cpu", "--weights", "random", "--progress", "jsonl",
-                      "--ssim")  # the standard preset runs without the SSIM factor since issue 13
+                      "--ssim")  # named, so the run does not depend on the preset's default
     return {"proc": proc, "folder": folder, "out": out, "old_inode": old_inode}
 
 
@@ -170,7 +170,7 @@ def test_jsonl_run_stream_is_start_progress_done(jsonl_run):
     assert stats["iterations"] == 2 and stats["output_size"] == [96, 64]
     assert stats["working_size"] == start["working_size"] and isinstance(stats["capped"], bool)
     assert stats["device"] == "cpu" and len(stats["ssim_factors"]) == 5
-    # Issue 13: why it stopped and after how many steps (2 steps: too few for a convergence window).
+    # Why it stopped and after how many steps (2 steps: too few for a convergence window).
     assert stats["steps"] == 2 and stats["stop_reason"] == "max_iterations"
 
 
@@ -215,7 +215,7 @@ def test_progress_none_prints_nothing_and_writes_the_file(inputs):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     best = re.search(r"best loss \S+ after (\d+) of 1 steps", proc.stderr)
-    assert best and int(best.group(1)) <= 1, "the summary names a step that happened (issue 12 item 6)"
+    assert best and int(best.group(1)) <= 1, "the summary names a step that happened"
     with Image.open(out) as image:
         assert image.size == (96, 64) and image.format == "JPEG"
     assert folder_listing(out.parent) == ["result.jpg"]
@@ -568,7 +568,7 @@ def test_plugin_options_are_stylize_options_with_valid_values():
 
 
 def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():
-    """Issue 13: spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
+    """Spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
     entry sets OMP_WAIT_POLICY=PASSIVE before anything imports torch, and keeps a value the user set."""
     code = ("import os, sys\nfrom nst_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, file=sys.stderr)")

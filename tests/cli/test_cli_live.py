@@ -93,7 +93,7 @@ def test_cancel_after_stop_still_cancels(live_inputs):
 
 @pytest.mark.parametrize("cancel_too", [False, True], ids=["stdout-closed", "cancel-and-stdout-closed"])
 def test_a_caller_that_closes_stdout_cancels_quietly(live_inputs, tmp_path, cancel_too):
-    """Issue 14, trap 6: no BrokenPipeError traceback in the engine's log when the caller hangs up."""
+    """No BrokenPipeError traceback in the engine's log when the caller hangs up."""
     out = live_inputs / "out" / "result.png"
     log = tmp_path / "engine.log"
     with open(log, "w") as stderr:

@@ -1,4 +1,4 @@
-"""The stop-on-convergence rule and the time-left model (issue 13), on scripted sequences: no torch."""
+"""The stop-on-convergence rule and the time-left model, on scripted sequences: no torch."""
 
 import json
 import math

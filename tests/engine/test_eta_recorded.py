@@ -1,4 +1,4 @@
-"""The time left, replayed on recorded real runs (issue 13: within 25 % once a tenth of the run has passed).
+"""The time left, replayed on recorded real runs (the aim: within 25 % once a tenth of the run has passed).
 
 tests/data/eta_runs.json holds the progress events of real runs of the shipped presets (written by
 benchmarks/eta_record.py: real VGG-16 features, L-BFGS, the CPU, nothing else running): per step the

@@ -210,7 +210,7 @@ def test_features_are_frozen(random_engine):
 
 
 def test_best_iteration_is_a_step_that_happened(random_engine):
-    # Issue 12 item 6: the result of the last of 12 steps was reported as step 13.
+    # The result of the last of 12 steps was once reported as step 13.
     result, events = run(random_engine, iterations=12)
     losses = [e.loss for e in events if e.event == "progress"]
     best = result.stats["best_iteration"]
@@ -328,7 +328,7 @@ def test_previews_are_throttled_and_the_first_comes_after_the_first_step(random_
 
 
 def test_a_converged_run_stops_early_and_says_so(random_engine):
-    """Issue 13: iterations are a maximum; each scale ends once its best picture stops changing, the
+    """Iterations are a maximum; each scale ends once its best picture stops changing, the
     coarse one handing over early, and the stats say why the run stopped and after how many steps."""
     from nst_core.engine.schedule import plan_stages
 

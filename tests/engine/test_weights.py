@@ -132,7 +132,7 @@ def test_caffe_weights_are_never_downloaded_and_the_message_names_the_caffe_file
     assert "--weights-format caffe" in str(info.value)
 
 
-# --- imported weights are recognised, not assumed (issue 12) ---------------------------------------------
+# --- imported weights are recognised, not assumed ------------------------------------------------------
 
 def test_known_files_are_recognised_by_their_hash():
     assert {(k.architecture, k.preprocessing) for k in W.KNOWN_FILES if len(k.sha256) == 8} == \

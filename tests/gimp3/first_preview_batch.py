@@ -1,5 +1,5 @@
 # Batch code (run INSIDE a real GIMP 3, like e2e_batch.py) that measures the time from calling the
-# plug-in's procedure to the first live preview on the canvas, as the README reports it. Not a test:
+# plug-in's procedure to the first live preview on the canvas, as benchmarks/README.md reports it. Not a test:
 # it prints figures. Parameters from the JSON file named by NST_FIRST_PREVIEW_PARAMS: content, style,
 # target_size [w, h], iterations, runs, preview_log (the file NST_PREVIEW_LOG names), output.
 # Run by hand (root), for example with the real VGG-16 weights and the warm local service:

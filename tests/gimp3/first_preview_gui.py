@@ -1,7 +1,7 @@
 """Time from OK to the first preview on the canvas, as an artist gets it: GIMP 3's real GUI (the
 Debian 13 chroot under Xvfb, tests/gimp3/gui_session.py), the plug-in as the installer sets it up
 (the warm local engine service, started when the dialog opens), the default preset, the real VGG-16
-weights. Not a test: it prints figures (the README's "From OK to the first preview").
+weights. Not a test: it prints figures (benchmarks/README.md, "From OK to the first preview in GIMP").
 
     sudo PYTHONPATH=tests ~/.cache/nst-gimp-dev/venv/bin/python tests/gimp3/first_preview_gui.py \
         [--weights FILE] [--wait-in-dialog 5] [--runs 2]

@@ -1,4 +1,4 @@
-"""The plug-in's dialog in a real GIMP 3 GUI (issue 14): GIMP 3.0.4 in the Debian 13 chroot under
+"""The plug-in's dialog in a real GIMP 3 GUI: GIMP 3.0.4 in the Debian 13 chroot under
 Xvfb, driven by xdotool, looked at through screenshots (tests/gimp3/gui_session.py).
 
 Checks what headless GIMP cannot show: the suggested style layer's thumbnail is drawn, GIMP

@@ -1,4 +1,4 @@
-"""The dialog's words and choices (issue 14): mnemonics, tooltips, the presets' real values, the
+"""The dialog's words and choices: mnemonics, tooltips, the presets' real values, the
 devices offered, the help page, and how a layer argument GIMP cannot remember is filled in.
 The same dialog in a real GIMP 3 GUI: tests/gimp3/test_gimp3_gui.py."""
 
@@ -32,7 +32,7 @@ def test_gimp3_button_mnemonics_are_gimps_own():
 
 
 def test_the_clash_check_finds_the_old_clashes():
-    """The labels before issue 14: Alt+S and Alt+C were taken twice."""
+    """The labels as they once were: Alt+S and Alt+C were taken twice."""
     clashes = dict(mnemonics.mnemonic_clashes(["_Style layer (from any open image)",
                                           "_Content weight (1.0 = balanced)"]))
     assert sorted(clashes) == ["c", "s"]
