@@ -42,6 +42,10 @@ DEFAULT_QUEUE = 4
 DEFAULT_MAX_UPLOAD_MB = 64
 DEFAULT_MAX_PIXELS = 40_000_000  # 8000 x 5000; a 4096 x 3072 layer is 12.6 MP
 DEFAULT_RESULT_TTL = 600
+DEFAULT_UPLOAD_TIMEOUT = 300  # seconds for a whole upload: 64 MB at about 1.7 Mbit/s
+DEFAULT_MIN_UPLOAD_RATE = 16  # KB/s, the upload's average once UPLOAD_GRACE_SECONDS have passed
+UPLOAD_GRACE_SECONDS = 10.0
+UPLOAD_CHECK_SECONDS = 0.5
 MAX_STYLES = 16
 MAX_PARAMS_BYTES = 64 * 1024
 # Silence on the stream for this long sends a `heartbeat` line: proxies (nginx's proxy_read_timeout
@@ -58,6 +62,12 @@ class TooLarge(BadInput):
     """An upload over the service's limits (HTTP 413)."""
 
     code = "too_large"
+
+
+class TooSlow(BadInput):
+    """An upload past its deadline or under the minimum rate (HTTP 408): it would hold a place for nothing."""
+
+    code = "too_slow"
 
 
 def check_image_header(path, label, max_pixels):
@@ -100,6 +110,7 @@ class Job:
     def __init__(self, folder):
         self.id = f"{next(self._ids)}-{secrets.token_hex(4)}"
         self.folder = folder  # the uploads; removed when the job ends, whatever the end
+        self.received = 0  # bytes of the upload's parts so far
         self.content = None  # (path, label)
         self.styles = []
         self.params_json = None
@@ -130,13 +141,16 @@ class Service:
     """The engine, its queue and the jobs' records; all methods run on the event loop's thread."""
 
     def __init__(self, stylizer, token, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
-                 max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL):
+                 max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL,
+                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10):
         self.stylizer = stylizer
         self.token = token
         self.queue_size = queue_size
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
         self.result_ttl = result_ttl
+        self.upload_timeout = upload_timeout
+        self.min_upload_rate = min_upload_rate  # bytes per second
         self.jobs = {}
         self.waiting = []
         self.running = None
@@ -270,7 +284,8 @@ class Service:
                       "receiving": self.receiving, "capacity": self.queue_size},
             "stop_and_keep": True,
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
-                       "max_styles": MAX_STYLES, "result_ttl": self.result_ttl},
+                       "max_styles": MAX_STYLES, "result_ttl": self.result_ttl,
+                       "upload_timeout": self.upload_timeout, "min_upload_rate": self.min_upload_rate},
             "stats": dict(self.counters, style_cache=stylizer.style_cache.stats()),
         }
 
@@ -353,12 +368,14 @@ def build_app(service):
         service.receiving += 1  # holds its place while the upload arrives: a full queue stays full
         accepted = False
         try:
-            await _receive(request, job, service)
+            await _receive_in_time(request, job, service)
             job.params, job.preview_every = await asyncio.get_running_loop().run_in_executor(
                 None, _check_job, job, service.max_pixels)
             accepted = True
         except TooLarge as error:
             return refuse(413, error.code, str(error))
+        except TooSlow as error:
+            return refuse(408, error.code, str(error), {"Connection": "close"})
         except BadInput as error:
             return refuse(400, error.code, str(error))
         finally:
@@ -435,6 +452,34 @@ def _upload_too_large(size, limit):
             "(nst-core serve --max-upload-mb): send smaller images")
 
 
+async def _receive_in_time(request, job, service):
+    """:func:`_receive`, cut off when the upload passes --upload-timeout, or arrives slower on average than
+    --min-upload-rate once the first UPLOAD_GRACE_SECONDS are over: a trickling client holds its place in
+    the queue for a bounded time only."""
+    receiving = asyncio.ensure_future(_receive(request, job, service))
+    started = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({receiving}, timeout=UPLOAD_CHECK_SECONDS)
+            if done:
+                return receiving.result()
+            elapsed = time.monotonic() - started
+            if elapsed > service.upload_timeout:
+                raise TooSlow(f"the upload took longer than {service.upload_timeout:g} s (nst-core serve "
+                              "--upload-timeout): send smaller images, or over a faster link")
+            if elapsed > UPLOAD_GRACE_SECONDS and job.received < service.min_upload_rate * elapsed:
+                raise TooSlow(f"the upload arrives at {job.received / elapsed / 1024:.1f} KB/s, under this "
+                              f"service's {service.min_upload_rate / 1024:g} KB/s (nst-core serve "
+                              "--min-upload-rate): send it over a faster link")
+    finally:
+        if not receiving.done():
+            receiving.cancel()
+            try:
+                await receiving
+            except (asyncio.CancelledError, Exception):  # cut off on purpose: its own end no longer matters
+                pass
+
+
 async def _receive(request, job, service):
     """Streams the multipart upload into the job's folder, counting bytes against the limit."""
     reader = await request.multipart()
@@ -452,6 +497,7 @@ async def _receive(request, job, service):
                 if not chunk:
                     break
                 raw += chunk
+                job.received += len(chunk)
                 if len(raw) > MAX_PARAMS_BYTES:
                     raise BadInput(f"the params part is over {MAX_PARAMS_BYTES // 1024} KB: send only the "
                                    "parameters, as a JSON object")
@@ -473,6 +519,7 @@ async def _receive(request, job, service):
                 if not chunk:
                     break
                 total += len(chunk)
+                job.received += len(chunk)
                 if total > service.max_upload_bytes:
                     raise TooLarge(_upload_too_large(total, service.max_upload_bytes))
                 handle.write(chunk)
@@ -554,7 +601,7 @@ async def _main(args, stylizer, token, token_file):
     from aiohttp import web
 
     service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
-                      args.result_ttl)
+                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024))
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
@@ -621,8 +668,10 @@ def serve(args):
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
     if not 0 <= args.queue <= 1000:
         raise BadInput("--queue must be from 0 to 1000")
-    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0):
-        raise BadInput("--max-upload-mb, --max-pixels and --result-ttl must be > 0")
+    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0 and args.upload_timeout > 0):
+        raise BadInput("--max-upload-mb, --max-pixels, --result-ttl and --upload-timeout must be > 0")
+    if not args.min_upload_rate >= 0:
+        raise BadInput("--min-upload-rate must be >= 0 (0: no minimum)")
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise BadInput("--idle-exit must be a number of seconds > 0 (leave it out to run until stopped)")
     token_file = os.path.abspath(args.token_file or default_token_file())
@@ -660,6 +709,12 @@ def add_serve_parser(commands):
                               help=f"largest image, in pixels (default {DEFAULT_MAX_PIXELS})")
     serve_parser.add_argument("--result-ttl", type=float, default=DEFAULT_RESULT_TTL,
                               help=f"seconds a finished result waits to be fetched (default {DEFAULT_RESULT_TTL})")
+    serve_parser.add_argument("--upload-timeout", type=float, default=DEFAULT_UPLOAD_TIMEOUT, metavar="SECONDS",
+                              help=f"the most seconds a job's upload may take (default {DEFAULT_UPLOAD_TIMEOUT}); "
+                                   "a slower one is answered 408 and frees its place")
+    serve_parser.add_argument("--min-upload-rate", type=float, default=DEFAULT_MIN_UPLOAD_RATE, metavar="KB_S",
+                              help=f"the slowest average upload, in KB/s, once its first {UPLOAD_GRACE_SECONDS:g} s "
+                                   f"are over (default {DEFAULT_MIN_UPLOAD_RATE}; 0: none); slower is answered 408")
     serve_parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                               help="stop after this many seconds with no job and no request (default: run "
                                    "until stopped); the GIMP plug-in's local service uses it")

@@ -60,13 +60,19 @@ class Service:
             time.sleep(0.2)
 
     def job_folders(self):
-        return sorted(p.name for p in self.tmpdir.iterdir() if p.name.startswith("nst-serve-"))
+        """The jobs' upload folders: under the service's data folder, and none in the system's temp folder."""
+        folders = [p.name for p in self.tmpdir.iterdir() if p.name.startswith("nst-serve-")]
+        uploads = self.token_file.parent / "service-uploads"
+        if uploads.is_dir():
+            folders += [job.name for instance in uploads.iterdir() if instance.is_dir()
+                        for job in instance.iterdir() if job.is_dir()]
+        return sorted(folders)
 
 
 def start_service(root, *options):
     """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far)."""
     tmpdir = root / "tmp"
-    tmpdir.mkdir()
+    tmpdir.mkdir(exist_ok=True)  # exists when a test restarts a service on the same folders
     token_file = root / "data" / "service-token"
     env = dict(os.environ, NST_DATA_DIR=str(root / "data"), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -78,15 +84,20 @@ def start_service(root, *options):
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     stderr = []
     threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    try:
-        first = lines.get(timeout=180)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"the service did not start: {''.join(stderr)}")
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            first = lines.get(timeout=0.5)
+            break
+        except queue.Empty:
+            if process.poll() is not None or time.monotonic() > deadline:  # exited, or never got going
+                process.kill()
+                time.sleep(0.2)
+                pytest.fail(f"the service did not start: {''.join(stderr)}")
     assert "listening on http://127.0.0.1:" in first, first + "".join(stderr)
     url = first.split("listening on ", 1)[1].split()[0]
     service = Service(process, url, token_file, tmpdir)
-    service.stdout, service.stderr = lines, stderr
+    service.stdout, service.stderr, service.env = lines, stderr, env
     return service
 
 
