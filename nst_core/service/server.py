@@ -481,27 +481,32 @@ async def _receive_in_time(request, job, service):
 
 
 async def _receive(request, job, service):
-    """Streams the multipart upload into the job's folder, counting bytes against the limit."""
+    """Streams the multipart upload into the job's folder, counting every part's bytes against one limit."""
     reader = await request.multipart()
-    total = 0
     params_text = None
+
+    def count(chunk):
+        job.received += len(chunk)
+        if job.received > service.max_upload_bytes:
+            raise TooLarge(_upload_too_large(job.received, service.max_upload_bytes))
     while True:
         part = await reader.next()
         if part is None:
             break
         name = part.name
         if name == "params":
+            if params_text is not None:
+                raise BadInput("more than one 'params' part: send the parameters as one JSON object")
             raw = bytearray()
             while True:  # in chunks, so an endless part is refused at the limit instead of held whole
                 chunk = await part.read_chunk(1 << 14)
                 if not chunk:
                     break
+                count(chunk)
                 raw += chunk
-                job.received += len(chunk)
                 if len(raw) > MAX_PARAMS_BYTES:
                     raise BadInput(f"the params part is over {MAX_PARAMS_BYTES // 1024} KB: send only the "
                                    "parameters, as a JSON object")
-            total += len(raw)
             params_text = raw.decode("utf-8", "replace")
             continue
         if name not in ("content", "style"):
@@ -518,10 +523,7 @@ async def _receive(request, job, service):
                 chunk = await part.read_chunk(1 << 16)
                 if not chunk:
                     break
-                total += len(chunk)
-                job.received += len(chunk)
-                if total > service.max_upload_bytes:
-                    raise TooLarge(_upload_too_large(total, service.max_upload_bytes))
+                count(chunk)
                 handle.write(chunk)
         if name == "content":
             job.content = (path, label)
