@@ -481,7 +481,21 @@ async def _receive_in_time(request, job, service):
 
 
 async def _receive(request, job, service):
-    """Streams the multipart upload into the job's folder, counting every part's bytes against one limit."""
+    """Streams the multipart upload into the job's folder, counting every part's bytes against one limit.
+    A body aiohttp's reader cannot parse is the client's fault: a 400 that says so."""
+    try:
+        await _receive_parts(request, job, service)
+    except BadInput:
+        raise
+    except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's multipart reader's errors
+        raise BadInput(f"the body is not well-formed multipart/form-data ({exc}): send the parts 'content', "
+                       "'style' and 'params', each after the boundary line, and end with the closing "
+                       "boundary") from None
+
+
+async def _receive_parts(request, job, service):
+    from aiohttp import BodyPartReader
+
     reader = await request.multipart()
     params_text = None
 
@@ -493,6 +507,9 @@ async def _receive(request, job, service):
         part = await reader.next()
         if part is None:
             break
+        if not isinstance(part, BodyPartReader):
+            raise BadInput("a part is itself multipart: send each image as a plain file part of "
+                           "multipart/form-data")
         name = part.name
         if name == "params":
             if params_text is not None:
