@@ -46,6 +46,7 @@ DEFAULT_UPLOAD_TIMEOUT = 300  # seconds for a whole upload: 64 MB at about 1.7 M
 DEFAULT_MIN_UPLOAD_RATE = 16  # KB/s, the upload's average once UPLOAD_GRACE_SECONDS have passed
 UPLOAD_GRACE_SECONDS = 10.0
 UPLOAD_CHECK_SECONDS = 0.5
+SHUTDOWN_GRACE_SECONDS = 3.0
 MAX_STYLES = 16
 MAX_PARAMS_BYTES = 64 * 1024
 # Silence on the stream for this long sends a `heartbeat` line: proxies (nginx's proxy_read_timeout
@@ -62,6 +63,12 @@ class TooLarge(BadInput):
     """An upload over the service's limits (HTTP 413)."""
 
     code = "too_large"
+
+
+class Stopping(NSTError):
+    """The service is stopping (HTTP 503): an upload under way is answered so, instead of a closed connection."""
+
+    code = "busy"
 
 
 class TooSlow(BadInput):
@@ -376,6 +383,8 @@ def build_app(service):
             return refuse(413, error.code, str(error))
         except TooSlow as error:
             return refuse(408, error.code, str(error), {"Connection": "close"})
+        except Stopping as error:
+            return refuse(503, error.code, str(error), {"Connection": "close"})
         except BadInput as error:
             return refuse(400, error.code, str(error))
         finally:
@@ -463,6 +472,8 @@ async def _receive_in_time(request, job, service):
             done, _ = await asyncio.wait({receiving}, timeout=UPLOAD_CHECK_SECONDS)
             if done:
                 return receiving.result()
+            if service.closing:
+                raise Stopping("the service is stopping: send the job again when it is back")
             elapsed = time.monotonic() - started
             if elapsed > service.upload_timeout:
                 raise TooSlow(f"the upload took longer than {service.upload_timeout:g} s (nst-core serve "
@@ -621,7 +632,10 @@ async def _main(args, stylizer, token, token_file):
 
     service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
                       args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024))
-    runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
+    # Requests still open at shutdown get this long to end (aiohttp's default is 60 s): uploads are
+    # answered 503 within UPLOAD_CHECK_SECONDS, and streams end when their job is cancelled.
+    runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
@@ -646,7 +660,11 @@ async def _main(args, stylizer, token, token_file):
     finally:
         if idle_watch is not None:
             idle_watch.cancel()
-        service.closing = True
+        service.closing = True  # uploads under way answer 503 at their next check
+        for _ in range(int(4 * UPLOAD_CHECK_SECONDS / 0.05)):
+            if not service.receiving:
+                break
+            await asyncio.sleep(0.05)
         for job in list(service.waiting):
             service.drop_waiting(job, "the service is stopping")
         if service.running is not None:
