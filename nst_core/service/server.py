@@ -33,6 +33,7 @@ from ..errors import BadInput, Cancelled, NSTError, OutOfMemory
 from ..options import add_engine_options, settings_from_json
 from ..protocol import PROTOCOL_VERSION, encode_event
 from .token import TOKEN_FILE_NAME, default_token_file, load_or_create_token, token_matches
+from .uploads import UploadsFolder, default_uploads_root
 
 log = logging.getLogger("nst_core.service")
 
@@ -149,7 +150,7 @@ class Service:
 
     def __init__(self, stylizer, token, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
                  max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL,
-                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10):
+                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10, uploads=None):
         self.stylizer = stylizer
         self.token = token
         self.queue_size = queue_size
@@ -158,6 +159,7 @@ class Service:
         self.result_ttl = result_ttl
         self.upload_timeout = upload_timeout
         self.min_upload_rate = min_upload_rate  # bytes per second
+        self.uploads = uploads  # an UploadsFolder; None: the system's temporary folder
         self.jobs = {}
         self.waiting = []
         self.running = None
@@ -169,6 +171,9 @@ class Service:
         self.last_active = time.monotonic()  # the last authorised request or finished job (--idle-exit)
 
     # ----- queue ---------------------------------------------------------------------------------
+
+    def new_job_folder(self):
+        return self.uploads.job_folder() if self.uploads is not None else tempfile.mkdtemp(prefix="nst-serve-")
 
     def places_taken(self):
         return (self.running is not None) + len(self.waiting) + self.receiving
@@ -371,7 +376,7 @@ def build_app(service):
         if not request.content_type.startswith("multipart/"):
             return refuse(400, "bad_input", "send the job as multipart/form-data: a part 'content' (the image), "
                                            "one part 'style' per style image, and a part 'params' (JSON)")
-        job = Job(tempfile.mkdtemp(prefix="nst-serve-"))
+        job = Job(service.new_job_folder())
         service.receiving += 1  # holds its place while the upload arrives: a full queue stays full
         accepted = False
         try:
@@ -627,11 +632,11 @@ def exposure_warning(host):
             "let only the proxy reach this port, and keep the token file secret.")
 
 
-async def _main(args, stylizer, token, token_file):
+async def _main(args, stylizer, token, token_file, uploads):
     from aiohttp import web
 
     service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
-                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024))
+                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024), uploads)
     # Requests still open at shutdown get this long to end (aiohttp's default is 60 s): uploads are
     # answered 503 within UPLOAD_CHECK_SECONDS, and streams end when their job is cancelled.
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None,
@@ -639,6 +644,13 @@ async def _main(args, stylizer, token, token_file):
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
+    stopping = asyncio.Event()  # handled before the address is printed: whoever read it may stop us
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stopping.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            pass
     host, port = runner.addresses[0][:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"nst-core serve: listening on {url} ({stylizer.device}, {stylizer.source.describe()}); "
@@ -646,13 +658,6 @@ async def _main(args, stylizer, token, token_file):
     warning = exposure_warning(args.host)
     if warning:
         print(f"nst-core serve: WARNING: {warning}", file=sys.stderr, flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stopping.set)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
-            pass
     dispatcher = asyncio.create_task(service.dispatch())
     idle_watch = asyncio.create_task(_exit_when_idle(service, args.idle_exit, stopping)) if args.idle_exit else None
     try:
@@ -716,11 +721,17 @@ def serve(args):
     # Pillow's decompression-bomb guard, which the engine's own loader turns off for local files
     # (nst_core.imageio): uploads come from the network.
     Image.MAX_IMAGE_PIXELS = args.max_pixels
-    stylizer = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
+    uploads = UploadsFolder(default_uploads_root())
+    if uploads.removed:
+        log.info("removed the uploads of %d service(s) that ended without cleaning up (%s)", uploads.removed,
+                 uploads.root)
     try:
-        asyncio.run(_main(args, stylizer, token, token_file))
+        stylizer = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
+        asyncio.run(_main(args, stylizer, token, token_file, uploads))
     except KeyboardInterrupt:
         pass
+    finally:
+        uploads.close()
     return 0
 
 
