@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -48,6 +49,11 @@ DEFAULT_MIN_UPLOAD_RATE = 16  # KB/s, the upload's average once UPLOAD_GRACE_SEC
 UPLOAD_GRACE_SECONDS = 10.0
 UPLOAD_CHECK_SECONDS = 0.5
 SHUTDOWN_GRACE_SECONDS = 3.0
+DEFAULT_STALL_TIMEOUT = 60  # seconds a job's stream may stay unread (its write buffer full) before it is cancelled
+STALL_CHECK_SECONDS = 0.5
+# The kernel's send buffer of a job's stream: events are small lines, and a small buffer fills soon
+# when the client stops reading, which is what the stall check sees.
+STREAM_SEND_BUFFER = 16384
 MAX_STYLES = 16
 MAX_PARAMS_BYTES = 64 * 1024
 # Silence on the stream for this long sends a `heartbeat` line: proxies (nginx's proxy_read_timeout
@@ -150,7 +156,8 @@ class Service:
 
     def __init__(self, stylizer, token, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
                  max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL,
-                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10, uploads=None):
+                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10, uploads=None,
+                 stall_timeout=DEFAULT_STALL_TIMEOUT):
         self.stylizer = stylizer
         self.token = token
         self.queue_size = queue_size
@@ -160,6 +167,7 @@ class Service:
         self.upload_timeout = upload_timeout
         self.min_upload_rate = min_upload_rate  # bytes per second
         self.uploads = uploads  # an UploadsFolder; None: the system's temporary folder
+        self.stall_timeout = stall_timeout
         self.jobs = {}
         self.waiting = []
         self.running = None
@@ -297,7 +305,8 @@ class Service:
             "stop_and_keep": True,
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                        "max_styles": MAX_STYLES, "result_ttl": self.result_ttl,
-                       "upload_timeout": self.upload_timeout, "min_upload_rate": self.min_upload_rate},
+                       "upload_timeout": self.upload_timeout, "min_upload_rate": self.min_upload_rate,
+                       "stall_timeout": self.stall_timeout},
             "stats": dict(self.counters, style_cache=stylizer.style_cache.stats()),
         }
 
@@ -590,6 +599,13 @@ async def _stream(request, job, service):
     response = web.StreamResponse(headers={"Content-Type": JSON_LINES, "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     finished = False
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+        except OSError:
+            pass
+    watch = asyncio.ensure_future(_cancel_when_unread(request.transport, job, service))
     try:
         await response.prepare(request)
         await response.write((encode_event("accepted", id=job.id, result=f"{API}/jobs/{job.id}/result",
@@ -606,10 +622,33 @@ async def _stream(request, job, service):
                 break
         await response.write_eof()
     finally:
+        watch.cancel()
         if not finished:  # the client went away (or the service is stopping): nothing runs on for nobody
             job.cancel("the client disconnected")
             service.drop_waiting(job, "the client disconnected")
     return response
+
+
+async def _cancel_when_unread(transport, job, service):
+    """Cancels the job, and drops its connection, once the stream's write buffer has stayed full for
+    --stall-timeout seconds: a client that stops reading does not keep the engine busy for nobody."""
+    if transport is None:
+        return
+    stalled_since = None
+    while not transport.is_closing():
+        await asyncio.sleep(STALL_CHECK_SECONDS)
+        if transport.get_write_buffer_size() == 0:
+            stalled_since = None
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since >= service.stall_timeout:
+            reason = (f"the client stopped reading its stream for {service.stall_timeout:g} s "
+                      "(nst-core serve --stall-timeout)")
+            log.info("job %s: %s; cancelled", job.id, reason)
+            job.cancel(reason)
+            service.drop_waiting(job, reason)
+            transport.abort()
+            return
 
 
 # ----- the process ------------------------------------------------------------------------------
@@ -636,7 +675,8 @@ async def _main(args, stylizer, token, token_file, uploads):
     from aiohttp import web
 
     service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
-                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024), uploads)
+                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024), uploads,
+                      args.stall_timeout)
     # Requests still open at shutdown get this long to end (aiohttp's default is 60 s): uploads are
     # answered 503 within UPLOAD_CHECK_SECONDS, and streams end when their job is cancelled.
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None,
@@ -710,8 +750,10 @@ def serve(args):
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
     if not 0 <= args.queue <= 1000:
         raise BadInput("--queue must be from 0 to 1000")
-    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0 and args.upload_timeout > 0):
-        raise BadInput("--max-upload-mb, --max-pixels, --result-ttl and --upload-timeout must be > 0")
+    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0 and args.upload_timeout > 0
+            and args.stall_timeout > 0):
+        raise BadInput("--max-upload-mb, --max-pixels, --result-ttl, --upload-timeout and --stall-timeout "
+                       "must be > 0")
     if not args.min_upload_rate >= 0:
         raise BadInput("--min-upload-rate must be >= 0 (0: no minimum)")
     if args.idle_exit is not None and not args.idle_exit > 0:
@@ -763,6 +805,9 @@ def add_serve_parser(commands):
     serve_parser.add_argument("--min-upload-rate", type=float, default=DEFAULT_MIN_UPLOAD_RATE, metavar="KB_S",
                               help=f"the slowest average upload, in KB/s, once its first {UPLOAD_GRACE_SECONDS:g} s "
                                    f"are over (default {DEFAULT_MIN_UPLOAD_RATE}; 0: none); slower is answered 408")
+    serve_parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+                              help="cancel a job whose client has not read its stream for this long (the stream's "
+                                   f"write buffer full; default {DEFAULT_STALL_TIMEOUT})")
     serve_parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                               help="stop after this many seconds with no job and no request (default: run "
                                    "until stopped); the GIMP plug-in's local service uses it")
