@@ -331,6 +331,26 @@ def _error_line(error):
     return encode_event("error", code=error.code, exit_code=error.exit_code, message=str(error))
 
 
+# ----- the log ---------------------------------------------------------------------------------
+
+class ClientFaultsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line too long, too many headers, a bad length) and a
+    connection the client reset with a traceback; those are the client's doing, expected on any network: one
+    line each. Tracebacks stay for the service's own faults."""
+
+    def filter(self, record):
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            detail = getattr(exc, "message", None) or str(exc)
+            detail = " ".join(str(detail).split())[:200]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 # ----- HTTP -------------------------------------------------------------------------------------
 
 def error_body(code, message, exit_code=None):
@@ -367,6 +387,9 @@ def build_app(service):
                           hints.get(exc.status, exc.reason))
         except asyncio.CancelledError:
             raise
+        except ConnectionError as exc:  # the client went away while it was answered: its doing, not ours
+            log.info("request %s %s: the client went away (%s)", request.method, request.path, exc)
+            raise asyncio.CancelledError() from None
         except Exception:
             log.error("request %s %s failed:\n%s", request.method, request.path, traceback.format_exc())
             return refuse(500, "internal", "internal error in the service; the traceback is in its log")
@@ -748,6 +771,7 @@ def serve(args):
     from ..engine.stylizer import Stylizer
 
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.server").addFilter(ClientFaultsInOneLine())
     if not 0 <= args.queue <= 1000:
         raise BadInput("--queue must be from 0 to 1000")
     if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0 and args.upload_timeout > 0
