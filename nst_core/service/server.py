@@ -318,7 +318,8 @@ def _load_upload(upload, role):
     try:
         return load_image(path, role)
     except BadInput as error:  # the message names the service's temporary path: name the upload instead
-        raise BadInput(str(error).replace(path, label)) from None
+        # (the engine says "content image PATH", the label already says "content upload 'NAME'")
+        raise BadInput(str(error).replace(f"{role} image {path}", label).replace(path, label)) from None
 
 
 def _png_bytes(image):
