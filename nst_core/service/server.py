@@ -33,7 +33,16 @@ from .. import __version__
 from ..errors import BadInput, Cancelled, NSTError, OutOfMemory
 from ..options import add_engine_options, settings_from_json
 from ..protocol import PROTOCOL_VERSION, encode_event
-from .token import TOKEN_FILE_NAME, default_token_file, load_or_create_token, token_matches
+from .token import (
+    TOKEN_FILE_NAME,
+    Keys,
+    add_client,
+    default_clients_dir,
+    default_token_file,
+    list_clients,
+    load_or_create_token,
+    revoke_client,
+)
 from .uploads import UploadsFolder, default_uploads_root
 
 log = logging.getLogger("nst_core.service")
@@ -121,8 +130,9 @@ class Job:
 
     _ids = itertools.count(1)
 
-    def __init__(self, folder):
+    def __init__(self, folder, owner="default"):
         self.id = f"{next(self._ids)}-{secrets.token_hex(4)}"
+        self.owner = owner  # the client whose token sent it: only that client may see or end it
         self.folder = folder  # the uploads; removed when the job ends, whatever the end
         self.received = 0  # bytes of the upload's parts so far
         self.content = None  # (path, label)
@@ -140,6 +150,9 @@ class Job:
         self.result_png = None
         self.finished_at = None
 
+    def describe(self):
+        return f"job {self.id} for {self.owner}"
+
     def cancel(self, reason):
         if not self.cancel_event.is_set():
             self.cancel_reason = reason
@@ -152,14 +165,15 @@ class Job:
 
 
 class Service:
-    """The engine, its queue and the jobs' records; all methods run on the event loop's thread."""
+    """The engine, its queue and the jobs' records; all methods run on the event loop's thread.
+    ``keys``: a :class:`~nst_core.service.token.Keys`, or one token string (the client ``default``)."""
 
-    def __init__(self, stylizer, token, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
+    def __init__(self, stylizer, keys, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
                  max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL,
                  upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10, uploads=None,
                  stall_timeout=DEFAULT_STALL_TIMEOUT):
         self.stylizer = stylizer
-        self.token = token
+        self.keys = Keys(keys, None) if isinstance(keys, str) else keys
         self.queue_size = queue_size
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
@@ -218,6 +232,8 @@ class Service:
         job.remove_files()
         self.counters[{"done": "jobs_done", "failed": "jobs_failed", "cancelled": "jobs_cancelled"}[state]] += 1
         job.events.put_nowait(final_line)
+        detail = json.loads(final_line).get("message") if state != "done" else ""
+        log.info("%s: %s%s", job.describe(), state, f" ({detail})" if detail else "")
 
     async def dispatch(self):
         """Runs the waiting jobs one after another on the engine thread, for the life of the service."""
@@ -276,7 +292,7 @@ class Service:
         except MemoryError:
             return "failed", _error_line(OutOfMemory("out of memory: send a smaller image or a smaller size"))
         except Exception as error:  # a bug: the traceback goes to the service's log, the client gets one line
-            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            log.error("%s failed:\n%s", job.describe(), traceback.format_exc())
             return "failed", _error_line(NSTError(
                 f"internal error ({type(error).__name__}: {error}); the traceback is in the service's log. "
                 "Please report it."))
@@ -369,7 +385,9 @@ def build_app(service):
 
     @web.middleware
     async def guard(request, handler):
-        if not token_matches(request.headers.get("Authorization"), service.token):
+        client = service.keys.client_of(request.headers.get("Authorization"))
+        request["client"] = client
+        if client is None:
             return refuse(401, "unauthorized",
                           "missing or wrong token: send the header 'Authorization: Bearer <token>' with the "
                           f"token from the service's token file ({TOKEN_FILE_NAME} in its data folder, or the "
@@ -395,6 +413,12 @@ def build_app(service):
             log.error("request %s %s failed:\n%s", request.method, request.path, traceback.format_exc())
             return refuse(500, "internal", "internal error in the service; the traceback is in its log")
 
+    def own_job(request):
+        """The job the address names, when the request's client sent it; another client's job is as
+        unknown to it as one that never existed (404)."""
+        job = service.jobs.get(request.match_info["id"])
+        return job if job is not None and job.owner == request["client"] else None
+
     async def health(request):
         return web.json_response(service.health())
 
@@ -409,7 +433,7 @@ def build_app(service):
         if not request.content_type.startswith("multipart/"):
             return refuse(400, "bad_input", "send the job as multipart/form-data: a part 'content' (the image), "
                                            "one part 'style' per style image, and a part 'params' (JSON)")
-        job = Job(service.new_job_folder())
+        job = Job(service.new_job_folder(), request["client"])
         service.receiving += 1  # holds its place while the upload arrives: a full queue stays full
         accepted = False
         try:
@@ -430,11 +454,12 @@ def build_app(service):
             if not accepted:  # refused, or the client went away during the upload
                 job.remove_files()
         service.jobs[job.id] = job
+        log.info("%s: accepted", job.describe())
         service.enqueue(job)
         return await _stream(request, job, service)
 
     async def result(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job: it never existed, or its result expired "
                                             f"({service.result_ttl} s after it finished)")
@@ -446,7 +471,7 @@ def build_app(service):
                             headers={"Cache-Control": "no-store"})
 
     async def preview(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.preview_png is None:
@@ -455,7 +480,7 @@ def build_app(service):
         return web.Response(body=job.preview_png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def cancel(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -464,7 +489,7 @@ def build_app(service):
         return web.json_response({"id": job.id, "state": job.state if job.finished_at else "cancelling"})
 
     async def stop(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -475,7 +500,7 @@ def build_app(service):
         return web.json_response({"id": job.id, "state": job.state if job.finished_at else "stopping"})
 
     async def forget(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -668,7 +693,7 @@ async def _cancel_when_unread(transport, job, service):
         if time.monotonic() - stalled_since >= service.stall_timeout:
             reason = (f"the client stopped reading its stream for {service.stall_timeout:g} s "
                       "(nst-core serve --stall-timeout)")
-            log.info("job %s: %s; cancelled", job.id, reason)
+            log.info("%s: %s; cancelling it", job.describe(), reason)
             job.cancel(reason)
             service.drop_waiting(job, reason)
             transport.abort()
@@ -695,10 +720,10 @@ def exposure_warning(host):
             "let only the proxy reach this port, and keep the token file secret.")
 
 
-async def _main(args, stylizer, token, token_file, uploads):
+async def _main(args, stylizer, keys, token_file, uploads):
     from aiohttp import web
 
-    service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
+    service = Service(stylizer, keys, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
                       args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024), uploads,
                       args.stall_timeout)
     # Requests still open at shutdown get this long to end (aiohttp's default is 60 s): uploads are
@@ -718,7 +743,7 @@ async def _main(args, stylizer, token, token_file, uploads):
     host, port = runner.addresses[0][:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"nst-core serve: listening on {url} ({stylizer.device}, {stylizer.source.describe()}); "
-          f"token file {token_file}", flush=True)
+          f"token file {token_file}; clients' token files in {keys.clients_dir}", flush=True)
     warning = exposure_warning(args.host)
     if warning:
         print(f"nst-core serve: WARNING: {warning}", file=sys.stderr, flush=True)
@@ -771,6 +796,10 @@ def serve(args):
 
     from ..engine.stylizer import Stylizer
 
+    token_file = os.path.abspath(args.token_file or default_token_file())
+    clients_dir = os.path.abspath(args.clients_dir or default_clients_dir(token_file))
+    if args.add_client or args.revoke_client or args.list_clients:
+        return manage_clients(args, clients_dir)
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.server").addFilter(ClientFaultsInOneLine())
     if not 0 <= args.queue <= 1000:
@@ -783,8 +812,7 @@ def serve(args):
         raise BadInput("--min-upload-rate must be >= 0 (0: no minimum)")
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise BadInput("--idle-exit must be a number of seconds > 0 (leave it out to run until stopped)")
-    token_file = os.path.abspath(args.token_file or default_token_file())
-    token = load_or_create_token(token_file)
+    keys = Keys(load_or_create_token(token_file), clients_dir)
     # Pillow's decompression-bomb guard, which the engine's own loader turns off for local files
     # (nst_core.imageio): uploads come from the network.
     Image.MAX_IMAGE_PIXELS = args.max_pixels
@@ -794,11 +822,27 @@ def serve(args):
                  uploads.root)
     try:
         stylizer = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
-        asyncio.run(_main(args, stylizer, token, token_file, uploads))
+        asyncio.run(_main(args, stylizer, keys, token_file, uploads))
     except KeyboardInterrupt:
         pass
     finally:
         uploads.close()
+    return 0
+
+
+def manage_clients(args, clients_dir):
+    """--add-client, --revoke-client, --list-clients: the clients' token files; no engine, no aiohttp."""
+    if args.add_client:
+        path = add_client(clients_dir, args.add_client)
+        print(f"client {args.add_client!r}: token file {path} (mode 0600). Copy it to the client's machine and "
+              "pass it there with --token-file; a running service takes it from its next request on.")
+    if args.revoke_client:
+        path = revoke_client(clients_dir, args.revoke_client)
+        print(f"client {args.revoke_client!r} revoked: {path} removed; its token is refused from now on")
+    if args.list_clients:
+        names = list_clients(clients_dir)
+        print(f"clients in {clients_dir}: {', '.join(names) if names else 'none'} (and 'default', the service's "
+              "own token file)")
     return 0
 
 
@@ -815,6 +859,15 @@ def add_serve_parser(commands):
     serve_parser.add_argument("--token-file",
                               help=f"where the token is kept (default: {TOKEN_FILE_NAME} in the engine's data "
                                    "folder); made with mode 0600 on first start")
+    serve_parser.add_argument("--clients-dir", metavar="DIR",
+                              help="the clients' token files, one per client name (default: service-clients "
+                                   "beside the token file)")
+    clients = serve_parser.add_mutually_exclusive_group()
+    clients.add_argument("--add-client", metavar="NAME",
+                         help="make a token file for the client NAME in --clients-dir, print its path, and exit")
+    clients.add_argument("--revoke-client", metavar="NAME",
+                         help="remove the client NAME's token file, and exit: its token is refused at once")
+    clients.add_argument("--list-clients", action="store_true", help="list the clients, and exit")
     serve_parser.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
                               help=f"jobs that may wait behind the running one (default {DEFAULT_QUEUE}); "
                                    "more are answered 503 busy")
