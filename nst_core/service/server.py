@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -71,6 +72,7 @@ HEARTBEAT_SECONDS = 10.0
 KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped first
 
 JSON_LINES = "application/x-ndjson"
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9]{1,32}\Z")
 
 
 # ----- uploads ----------------------------------------------------------------------------------
@@ -130,8 +132,10 @@ class Job:
 
     _ids = itertools.count(1)
 
+    prefix = ""  # the service's --instance name and a dash: a proxy routes the job's requests by it
+
     def __init__(self, folder, owner="default"):
-        self.id = f"{next(self._ids)}-{secrets.token_hex(4)}"
+        self.id = f"{self.prefix}{next(self._ids)}-{secrets.token_hex(8)}"
         self.owner = owner  # the client whose token sent it: only that client may see or end it
         self.folder = folder  # the uploads; removed when the job ends, whatever the end
         self.received = 0  # bytes of the upload's parts so far
@@ -812,6 +816,9 @@ def serve(args):
         raise BadInput("--min-upload-rate must be >= 0 (0: no minimum)")
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise BadInput("--idle-exit must be a number of seconds > 0 (leave it out to run until stopped)")
+    if args.instance is not None and not INSTANCE_NAME.match(args.instance):
+        raise BadInput(f"--instance {args.instance!r}: give a short name of letters and digits, such as gpu0")
+    Job.prefix = f"{args.instance}-" if args.instance else ""
     keys = Keys(load_or_create_token(token_file), clients_dir)
     # Pillow's decompression-bomb guard, which the engine's own loader turns off for local files
     # (nst_core.imageio): uploads come from the network.
@@ -868,6 +875,9 @@ def add_serve_parser(commands):
     clients.add_argument("--revoke-client", metavar="NAME",
                          help="remove the client NAME's token file, and exit: its token is refused at once")
     clients.add_argument("--list-clients", action="store_true", help="list the clients, and exit")
+    serve_parser.add_argument("--instance", metavar="NAME",
+                              help="this service's name among several behind one proxy: its job ids start with "
+                                   "NAME-, so that the proxy sends a job's later requests to it (docs/SERVICE.md)")
     serve_parser.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
                               help=f"jobs that may wait behind the running one (default {DEFAULT_QUEUE}); "
                                    "more are answered 503 busy")

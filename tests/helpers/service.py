@@ -69,12 +69,14 @@ class Service:
         return sorted(folders)
 
 
-def start_service(root, *options):
-    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far)."""
+def start_service(root, *options, data=None):
+    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far). ``data``: the
+    engine's data folder (default ROOT/data), shared by several services to share their token."""
     tmpdir = root / "tmp"
-    tmpdir.mkdir(exist_ok=True)  # exists when a test restarts a service on the same folders
-    token_file = root / "data" / "service-token"
-    env = dict(os.environ, NST_DATA_DIR=str(root / "data"), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
+    tmpdir.mkdir(parents=True, exist_ok=True)  # exists when a test restarts a service on the same folders
+    data = data or root / "data"
+    token_file = data / "service-token"
+    env = dict(os.environ, NST_DATA_DIR=str(data), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     process = subprocess.Popen(
         engine_command("serve", "--port", "0", "--weights", "random", "--device", "cpu", *options),
