@@ -498,3 +498,24 @@ def test_jobs_belong_to_the_client_that_sent_them_and_tokens_are_revocable(tmp_p
     stop_service(service)
     job_lines = [line for line in service.stderr if job_id in line]
     assert job_lines and all("alice" in line for line in job_lines), service.stderr
+
+
+# ----- the documentation ---------------------------------------------------------------------------------
+
+def test_service_doc_lists_every_serve_option_and_its_default():
+    import argparse
+    import re
+
+    from nst_core.service.server import add_serve_parser
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    parser = add_serve_parser(commands)
+    table = (REPO / "docs" / "SERVICE.md").read_text(encoding="utf-8").split("| option |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(--[a-z-]+)", table))
+    options = {s for a in parser._actions for s in a.option_strings if s.startswith("--") and s != "--help"}
+    assert options == documented, (sorted(options - documented), sorted(documented - options))
+    for action in parser._actions:
+        if isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+            row = next(line for line in table.splitlines() if f"`{action.option_strings[-1]} " in line
+                       or f"`{action.option_strings[-1]}`" in line)
+            assert f"`{action.default:.12g}`" in row, (action.option_strings, row)
