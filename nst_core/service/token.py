@@ -141,6 +141,8 @@ class Keys:
         return found
 
     def _clients(self):
+        if not self.clients_dir:
+            return []
         current = {}
         for name in list_clients(self.clients_dir):
             path = os.path.join(self.clients_dir, name)
