@@ -447,8 +447,19 @@ def clients_command(service, *args):
                           stdin=subprocess.DEVNULL, timeout=60, cwd=str(REPO))
 
 
-def test_jobs_belong_to_the_client_that_sent_them_and_tokens_are_revocable(tmp_path, images):
-    service = start_service(tmp_path)
+@pytest.fixture
+def own_service(tmp_path):
+    """A service of the test's own, killed if the test ends before it stops it."""
+    started = []
+    yield lambda *options: started.append(start_service(tmp_path, *options)) or started[-1]
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=30)
+
+
+def test_jobs_belong_to_the_client_that_sent_them_and_tokens_are_revocable(own_service, tmp_path, images):
+    service = own_service()
     tokens = {}
     for name in ("alice", "bob"):
         proc = clients_command(service, "--add-client", name)
