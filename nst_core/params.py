@@ -26,6 +26,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 MIN_SIZE = 32
 MAX_SIZE = 16384
+# Caps for counts that only ever cost time or memory when huge: a job that asks past them is refused.
+MAX_ITERATIONS = 100000
+MAX_REFINE_ITERATIONS = 10000
+MAX_SSIM_WINDOW = 63
 
 # Style strength (standard and fast presets): one number from 0 to 10 that sets style against content.
 # Each step multiplies the style weight (content weight 1, normalised losses) by STRENGTH_FACTOR, so
@@ -197,19 +201,20 @@ class StyleParams:
 
         need(isinstance(self.size, int) and MIN_SIZE <= self.size <= MAX_SIZE,
              f"size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {self.size!r}")
-        need(isinstance(self.iterations, int) and 1 <= self.iterations <= 100000,
-             f"iterations must be from 1 to 100000, got {self.iterations!r}")
+        need(isinstance(self.iterations, int) and 1 <= self.iterations <= MAX_ITERATIONS,
+             f"iterations must be from 1 to {MAX_ITERATIONS}, got {self.iterations!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             finite_nonneg(name)
         if self.style_strength is not None:
             strength_to_style_weight(self.style_strength)  # raises the message for an out-of-range one
         need(sum(self.weights()) > 0, "content-weight and style-weight cannot both be 0")
-        need(isinstance(self.converge_window, int) and self.converge_window >= 2, "converge-window must be >= 2")
+        need(isinstance(self.converge_window, int) and 2 <= self.converge_window <= MAX_ITERATIONS,
+             f"converge-window must be from 2 to {MAX_ITERATIONS}")
         need(self.converge_loss_change >= 0 and (self.converge_pixel_change or 0) >= 0,
              "converge-loss-change and converge-pixel-change must be >= 0")
         need(self.ssim_scaling in SSIM_SCALINGS, f"ssim-scaling must be one of {SSIM_SCALINGS}")
-        need(isinstance(self.ssim_window, int) and self.ssim_window >= 3 and self.ssim_window % 2 == 1,
-             "ssim-window must be an odd number >= 3")
+        need(isinstance(self.ssim_window, int) and 3 <= self.ssim_window <= MAX_SSIM_WINDOW
+             and self.ssim_window % 2 == 1, f"ssim-window must be an odd number from 3 to {MAX_SSIM_WINDOW}")
         need(self.ssim_sigma > 0, "ssim-sigma must be > 0")
         need(self.ssim_implementation in ("fast", "pytorch_msssim"),
              "ssim-implementation must be fast or pytorch_msssim")
@@ -241,8 +246,8 @@ class StyleParams:
         need(self.preserve_colors in (None,) + COLOR_MODES,
              f"preserve-colors must be one of {COLOR_MODES} (or off)")
         need(self.upscale in UPSCALES, f"upscale must be one of {UPSCALES}")
-        need(isinstance(self.refine_iterations, int) and self.refine_iterations >= 0,
-             "refine-iterations must be >= 0")
+        need(isinstance(self.refine_iterations, int) and 0 <= self.refine_iterations <= MAX_REFINE_ITERATIONS,
+             f"refine-iterations must be from 0 to {MAX_REFINE_ITERATIONS}, got {self.refine_iterations!r}")
         need(128 <= self.tile_size <= 4096, "tile-size must lie between 128 and 4096")
         need(0 <= self.tile_overlap <= self.tile_size // 4, "tile-overlap must lie between 0 and tile-size/4")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")

@@ -18,9 +18,11 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -32,7 +34,17 @@ from .. import __version__
 from ..errors import BadInput, Cancelled, NSTError, OutOfMemory
 from ..options import add_engine_options, settings_from_json
 from ..protocol import PROTOCOL_VERSION, encode_event
-from .token import TOKEN_FILE_NAME, default_token_file, load_or_create_token, token_matches
+from .token import (
+    TOKEN_FILE_NAME,
+    Keys,
+    add_client,
+    default_clients_dir,
+    default_token_file,
+    list_clients,
+    load_or_create_token,
+    revoke_client,
+)
+from .uploads import UploadsFolder, default_uploads_root
 
 log = logging.getLogger("nst_core.service")
 
@@ -42,6 +54,16 @@ DEFAULT_QUEUE = 4
 DEFAULT_MAX_UPLOAD_MB = 64
 DEFAULT_MAX_PIXELS = 40_000_000  # 8000 x 5000; a 4096 x 3072 layer is 12.6 MP
 DEFAULT_RESULT_TTL = 600
+DEFAULT_UPLOAD_TIMEOUT = 300  # seconds for a whole upload: 64 MB at about 1.7 Mbit/s
+DEFAULT_MIN_UPLOAD_RATE = 16  # KB/s, the upload's average once UPLOAD_GRACE_SECONDS have passed
+UPLOAD_GRACE_SECONDS = 10.0
+UPLOAD_CHECK_SECONDS = 0.5
+SHUTDOWN_GRACE_SECONDS = 3.0
+DEFAULT_STALL_TIMEOUT = 60  # seconds a job's stream may stay unread (its write buffer full) before it is cancelled
+STALL_CHECK_SECONDS = 0.5
+# The kernel's send buffer of a job's stream: events are small lines, and a small buffer fills soon
+# when the client stops reading, which is what the stall check sees.
+STREAM_SEND_BUFFER = 16384
 MAX_STYLES = 16
 MAX_PARAMS_BYTES = 64 * 1024
 # Silence on the stream for this long sends a `heartbeat` line: proxies (nginx's proxy_read_timeout
@@ -50,6 +72,7 @@ HEARTBEAT_SECONDS = 10.0
 KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped first
 
 JSON_LINES = "application/x-ndjson"
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9]{1,32}\Z")
 
 
 # ----- uploads ----------------------------------------------------------------------------------
@@ -58,6 +81,18 @@ class TooLarge(BadInput):
     """An upload over the service's limits (HTTP 413)."""
 
     code = "too_large"
+
+
+class Stopping(NSTError):
+    """The service is stopping (HTTP 503): an upload under way is answered so, instead of a closed connection."""
+
+    code = "busy"
+
+
+class TooSlow(BadInput):
+    """An upload past its deadline or under the minimum rate (HTTP 408): it would hold a place for nothing."""
+
+    code = "too_slow"
 
 
 def check_image_header(path, label, max_pixels):
@@ -97,9 +132,13 @@ class Job:
 
     _ids = itertools.count(1)
 
-    def __init__(self, folder):
-        self.id = f"{next(self._ids)}-{secrets.token_hex(4)}"
+    prefix = ""  # the service's --instance name and a dash: a proxy routes the job's requests by it
+
+    def __init__(self, folder, owner="default"):
+        self.id = f"{self.prefix}{next(self._ids)}-{secrets.token_hex(8)}"
+        self.owner = owner  # the client whose token sent it: only that client may see or end it
         self.folder = folder  # the uploads; removed when the job ends, whatever the end
+        self.received = 0  # bytes of the upload's parts so far
         self.content = None  # (path, label)
         self.styles = []
         self.params_json = None
@@ -115,6 +154,9 @@ class Job:
         self.result_png = None
         self.finished_at = None
 
+    def describe(self):
+        return f"job {self.id} for {self.owner}"
+
     def cancel(self, reason):
         if not self.cancel_event.is_set():
             self.cancel_reason = reason
@@ -127,16 +169,23 @@ class Job:
 
 
 class Service:
-    """The engine, its queue and the jobs' records; all methods run on the event loop's thread."""
+    """The engine, its queue and the jobs' records; all methods run on the event loop's thread.
+    ``keys``: a :class:`~nst_core.service.token.Keys`, or one token string (the client ``default``)."""
 
-    def __init__(self, stylizer, token, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
-                 max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL):
+    def __init__(self, stylizer, keys, queue_size=DEFAULT_QUEUE, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB << 20,
+                 max_pixels=DEFAULT_MAX_PIXELS, result_ttl=DEFAULT_RESULT_TTL,
+                 upload_timeout=DEFAULT_UPLOAD_TIMEOUT, min_upload_rate=DEFAULT_MIN_UPLOAD_RATE << 10, uploads=None,
+                 stall_timeout=DEFAULT_STALL_TIMEOUT):
         self.stylizer = stylizer
-        self.token = token
+        self.keys = Keys(keys, None) if isinstance(keys, str) else keys
         self.queue_size = queue_size
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
         self.result_ttl = result_ttl
+        self.upload_timeout = upload_timeout
+        self.min_upload_rate = min_upload_rate  # bytes per second
+        self.uploads = uploads  # an UploadsFolder; None: the system's temporary folder
+        self.stall_timeout = stall_timeout
         self.jobs = {}
         self.waiting = []
         self.running = None
@@ -148,6 +197,9 @@ class Service:
         self.last_active = time.monotonic()  # the last authorised request or finished job (--idle-exit)
 
     # ----- queue ---------------------------------------------------------------------------------
+
+    def new_job_folder(self):
+        return self.uploads.job_folder() if self.uploads is not None else tempfile.mkdtemp(prefix="nst-serve-")
 
     def places_taken(self):
         return (self.running is not None) + len(self.waiting) + self.receiving
@@ -184,6 +236,8 @@ class Service:
         job.remove_files()
         self.counters[{"done": "jobs_done", "failed": "jobs_failed", "cancelled": "jobs_cancelled"}[state]] += 1
         job.events.put_nowait(final_line)
+        detail = json.loads(final_line).get("message") if state != "done" else ""
+        log.info("%s: %s%s", job.describe(), state, f" ({detail})" if detail else "")
 
     async def dispatch(self):
         """Runs the waiting jobs one after another on the engine thread, for the life of the service."""
@@ -242,7 +296,7 @@ class Service:
         except MemoryError:
             return "failed", _error_line(OutOfMemory("out of memory: send a smaller image or a smaller size"))
         except Exception as error:  # a bug: the traceback goes to the service's log, the client gets one line
-            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            log.error("%s failed:\n%s", job.describe(), traceback.format_exc())
             return "failed", _error_line(NSTError(
                 f"internal error ({type(error).__name__}: {error}); the traceback is in the service's log. "
                 "Please report it."))
@@ -270,7 +324,9 @@ class Service:
                       "receiving": self.receiving, "capacity": self.queue_size},
             "stop_and_keep": True,
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
-                       "max_styles": MAX_STYLES, "result_ttl": self.result_ttl},
+                       "max_styles": MAX_STYLES, "result_ttl": self.result_ttl,
+                       "upload_timeout": self.upload_timeout, "min_upload_rate": self.min_upload_rate,
+                       "stall_timeout": self.stall_timeout},
             "stats": dict(self.counters, style_cache=stylizer.style_cache.stats()),
         }
 
@@ -282,7 +338,8 @@ def _load_upload(upload, role):
     try:
         return load_image(path, role)
     except BadInput as error:  # the message names the service's temporary path: name the upload instead
-        raise BadInput(str(error).replace(path, label)) from None
+        # (the engine says "content image PATH", the label already says "content upload 'NAME'")
+        raise BadInput(str(error).replace(f"{role} image {path}", label).replace(path, label)) from None
 
 
 def _png_bytes(image):
@@ -293,6 +350,26 @@ def _png_bytes(image):
 
 def _error_line(error):
     return encode_event("error", code=error.code, exit_code=error.exit_code, message=str(error))
+
+
+# ----- the log ---------------------------------------------------------------------------------
+
+class ClientFaultsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line too long, too many headers, a bad length) and a
+    connection the client reset with a traceback; those are the client's doing, expected on any network: one
+    line each. Tracebacks stay for the service's own faults."""
+
+    def filter(self, record):
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            detail = getattr(exc, "message", None) or str(exc)
+            detail = " ".join(str(detail).split())[:200]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
 
 
 # ----- HTTP -------------------------------------------------------------------------------------
@@ -312,7 +389,9 @@ def build_app(service):
 
     @web.middleware
     async def guard(request, handler):
-        if not token_matches(request.headers.get("Authorization"), service.token):
+        client = service.keys.client_of(request.headers.get("Authorization"))
+        request["client"] = client
+        if client is None:
             return refuse(401, "unauthorized",
                           "missing or wrong token: send the header 'Authorization: Bearer <token>' with the "
                           f"token from the service's token file ({TOKEN_FILE_NAME} in its data folder, or the "
@@ -331,9 +410,18 @@ def build_app(service):
                           hints.get(exc.status, exc.reason))
         except asyncio.CancelledError:
             raise
+        except ConnectionError as exc:  # the client went away while it was answered: its doing, not ours
+            log.info("request %s %s: the client went away (%s)", request.method, request.path, exc)
+            raise asyncio.CancelledError() from None
         except Exception:
             log.error("request %s %s failed:\n%s", request.method, request.path, traceback.format_exc())
             return refuse(500, "internal", "internal error in the service; the traceback is in its log")
+
+    def own_job(request):
+        """The job the address names, when the request's client sent it; another client's job is as
+        unknown to it as one that never existed (404)."""
+        job = service.jobs.get(request.match_info["id"])
+        return job if job is not None and job.owner == request["client"] else None
 
     async def health(request):
         return web.json_response(service.health())
@@ -349,16 +437,20 @@ def build_app(service):
         if not request.content_type.startswith("multipart/"):
             return refuse(400, "bad_input", "send the job as multipart/form-data: a part 'content' (the image), "
                                            "one part 'style' per style image, and a part 'params' (JSON)")
-        job = Job(tempfile.mkdtemp(prefix="nst-serve-"))
+        job = Job(service.new_job_folder(), request["client"])
         service.receiving += 1  # holds its place while the upload arrives: a full queue stays full
         accepted = False
         try:
-            await _receive(request, job, service)
+            await _receive_in_time(request, job, service)
             job.params, job.preview_every = await asyncio.get_running_loop().run_in_executor(
                 None, _check_job, job, service.max_pixels)
             accepted = True
         except TooLarge as error:
             return refuse(413, error.code, str(error))
+        except TooSlow as error:
+            return refuse(408, error.code, str(error), {"Connection": "close"})
+        except Stopping as error:
+            return refuse(503, error.code, str(error), {"Connection": "close"})
         except BadInput as error:
             return refuse(400, error.code, str(error))
         finally:
@@ -366,11 +458,12 @@ def build_app(service):
             if not accepted:  # refused, or the client went away during the upload
                 job.remove_files()
         service.jobs[job.id] = job
+        log.info("%s: accepted", job.describe())
         service.enqueue(job)
         return await _stream(request, job, service)
 
     async def result(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job: it never existed, or its result expired "
                                             f"({service.result_ttl} s after it finished)")
@@ -382,7 +475,7 @@ def build_app(service):
                             headers={"Cache-Control": "no-store"})
 
     async def preview(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.preview_png is None:
@@ -391,7 +484,7 @@ def build_app(service):
         return web.Response(body=job.preview_png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def cancel(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -400,7 +493,7 @@ def build_app(service):
         return web.json_response({"id": job.id, "state": job.state if job.finished_at else "cancelling"})
 
     async def stop(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -411,7 +504,7 @@ def build_app(service):
         return web.json_response({"id": job.id, "state": job.state if job.finished_at else "stopping"})
 
     async def forget(request):
-        job = service.jobs.get(request.match_info["id"])
+        job = own_job(request)
         if job is None:
             return refuse(404, "not_found", "no such job (finished long ago, or never existed)")
         if job.finished_at is None:
@@ -435,27 +528,80 @@ def _upload_too_large(size, limit):
             "(nst-core serve --max-upload-mb): send smaller images")
 
 
+async def _receive_in_time(request, job, service):
+    """:func:`_receive`, cut off when the upload passes --upload-timeout, or arrives slower on average than
+    --min-upload-rate once the first UPLOAD_GRACE_SECONDS are over: a trickling client holds its place in
+    the queue for a bounded time only."""
+    receiving = asyncio.ensure_future(_receive(request, job, service))
+    started = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({receiving}, timeout=UPLOAD_CHECK_SECONDS)
+            if done:
+                return receiving.result()
+            if service.closing:
+                raise Stopping("the service is stopping: send the job again when it is back")
+            elapsed = time.monotonic() - started
+            if elapsed > service.upload_timeout:
+                raise TooSlow(f"the upload took longer than {service.upload_timeout:g} s (nst-core serve "
+                              "--upload-timeout): send smaller images, or over a faster link")
+            if elapsed > UPLOAD_GRACE_SECONDS and job.received < service.min_upload_rate * elapsed:
+                raise TooSlow(f"the upload arrives at {job.received / elapsed / 1024:.1f} KB/s, under this "
+                              f"service's {service.min_upload_rate / 1024:g} KB/s (nst-core serve "
+                              "--min-upload-rate): send it over a faster link")
+    finally:
+        if not receiving.done():
+            receiving.cancel()
+            try:
+                await receiving
+            except (asyncio.CancelledError, Exception):  # cut off on purpose: its own end no longer matters
+                pass
+
+
 async def _receive(request, job, service):
-    """Streams the multipart upload into the job's folder, counting bytes against the limit."""
+    """Streams the multipart upload into the job's folder, counting every part's bytes against one limit.
+    A body aiohttp's reader cannot parse is the client's fault: a 400 that says so."""
+    try:
+        await _receive_parts(request, job, service)
+    except BadInput:
+        raise
+    except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's multipart reader's errors
+        raise BadInput(f"the body is not well-formed multipart/form-data ({exc}): send the parts 'content', "
+                       "'style' and 'params', each after the boundary line, and end with the closing "
+                       "boundary") from None
+
+
+async def _receive_parts(request, job, service):
+    from aiohttp import BodyPartReader
+
     reader = await request.multipart()
-    total = 0
     params_text = None
+
+    def count(chunk):
+        job.received += len(chunk)
+        if job.received > service.max_upload_bytes:
+            raise TooLarge(_upload_too_large(job.received, service.max_upload_bytes))
     while True:
         part = await reader.next()
         if part is None:
             break
+        if not isinstance(part, BodyPartReader):
+            raise BadInput("a part is itself multipart: send each image as a plain file part of "
+                           "multipart/form-data")
         name = part.name
         if name == "params":
+            if params_text is not None:
+                raise BadInput("more than one 'params' part: send the parameters as one JSON object")
             raw = bytearray()
             while True:  # in chunks, so an endless part is refused at the limit instead of held whole
                 chunk = await part.read_chunk(1 << 14)
                 if not chunk:
                     break
+                count(chunk)
                 raw += chunk
                 if len(raw) > MAX_PARAMS_BYTES:
                     raise BadInput(f"the params part is over {MAX_PARAMS_BYTES // 1024} KB: send only the "
                                    "parameters, as a JSON object")
-            total += len(raw)
             params_text = raw.decode("utf-8", "replace")
             continue
         if name not in ("content", "style"):
@@ -472,9 +618,7 @@ async def _receive(request, job, service):
                 chunk = await part.read_chunk(1 << 16)
                 if not chunk:
                     break
-                total += len(chunk)
-                if total > service.max_upload_bytes:
-                    raise TooLarge(_upload_too_large(total, service.max_upload_bytes))
+                count(chunk)
                 handle.write(chunk)
         if name == "content":
             job.content = (path, label)
@@ -508,6 +652,13 @@ async def _stream(request, job, service):
     response = web.StreamResponse(headers={"Content-Type": JSON_LINES, "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     finished = False
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+        except OSError:
+            pass
+    watch = asyncio.ensure_future(_cancel_when_unread(request.transport, job, service))
     try:
         await response.prepare(request)
         await response.write((encode_event("accepted", id=job.id, result=f"{API}/jobs/{job.id}/result",
@@ -524,10 +675,33 @@ async def _stream(request, job, service):
                 break
         await response.write_eof()
     finally:
+        watch.cancel()
         if not finished:  # the client went away (or the service is stopping): nothing runs on for nobody
             job.cancel("the client disconnected")
             service.drop_waiting(job, "the client disconnected")
     return response
+
+
+async def _cancel_when_unread(transport, job, service):
+    """Cancels the job, and drops its connection, once the stream's write buffer has stayed full for
+    --stall-timeout seconds: a client that stops reading does not keep the engine busy for nobody."""
+    if transport is None:
+        return
+    stalled_since = None
+    while not transport.is_closing():
+        await asyncio.sleep(STALL_CHECK_SECONDS)
+        if transport.get_write_buffer_size() == 0:
+            stalled_since = None
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since >= service.stall_timeout:
+            reason = (f"the client stopped reading its stream for {service.stall_timeout:g} s "
+                      "(nst-core serve --stall-timeout)")
+            log.info("%s: %s; cancelling it", job.describe(), reason)
+            job.cancel(reason)
+            service.drop_waiting(job, reason)
+            transport.abort()
+            return
 
 
 # ----- the process ------------------------------------------------------------------------------
@@ -550,29 +724,33 @@ def exposure_warning(host):
             "let only the proxy reach this port, and keep the token file secret.")
 
 
-async def _main(args, stylizer, token, token_file):
+async def _main(args, stylizer, keys, token_file, uploads):
     from aiohttp import web
 
-    service = Service(stylizer, token, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
-                      args.result_ttl)
-    runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
+    service = Service(stylizer, keys, args.queue, int(args.max_upload_mb * 2**20), args.max_pixels,
+                      args.result_ttl, args.upload_timeout, int(args.min_upload_rate * 1024), uploads,
+                      args.stall_timeout)
+    # Requests still open at shutdown get this long to end (aiohttp's default is 60 s): uploads are
+    # answered 503 within UPLOAD_CHECK_SECONDS, and streams end when their job is cancelled.
+    runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
-    host, port = runner.addresses[0][:2]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    print(f"nst-core serve: listening on {url} ({stylizer.device}, {stylizer.source.describe()}); "
-          f"token file {token_file}", flush=True)
-    warning = exposure_warning(args.host)
-    if warning:
-        print(f"nst-core serve: WARNING: {warning}", file=sys.stderr, flush=True)
-    stopping = asyncio.Event()
+    stopping = asyncio.Event()  # handled before the address is printed: whoever read it may stop us
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(signum, stopping.set)
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    print(f"nst-core serve: listening on {url} ({stylizer.device}, {stylizer.source.describe()}); "
+          f"token file {token_file}; clients' token files in {keys.clients_dir}", flush=True)
+    warning = exposure_warning(args.host)
+    if warning:
+        print(f"nst-core serve: WARNING: {warning}", file=sys.stderr, flush=True)
     dispatcher = asyncio.create_task(service.dispatch())
     idle_watch = asyncio.create_task(_exit_when_idle(service, args.idle_exit, stopping)) if args.idle_exit else None
     try:
@@ -580,7 +758,11 @@ async def _main(args, stylizer, token, token_file):
     finally:
         if idle_watch is not None:
             idle_watch.cancel()
-        service.closing = True
+        service.closing = True  # uploads under way answer 503 at their next check
+        for _ in range(int(4 * UPLOAD_CHECK_SECONDS / 0.05)):
+            if not service.receiving:
+                break
+            await asyncio.sleep(0.05)
         for job in list(service.waiting):
             service.drop_waiting(job, "the service is stopping")
         if service.running is not None:
@@ -618,23 +800,56 @@ def serve(args):
 
     from ..engine.stylizer import Stylizer
 
+    token_file = os.path.abspath(args.token_file or default_token_file())
+    clients_dir = os.path.abspath(args.clients_dir or default_clients_dir(token_file))
+    if args.add_client or args.revoke_client or args.list_clients:
+        return manage_clients(args, clients_dir)
     logging.basicConfig(level=logging.INFO, format="nst-core serve: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.server").addFilter(ClientFaultsInOneLine())
     if not 0 <= args.queue <= 1000:
         raise BadInput("--queue must be from 0 to 1000")
-    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0):
-        raise BadInput("--max-upload-mb, --max-pixels and --result-ttl must be > 0")
+    if not (args.max_upload_mb > 0 and args.max_pixels > 0 and args.result_ttl > 0 and args.upload_timeout > 0
+            and args.stall_timeout > 0):
+        raise BadInput("--max-upload-mb, --max-pixels, --result-ttl, --upload-timeout and --stall-timeout "
+                       "must be > 0")
+    if not args.min_upload_rate >= 0:
+        raise BadInput("--min-upload-rate must be >= 0 (0: no minimum)")
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise BadInput("--idle-exit must be a number of seconds > 0 (leave it out to run until stopped)")
-    token_file = os.path.abspath(args.token_file or default_token_file())
-    token = load_or_create_token(token_file)
+    if args.instance is not None and not INSTANCE_NAME.match(args.instance):
+        raise BadInput(f"--instance {args.instance!r}: give a short name of letters and digits, such as gpu0")
+    Job.prefix = f"{args.instance}-" if args.instance else ""
+    keys = Keys(load_or_create_token(token_file), clients_dir)
     # Pillow's decompression-bomb guard, which the engine's own loader turns off for local files
     # (nst_core.imageio): uploads come from the network.
     Image.MAX_IMAGE_PIXELS = args.max_pixels
-    stylizer = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
+    uploads = UploadsFolder(default_uploads_root())
+    if uploads.removed:
+        log.info("removed the uploads of %d service(s) that ended without cleaning up (%s)", uploads.removed,
+                 uploads.root)
     try:
-        asyncio.run(_main(args, stylizer, token, token_file))
+        stylizer = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
+        asyncio.run(_main(args, stylizer, keys, token_file, uploads))
     except KeyboardInterrupt:
         pass
+    finally:
+        uploads.close()
+    return 0
+
+
+def manage_clients(args, clients_dir):
+    """--add-client, --revoke-client, --list-clients: the clients' token files; no engine, no aiohttp."""
+    if args.add_client:
+        path = add_client(clients_dir, args.add_client)
+        print(f"client {args.add_client!r}: token file {path} (mode 0600). Copy it to the client's machine and "
+              "pass it there with --token-file; a running service takes it from its next request on.")
+    if args.revoke_client:
+        path = revoke_client(clients_dir, args.revoke_client)
+        print(f"client {args.revoke_client!r} revoked: {path} removed; its token is refused from now on")
+    if args.list_clients:
+        names = list_clients(clients_dir)
+        print(f"clients in {clients_dir}: {', '.join(names) if names else 'none'} (and 'default', the service's "
+              "own token file)")
     return 0
 
 
@@ -651,6 +866,18 @@ def add_serve_parser(commands):
     serve_parser.add_argument("--token-file",
                               help=f"where the token is kept (default: {TOKEN_FILE_NAME} in the engine's data "
                                    "folder); made with mode 0600 on first start")
+    serve_parser.add_argument("--clients-dir", metavar="DIR",
+                              help="the clients' token files, one per client name (default: service-clients "
+                                   "beside the token file)")
+    clients = serve_parser.add_mutually_exclusive_group()
+    clients.add_argument("--add-client", metavar="NAME",
+                         help="make a token file for the client NAME in --clients-dir, print its path, and exit")
+    clients.add_argument("--revoke-client", metavar="NAME",
+                         help="remove the client NAME's token file, and exit: its token is refused at once")
+    clients.add_argument("--list-clients", action="store_true", help="list the clients, and exit")
+    serve_parser.add_argument("--instance", metavar="NAME",
+                              help="this service's name among several behind one proxy: its job ids start with "
+                                   "NAME-, so that the proxy sends a job's later requests to it (docs/SERVICE.md)")
     serve_parser.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
                               help=f"jobs that may wait behind the running one (default {DEFAULT_QUEUE}); "
                                    "more are answered 503 busy")
@@ -660,6 +887,15 @@ def add_serve_parser(commands):
                               help=f"largest image, in pixels (default {DEFAULT_MAX_PIXELS})")
     serve_parser.add_argument("--result-ttl", type=float, default=DEFAULT_RESULT_TTL,
                               help=f"seconds a finished result waits to be fetched (default {DEFAULT_RESULT_TTL})")
+    serve_parser.add_argument("--upload-timeout", type=float, default=DEFAULT_UPLOAD_TIMEOUT, metavar="SECONDS",
+                              help=f"the most seconds a job's upload may take (default {DEFAULT_UPLOAD_TIMEOUT}); "
+                                   "a slower one is answered 408 and frees its place")
+    serve_parser.add_argument("--min-upload-rate", type=float, default=DEFAULT_MIN_UPLOAD_RATE, metavar="KB_S",
+                              help=f"the slowest average upload, in KB/s, once its first {UPLOAD_GRACE_SECONDS:g} s "
+                                   f"are over (default {DEFAULT_MIN_UPLOAD_RATE}; 0: none); slower is answered 408")
+    serve_parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+                              help="cancel a job whose client has not read its stream for this long (the stream's "
+                                   f"write buffer full; default {DEFAULT_STALL_TIMEOUT})")
     serve_parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                               help="stop after this many seconds with no job and no request (default: run "
                                    "until stopped); the GIMP plug-in's local service uses it")

@@ -60,15 +60,23 @@ class Service:
             time.sleep(0.2)
 
     def job_folders(self):
-        return sorted(p.name for p in self.tmpdir.iterdir() if p.name.startswith("nst-serve-"))
+        """The jobs' upload folders: under the service's data folder, and none in the system's temp folder."""
+        folders = [p.name for p in self.tmpdir.iterdir() if p.name.startswith("nst-serve-")]
+        uploads = self.token_file.parent / "service-uploads"
+        if uploads.is_dir():
+            folders += [job.name for instance in uploads.iterdir() if instance.is_dir()
+                        for job in instance.iterdir() if job.is_dir()]
+        return sorted(folders)
 
 
-def start_service(root, *options):
-    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far)."""
+def start_service(root, *options, data=None):
+    """A real ``nst-core serve`` on a free loopback port: (Service, its stderr lines so far). ``data``: the
+    engine's data folder (default ROOT/data), shared by several services to share their token."""
     tmpdir = root / "tmp"
-    tmpdir.mkdir()
-    token_file = root / "data" / "service-token"
-    env = dict(os.environ, NST_DATA_DIR=str(root / "data"), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
+    tmpdir.mkdir(parents=True, exist_ok=True)  # exists when a test restarts a service on the same folders
+    data = data or root / "data"
+    token_file = data / "service-token"
+    env = dict(os.environ, NST_DATA_DIR=str(data), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     process = subprocess.Popen(
         engine_command("serve", "--port", "0", "--weights", "random", "--device", "cpu", *options),
@@ -78,15 +86,20 @@ def start_service(root, *options):
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     stderr = []
     threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    try:
-        first = lines.get(timeout=180)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"the service did not start: {''.join(stderr)}")
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            first = lines.get(timeout=0.5)
+            break
+        except queue.Empty:
+            if process.poll() is not None or time.monotonic() > deadline:  # exited, or never got going
+                process.kill()
+                time.sleep(0.2)
+                pytest.fail(f"the service did not start: {''.join(stderr)}")
     assert "listening on http://127.0.0.1:" in first, first + "".join(stderr)
     url = first.split("listening on ", 1)[1].split()[0]
     service = Service(process, url, token_file, tmpdir)
-    service.stdout, service.stderr = lines, stderr
+    service.stdout, service.stderr, service.env = lines, stderr, env
     return service
 
 
