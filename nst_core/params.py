@@ -98,7 +98,12 @@ class StyleParams:
     style_weight: Optional[float] = _option(None, "style weight beta (overrides --style-strength)", type=float)
     tv_weight: float = _option(0.0, "total-variation smoothing weight")
     use_ssim: bool = _option(True, "the SSIM factor per style layer (--no-ssim: plain Gatys)", flag="--ssim")
-    ssim_scaling: str = _option("max", "max: Grams divided by max|A| before SSIM (default); none: raw Grams",
+    # What SSIM compares (METHOD.md section 2): "max", the Grams divided by the style target's max|A|,
+    # means the same on every backbone (the standard and fast presets'); "none", the raw Grams, is
+    # what tf.image.ssim(G, A, max_val=1) saw in the paper and means that only at the scale of
+    # Caffe-preprocessed VGG activations (the paper preset's; other trained weights are refused).
+    ssim_scaling: str = _option("max", "max: Grams divided by max|A| before SSIM, the same on every backbone "
+                                       "(default); none: raw Grams, as the paper (needs Caffe-format weights)",
                                 choices=SSIM_SCALINGS)
     ssim_window: int = 11
     ssim_sigma: float = 1.5
@@ -270,14 +275,17 @@ PRESETS = {
     # steps (benchmarks/README.md, "All six example pairs").
     "fast": {"iterations": 150, "refine_iterations": 10, "content_layers": GATYS_CONTENT_LAYERS, "coarse_share": 0.3,
              "converge_loss_change": 0.05},
-    # Prabhu & McAteer (2020)'s settings: single scale, raw formula, Adam(5, 0.99, eps 0.1), 1000 steps.
+    # Prabhu & McAteer (2020) as far as their settings are known (docs/METHOD.md, "Where the paper preset
+    # comes from"): single scale, raw formula, raw-Gram SSIM, Adam(5, 0.99, eps 0.1), 1000 steps, and
+    # the 512 px best iterate brought to the content's size by plain resizing. The raw weights and SSIM
+    # assume Caffe-scale activations: engine/activation_scale.py refuses other trained weights.
     "paper": {
         "size": 512,
         "iterations": 1000,
         "content_weight": 1e3,
         "style_weight": 1e-2,
         "loss_normalization": "raw",
-        "ssim_scaling": "max",
+        "ssim_scaling": "none",
         "optimizer": "adam",
         "learning_rate": 5.0,
         "adam_betas": (0.99, 0.999),
@@ -286,5 +294,6 @@ PRESETS = {
         "precision": "fp32",
         "converge": False,  # the paper's 1000 steps, every one
         "pyramid": False,
+        "upscale": "resize",  # the authors kept their 512 px picture; no detail pass, no tiled refinement
     },
 }

@@ -37,7 +37,7 @@ EXIT_CODE_NAMES = {
 PRESET_CHOICES = (
     ("standard", "Standard (SSIM-weighted, balanced)"),
     ("fast", "Fast (quick preview)"),
-    ("paper", "Paper (the paper's exact method)"),
+    ("paper", "Paper (the paper's settings)"),
 )
 DEVICE_CHOICES = (
     ("auto", "Auto (CUDA, then MPS, then CPU)"),
@@ -47,7 +47,7 @@ DEVICE_CHOICES = (
 )
 PRESETS = tuple(name for name, _label in PRESET_CHOICES)
 DEVICES = tuple(name for name, _label in DEVICE_CHOICES)
-# The paper preset is the paper's exact formulation: its weights are part of the definition.
+# The paper preset keeps the paper's settings: its weights are part of them.
 PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
 
 # The installer's config file beside the plug-in, and the variable that overrides its engine_python:

@@ -167,7 +167,8 @@ TOOLTIPS = {
     "preset": "Standard: multi-scale, a clearly styled result, each scale run until the picture "
               "settles. Fast: at most %s steps, shorter coarse scales, and each scale stops sooner: "
               "about two thirds of the time, a good picture sooner, for a quick look. Paper: the "
-              "paper's exact method, %s steps in one scale, the slowest." % (
+              "paper's settings (it needs Caffe-format weights), %s steps in one scale, the "
+              "slowest." % (
                   dict(PRESET_DEFAULTS)["fast"]["iterations"], dict(PRESET_DEFAULTS)["paper"]["iterations"]),
     "iterations": "The most optimisation steps; the run may stop earlier once the picture no "
                   "longer changes. Time grows with the steps. 0 takes the preset's: %s."
@@ -204,10 +205,10 @@ the iterations and the time left, the layer appears at the first preview and for
 Stop and keep ends the run keeping the result so far, Cancel leaves the image as it was; elsewhere
 GIMP's progress bar shows the run (scripts get previews with NST_PREVIEW_EVERY=SECONDS).
 Parameters: style-layer: the picture whose style to copy, a layer of any open image.
-preset: standard (SSIM-weighted, balanced), fast (a quick preview) or paper (the paper's exact
-method). iterations and size: the most optimisation steps and the working long side in pixels; 0
-takes the preset's value (iterations: %s; size: %s). style-strength: 0 to 10, 5 = balanced,
-higher = more painterly; the paper preset is exact by definition and ignores it.
+preset: standard (SSIM-weighted, balanced), fast (a quick preview) or paper (the paper's settings,
+with Caffe-format weights). iterations and size: the most optimisation steps and the working long
+side in pixels; 0 takes the preset's value (iterations: %s; size: %s). style-strength: 0 to 10, 5 = balanced,
+higher = more painterly; the paper preset has the paper's fixed weights and ignores it.
 use-ssim: the SSIM weighting of each style layer (off = plain Gatys).
 preserve-colors: keep the layer's own colours. seed: the same seed on the same device gives the same
 result. device: auto, cpu, cuda or mps.

@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import BadInput, Cancelled, OutOfMemory
 from ..events import Started, Warned
 from ..params import StyleParams
-from . import color, devices
+from . import activation_scale, color, devices
 from . import weights as weights_mod
 from .backbone import VGGFeatures, build_features, deepest_index
 from .convergence import ConvergenceRule
@@ -363,6 +363,8 @@ class Stylizer:
             emit(Warned(f"style strength {params.style_strength:g} ignored: the style and content weights "
                         f"{'of the paper preset ' if params.loss_normalization == 'raw' else ''}set the balance "
                         "(leave --style-weight/--content-weight out, or use the standard or fast preset)"))
+        for warning in activation_scale.check(self.source, params):  # refuses what the weights cannot mean
+            emit(Warned(warning))
         control = RunControl(should_stop, should_finish, preview_every)
         return self._run_with_fallback(content, styles, blend, params, emit, control)
 

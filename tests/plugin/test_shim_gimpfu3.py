@@ -115,7 +115,7 @@ def test_procedure_names_follow_gimpfu():
 
 def test_choice_names_are_the_labels_first_words():
     assert shim.choice_nicks(["Standard (SSIM-weighted, balanced)", "Fast (quick preview)",
-                              "Paper (the paper's exact method)"]) == ["standard", "fast", "paper"]
+                              "Paper (the paper's settings)"]) == ["standard", "fast", "paper"]
     assert shim.choice_nicks(["Auto (CUDA, then MPS, then CPU)", "CPU", "CUDA (NVIDIA GPU)",
                               "MPS (Apple GPU)"]) == ["auto", "cpu", "cuda", "mps"]
     assert shim.choice_nicks(["Same", "Same (again)"]) == ["same", "same-1"]
