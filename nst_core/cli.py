@@ -68,6 +68,10 @@ def build_parser():
                      help="folder for the preview PNGs (default: beside the output); they are removed at the end")
     run.set_defaults(handler=cmd_stylize)
 
+    from .frames_cli import add_frames_parser, cmd_stylize_frames
+
+    add_frames_parser(commands).set_defaults(handler=cmd_stylize_frames)
+
     from .service.server import add_serve_parser
 
     add_serve_parser(commands).set_defaults(handler=cmd_serve)
@@ -550,8 +554,8 @@ def main(argv=None):
     # later, by the command) reads the setting on loading. An OMP_WAIT_POLICY the user set is kept.
     prefer_passive_threads()
     args = build_parser().parse_args(argv)
-    if args.handler is cmd_stylize:
-        return args.handler(args)
+    if args.handler is cmd_stylize or args.handler.__name__ == "cmd_stylize_frames":
+        return args.handler(args)  # they report their own errors, in their --progress format
     try:
         return args.handler(args)
     except NSTError as error:

@@ -179,3 +179,16 @@ def json_from_args(args):
         if value is not None:
             params[key] = list(value) if isinstance(value, (list, tuple)) else value
     return params
+
+
+# The temporal loss's default weight; nst_core.engine.frames says how it was chosen (no torch here).
+DEFAULT_TEMPORAL_WEIGHT = 100.0
+
+
+def add_frames_options(parser):
+    """The options ``nst-core stylize-frames`` adds to a job's: how strongly a frame holds to the one before."""
+    parser.add_argument("--temporal-weight", type=number, default=DEFAULT_TEMPORAL_WEIGHT, metavar="W",
+                        help=f"how strongly each frame keeps to the previous styled frame carried along the "
+                             f"motion (default {DEFAULT_TEMPORAL_WEIGHT:g}; 0: warm start only)")
+    parser.add_argument("--independent", action="store_true",
+                        help="style every frame on its own, as single pictures (flickers; for comparison)")

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 
 from ..errors import BadInput
 from ..events import FrameDone, FrameStarted, Progress, SequenceProgress, Warned
+
+# DEFAULT_TEMPORAL_WEIGHT: chosen on the synthetic pan of tests/engine/test_frames.py (real VGG-16, fast
+# preset), where the flicker fell far below a third of independent frames'.
+from ..options import DEFAULT_TEMPORAL_WEIGHT
 from ..params import StyleParams
 from .images import as_loaded, to_tensor
-
-# Calibrated on the synthetic pan of tests/engine/test_frames.py (real VGG-16, fast preset): the flicker
-# fell below a third of independent frames' with every frame in the evaluator's good region.
-DEFAULT_TEMPORAL_WEIGHT = 100.0
 
 # Ruder et al.'s thresholds (in pixels of flow): a pixel is disoccluded when the forward flow at its
 # backward-flow target does not undo the backward flow, and on a motion boundary where the flow's
