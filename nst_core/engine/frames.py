@@ -205,6 +205,8 @@ def stylize_frames(stylizer, frames, styles, params=None, *, temporal_weight=DEF
     clock = SequenceClock(len(loaded))
     results, previous = [], None
     for index, frame in enumerate(loaded):
+        if results and should_finish is not None and should_finish():
+            break  # stopped between frames: the next one would be the carried picture unchanged
         number = len(results) + 1
         init, extra, mode, share = None, None, "first" if index == 0 else "independent", None
         if coherent and previous is not None:
