@@ -171,6 +171,96 @@ class SequenceClock:
         self.times.append(seconds)
 
 
+def _check_temporal_weight(weight):
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise BadInput(f"temporal-weight must be a number >= 0, got {weight!r}")
+    return float(weight)
+
+
+class FrameSequence:
+    """The state between the frames of one animation: the styled frame before, its content frame and
+    the flow backend. ``style(frame)`` styles the next frame; a frame cancelled or failed leaves the
+    state as it was, so that the same frame can be sent again. Used by ``stylize_frames`` and by the
+    service, which keeps one per sequence between uploads."""
+
+    def __init__(self, stylizer, styles, params=None, temporal_weight=DEFAULT_TEMPORAL_WEIGHT, coherent=True):
+        self.stylizer = stylizer
+        self.styles = [as_loaded(s, "style") for s in (styles if isinstance(styles, (list, tuple)) else [styles])]
+        self.params = params or StyleParams()
+        self.temporal_weight = _check_temporal_weight(temporal_weight)
+        self.coherent = coherent
+        self.count = 0  # frames styled so far
+        self.size = None  # (width, height) of the frames
+        self.previous = None  # the styled frame before, 1 x 3 x H x W on the engine's device
+        self.previous_rgb = None  # its content frame, H x W x 3
+        self._flow = None
+        self._flow_known = False
+
+    def flow(self, emit):
+        if not self._flow_known:
+            self._flow, self._flow_known = flow_backend(), True
+            if self._flow is None:
+                emit(Warned(NO_FLOW_MESSAGE))
+        return self._flow
+
+    def check(self, frame):
+        """The frame as a LoadedImage, refused when its size is not the sequence's."""
+        frame = as_loaded(frame, "frame")
+        if self.size is not None and frame.size != self.size:
+            raise BadInput(f"frame {self.count + 1} ({frame.path}) is {frame.size[0]}x{frame.size[1]}, the frames "
+                           f"before are {self.size[0]}x{self.size[1]}: all frames must have one size")
+        return frame
+
+    def style(self, frame, on_progress=None, should_stop=None, should_finish=None, preview_every=None,
+              frames=None, clock=None):
+        """Style the next frame; returns its StyleResult. ``frames``: the sequence's length when known
+        (for the events); ``clock``: a SequenceClock for the sequence's time left."""
+        emit = on_progress or (lambda event: None)
+        frame = self.check(frame)
+        number = self.count + 1
+        init, extra, mode, share = None, None, "first" if self.previous is None else "independent", None
+        if self.coherent and self.previous is not None:
+            carried = carry(self.previous, self.previous_rgb, frame.rgb, self.flow(emit))
+            init, share = carried.start, carried.reliable_share
+            if carried.target is not None and self.temporal_weight > 0:
+                extra = TemporalLoss(carried.target, carried.mask, self.temporal_weight)
+            mode = "flow" if carried.target is not None else "previous"
+        emit(FrameStarted(frame=number, frames=frames, source=frame.path, mode=mode,
+                          reliable_share=None if share is None else round(share, 4)))
+
+        def forward(event):
+            if isinstance(event, Progress):
+                fraction, eta = (clock.estimate(number, event.fraction, event.eta) if clock is not None
+                                 else (None, None))
+                event = SequenceProgress(**{k: getattr(event, k) for k in event.__dataclass_fields__},
+                                         frame=number, frames=frames, sequence_fraction=fraction,
+                                         sequence_eta=eta)
+            elif isinstance(event, Warned) and number > 1 and "style strength" in event.message:
+                return  # said with the first frame
+            emit(event)
+
+        # Later frames start close to done at the working size: no coarse scales.
+        run_params = self.params if (self.previous is None or not self.coherent) else \
+            self.params.replace(multiscale=False)
+        result = self.stylizer.run(frame, self.styles, run_params, on_progress=forward, should_stop=should_stop,
+                                   should_finish=should_finish, preview_every=preview_every, init_image=init,
+                                   extra_loss=extra)
+        result.stats["frame"] = number
+        result.stats["frame_mode"] = mode
+        if share is not None:
+            result.stats["reliable_share"] = share
+        self.count, self.size, self.previous_rgb = number, frame.size, frame.rgb
+        self.previous = to_tensor(np.asarray(result.image.convert("RGB"), dtype=np.float32), self.stylizer.device)
+        if clock is not None:
+            clock.finished(result.stats["seconds"])
+            fraction, eta = clock.estimate(number, 1.0, 0.0)
+        else:
+            fraction, eta = None, None
+        emit(FrameDone(frame=number, frames=frames, steps=result.stats["steps"], seconds=result.stats["seconds"],
+                       stop_reason=result.stats["stop_reason"], sequence_fraction=fraction, sequence_eta=eta))
+        return result
+
+
 def stylize_frames(stylizer, frames, styles, params=None, *, temporal_weight=DEFAULT_TEMPORAL_WEIGHT,
                    coherent=True, on_progress=None, should_stop=None, should_finish=None, preview_every=None,
                    on_frame: Optional[Callable] = None) -> List:
@@ -185,66 +275,26 @@ def stylize_frames(stylizer, frames, styles, params=None, *, temporal_weight=DEF
     best picture so far and styles no more: the frames done so far are returned. ``on_frame(index,
     result)`` runs after each frame (0-based index).
     """
-    params = params or StyleParams()
-    emit = on_progress or (lambda event: None)
-    if not isinstance(temporal_weight, (int, float)) or not temporal_weight >= 0:
-        raise BadInput(f"temporal-weight must be a number >= 0, got {temporal_weight!r}")
-    loaded = [as_loaded(f, "frame") for f in frames]
+    sequence = FrameSequence(stylizer, styles, params, temporal_weight, coherent)
+    loaded = [sequence.check(f) for f in frames]  # every frame read and checked before any work
     if not loaded:
         raise BadInput("no frames given: name the frame images in order")
-    first_size = loaded[0].size
     for index, frame in enumerate(loaded[1:], start=2):
-        if frame.size != first_size:
+        if frame.size != loaded[0].size:
             raise BadInput(f"frame {index} ({frame.path}) is {frame.size[0]}x{frame.size[1]}, frame 1 is "
-                           f"{first_size[0]}x{first_size[1]}: all frames must have one size")
-    styles_loaded = [as_loaded(s, "style") for s in (styles if isinstance(styles, (list, tuple)) else [styles])]
-    flow = flow_backend() if coherent and len(loaded) > 1 else None
-    if coherent and len(loaded) > 1 and flow is None:
-        emit(Warned(NO_FLOW_MESSAGE))
-    later_params = params.replace(multiscale=False)  # starts close to done at the working size
+                           f"{loaded[0].size[0]}x{loaded[0].size[1]}: all frames must have one size")
+    emit = on_progress or (lambda event: None)
+    if coherent and len(loaded) > 1:
+        sequence.flow(emit)  # said before the first frame, not in the middle of the sequence
     clock = SequenceClock(len(loaded))
-    results, previous = [], None
+    results = []
     for index, frame in enumerate(loaded):
         if results and should_finish is not None and should_finish():
             break  # stopped between frames: the next one would be the carried picture unchanged
-        number = len(results) + 1
-        init, extra, mode, share = None, None, "first" if index == 0 else "independent", None
-        if coherent and previous is not None:
-            carried = carry(previous, loaded[index - 1].rgb, frame.rgb, flow)
-            init, share = carried.start, carried.reliable_share
-            if carried.target is not None and temporal_weight > 0:
-                extra = TemporalLoss(carried.target, carried.mask, float(temporal_weight))
-            mode = "flow" if carried.target is not None else "previous"
-        emit(FrameStarted(frame=number, frames=len(loaded), source=frame.path, mode=mode,
-                          reliable_share=None if share is None else round(share, 4)))
-
-        def forward(event, number=number):
-            if isinstance(event, Progress):
-                fraction, eta = clock.estimate(number, event.fraction, event.eta)
-                event = SequenceProgress(**{k: getattr(event, k) for k in event.__dataclass_fields__},
-                                         frame=number, frames=len(loaded), sequence_fraction=fraction,
-                                         sequence_eta=eta)
-            elif isinstance(event, Warned) and number > 1 and "style strength" in event.message:
-                return  # said with the first frame
-            emit(event)
-
-        run_params = params if (index == 0 or not coherent) else later_params
-        result = stylizer.run(frame, styles_loaded, run_params, on_progress=forward, should_stop=should_stop,
-                              should_finish=should_finish, preview_every=preview_every, init_image=init,
-                              extra_loss=extra)
-        result.stats["frame"] = number
-        result.stats["frame_mode"] = mode
-        if share is not None:
-            result.stats["reliable_share"] = share
-        clock.finished(result.stats["seconds"])
+        result = sequence.style(frame, emit, should_stop, should_finish, preview_every, len(loaded), clock)
         results.append(result)
-        fraction, eta = clock.estimate(number, 1.0, 0.0)
-        emit(FrameDone(frame=number, frames=len(loaded), steps=result.stats["steps"],
-                       seconds=result.stats["seconds"], stop_reason=result.stats["stop_reason"],
-                       sequence_fraction=fraction, sequence_eta=eta))
         if on_frame is not None:
             on_frame(index, result)
         if result.stats["stop_reason"] == "stopped":
             break
-        previous = to_tensor(np.asarray(result.image.convert("RGB"), dtype=np.float32), stylizer.device)
     return results

@@ -134,12 +134,18 @@ def test_without_opencv_frames_start_from_the_previous_frame_and_say_so_once(ran
 
 def test_stop_keeps_the_frames_done_and_cancel_returns_nothing(random_engine):
     pictures, _ = small_animation(3)
-    done = []
-
-    def after(index, result):
-        done.append(index)
-    results, _ = quick(random_engine, pictures, should_finish=lambda: len(done) >= 1, on_frame=after)
+    # A stop while frame 2 is styled: frame 1 and frame 2's best so far, no frame 3.
+    seen = []
+    results = stylize_frames(random_engine, pictures, [str(EXAMPLES / "great_wave.jpg")],
+                             StyleParams.preset("standard", **QUICK), on_progress=seen.append,
+                             should_finish=lambda: any(getattr(e, "frame", 0) == 2 for e in seen
+                                                       if e.event == "progress"))
     assert len(results) == 2 and results[1].stats["stop_reason"] == "stopped"
+    # A stop between frames: no more frames (the next would be the carried picture, unstyled).
+    done = []
+    results, _ = quick(random_engine, pictures, should_finish=lambda: bool(done),
+                       on_frame=lambda index, result: done.append(index))
+    assert len(results) == 1 and results[0].stats["stop_reason"] != "stopped"
     with pytest.raises(Cancelled):
         quick(random_engine, pictures, should_stop=lambda: True)
 
