@@ -30,6 +30,7 @@ from ..events import FrameDone, FrameStarted, Progress, SequenceProgress, Warned
 # preset), where the flicker fell far below a third of independent frames'.
 from ..options import DEFAULT_TEMPORAL_WEIGHT
 from ..params import StyleParams
+from . import color
 from .images import as_loaded, to_tensor
 
 # Ruder et al.'s thresholds (in pixels of flow): a pixel is disoccluded when the forward flow at its
@@ -130,9 +131,10 @@ class Carried:
     reliable_share: Optional[float]
 
 
-def carry(previous_styled, previous_rgb, rgb, flow):
+def carry(previous_styled, previous_rgb, rgb, flow, fill_rgb=None):
     """The styled frame before (1 x 3 x H x W) carried to the frame ``rgb`` (H x W x 3) along ``flow``
-    (None: as it is). Pixels that come into view start from the new frame's content."""
+    (None: as it is). Pixels that come into view start from the new frame's content (``fill_rgb``: that
+    content as the optimisation sees it, when not ``rgb``)."""
     if flow is None:
         return Carried(previous_styled, None, None, None)
     a, b = grey(rgb), grey(previous_rgb)
@@ -140,7 +142,7 @@ def carry(previous_styled, previous_rgb, rgb, flow):
     warped, inside = warp(previous_styled, backward)
     mask = reliable_mask(backward, forward)
     device = previous_styled.device
-    content = to_tensor(rgb.astype(np.float32), device)
+    content = to_tensor((rgb if fill_rgb is None else fill_rgb).astype(np.float32), device)
     inside_t = torch.from_numpy(inside.astype(np.float32))[None, None].to(device)
     start = warped * inside_t + content * (1 - inside_t)
     return Carried(start, warped, torch.from_numpy(mask)[None, None].to(device), float(mask.mean()))
@@ -203,6 +205,13 @@ class FrameSequence:
                 emit(Warned(NO_FLOW_MESSAGE))
         return self._flow
 
+    def _working(self, rgb):
+        """A picture as the optimisation sees it: grey when only the luminance is styled (its colours
+        are the content's, put back on each result)."""
+        if self.params.preserve_colors == "luminance":
+            return color.grey_rgb(color.luminance(rgb))
+        return rgb
+
     def check(self, frame):
         """The frame as a LoadedImage, refused when its size is not the sequence's."""
         frame = as_loaded(frame, "frame")
@@ -220,7 +229,7 @@ class FrameSequence:
         number = self.count + 1
         init, extra, mode, share = None, None, "first" if self.previous is None else "independent", None
         if self.coherent and self.previous is not None:
-            carried = carry(self.previous, self.previous_rgb, frame.rgb, self.flow(emit))
+            carried = carry(self.previous, self.previous_rgb, frame.rgb, self.flow(emit), self._working(frame.rgb))
             init, share = carried.start, carried.reliable_share
             if carried.target is not None and self.temporal_weight > 0:
                 extra = TemporalLoss(carried.target, carried.mask, self.temporal_weight)
@@ -250,7 +259,8 @@ class FrameSequence:
         if share is not None:
             result.stats["reliable_share"] = share
         self.count, self.size, self.previous_rgb = number, frame.size, frame.rgb
-        self.previous = to_tensor(np.asarray(result.image.convert("RGB"), dtype=np.float32), self.stylizer.device)
+        styled = self._working(np.asarray(result.image.convert("RGB"), dtype=np.float32))
+        self.previous = to_tensor(np.ascontiguousarray(styled), self.stylizer.device)
         if clock is not None:
             clock.finished(result.stats["seconds"])
             fraction, eta = clock.estimate(number, 1.0, 0.0)

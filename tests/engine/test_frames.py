@@ -132,6 +132,23 @@ def test_without_opencv_frames_start_from_the_previous_frame_and_say_so_once(ran
     assert torch.equal(starts[1], first)  # the styled frame 1 as it is
 
 
+def test_with_luminance_only_later_frames_start_grey_as_the_optimisation_sees_them(random_engine, monkeypatch):
+    starts = []
+    original = Stylizer.run
+
+    def recording_run(self, *args, **kwargs):
+        starts.append(kwargs.get("init_image"))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Stylizer, "run", recording_run)
+    pictures, _ = small_animation(2)
+    results = stylize_frames(random_engine, pictures, [str(EXAMPLES / "great_wave.jpg")],
+                             StyleParams.preset("standard", **QUICK, preserve_colors="luminance"))
+    start = starts[1][0]
+    assert torch.allclose(start[0], start[1], atol=1e-3) and torch.allclose(start[1], start[2], atol=1e-3)
+    colours = np.asarray(results[1].image, np.float32)
+    assert np.abs(colours[:, :, 0] - colours[:, :, 2]).mean() > 5  # the result has the content's colours
+
+
 def test_stop_keeps_the_frames_done_and_cancel_returns_nothing(random_engine):
     pictures, _ = small_animation(3)
     # A stop while frame 2 is styled: frame 1 and frame 2's best so far, no frame 3.
