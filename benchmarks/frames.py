@@ -77,7 +77,7 @@ def main(argv=None):
 
     from nst_core import StyleParams
     from nst_core.engine.stylizer import Stylizer
-    from nst_core.options import DEFAULT_TEMPORAL_WEIGHT
+    from nst_core.params import DEFAULT_TEMPORAL_WEIGHT
 
     if args.threads:
         torch.set_num_threads(args.threads)

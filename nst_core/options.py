@@ -12,7 +12,7 @@ import json
 
 from .engine.devices import DEVICES
 from .errors import BadInput
-from .params import PRESETS, StyleParams, cli_fields
+from .params import DEFAULT_TEMPORAL_WEIGHT, PRESETS, StyleParams, cli_fields
 
 STYLIZE_PROG = "nst-core stylize"
 # Options of `nst-core stylize` that are not a job's: the engine's (a service has one engine, set when
@@ -179,10 +179,6 @@ def json_from_args(args):
         if value is not None:
             params[key] = list(value) if isinstance(value, (list, tuple)) else value
     return params
-
-
-# The temporal loss's default weight; nst_core.engine.frames says how it was chosen (no torch here).
-DEFAULT_TEMPORAL_WEIGHT = 100.0
 
 
 def add_frames_options(parser):

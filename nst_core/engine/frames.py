@@ -25,11 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import BadInput
 from ..events import FrameDone, FrameStarted, Progress, SequenceProgress, Warned
-
-# DEFAULT_TEMPORAL_WEIGHT: chosen on the synthetic pan of tests/engine/test_frames.py (real VGG-16, fast
-# preset), where the flicker fell far below a third of independent frames'.
-from ..options import DEFAULT_TEMPORAL_WEIGHT
-from ..params import StyleParams
+from ..params import DEFAULT_TEMPORAL_WEIGHT, StyleParams
 from . import color
 from .images import as_loaded, to_tensor
 

@@ -323,7 +323,7 @@ class FrameSequenceState:
 
 def frame_job_of(params_json):
     """(name, temporal weight) when a job's params name a ``sequence`` (removed from them), else None."""
-    from ..options import DEFAULT_TEMPORAL_WEIGHT
+    from ..params import DEFAULT_TEMPORAL_WEIGHT
 
     if not isinstance(params_json, dict) or "sequence" not in params_json:
         if isinstance(params_json, dict) and "temporal-weight" in params_json:
