@@ -107,13 +107,20 @@ class TemporalLoss:
 
     def __init__(self, target, mask, weight):
         self.target, self.mask, self.weight = target, mask, weight  # 1 x 3 x H x W, 1 x 1 x H x W
+        self._fitted = {}  # (size, device) -> (target, mask): every step of a scale asks for the same
+
+    def _fit(self, image):
+        key = (tuple(image.shape[-2:]), image.device)
+        if key not in self._fitted:
+            target, mask = self.target.to(image.device), self.mask.to(image.device)
+            if target.shape[-2:] != image.shape[-2:]:
+                target = F.interpolate(target, size=key[0], mode="bilinear", align_corners=False)
+                mask = F.interpolate(mask, size=key[0], mode="area")
+            self._fitted[key] = (target.to(image.dtype), mask.to(image.dtype))
+        return self._fitted[key]
 
     def __call__(self, image):
-        size = image.shape[-2:]
-        target, mask = self.target, self.mask
-        if target.shape[-2:] != size:
-            target = F.interpolate(target, size=size, mode="bilinear", align_corners=False)
-            mask = F.interpolate(mask, size=size, mode="area")
+        target, mask = self._fit(image)
         return self.weight * (mask * ((image - target) / 255.0) ** 2).mean()
 
 

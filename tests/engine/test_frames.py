@@ -13,7 +13,7 @@ from helpers.animation import flicker, make_animation
 from helpers.repo import EXAMPLES
 from nst_core import BadInput, Cancelled, StyleParams
 from nst_core.engine import frames as frames_mod
-from nst_core.engine.frames import carry, reliable_mask, stylize_frames
+from nst_core.engine.frames import TemporalLoss, carry, reliable_mask, stylize_frames
 from nst_core.engine.images import to_tensor
 from nst_core.engine.stylizer import Stylizer
 
@@ -80,6 +80,20 @@ def test_a_known_pan_is_carried_to_the_next_frame():
     assert mask.mean() > 0.7
     assert error[mask].mean() < 8, error[mask].mean()
     assert mask[:, :3].mean() < 0.2  # the 3 px that came into view on the left
+
+
+def test_the_temporal_loss_counts_only_trusted_pixels_at_any_size():
+    target = torch.full((1, 3, 8, 8), 100.0)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4] = 1
+    loss = TemporalLoss(target, mask, weight=2.0)
+    off_in_untrusted = target.clone()
+    off_in_untrusted[..., 4:] = 0
+    assert float(loss(off_in_untrusted)) == 0
+    off_in_trusted = target.clone()
+    off_in_trusted[..., :4] += 51  # 0.2 of the range on half the pixels
+    assert float(loss(off_in_trusted)) == pytest.approx(2.0 * 0.5 * 0.2 ** 2, rel=1e-5)
+    assert float(loss(torch.full((1, 3, 4, 4), 151.0))) == pytest.approx(2.0 * 0.5 * 0.2 ** 2, rel=1e-5)
 
 
 def test_inconsistent_forward_and_backward_flow_is_not_trusted():
