@@ -574,6 +574,9 @@ def add_frames_parser(commands):
                         help="auto: a bar on a terminal; jsonl: protocol events on stdout")
     parser.add_argument("--ignore-stdin", action="store_true",
                         help="do not stop when stdin closes (for shell pipelines)")
+    parser.add_argument("--preview-dir", metavar="DIR",
+                        help="folder for the preview PNGs of the frame being styled (default: the output "
+                             "folder's parent); they are removed at the end")
     return parser
 
 
@@ -656,6 +659,9 @@ def cmd_stylize_frames(args):
         if not os.path.isdir(os.path.dirname(folder)):
             raise BadInput(f"the output folder's parent {os.path.dirname(folder)} does not exist")
         outputs = plan_outputs(frames, folder, args.format)
+        preview_every = _preview_interval(args, reporter)
+        if preview_every is not None:
+            reporter.previews = PreviewFiles(args.preview_dir or os.path.dirname(folder), outputs[0])
         if stop():
             raise Cancelled()
 
@@ -669,7 +675,8 @@ def cmd_stylize_frames(args):
         engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
         results = stylize_frames(engine, frames, [style], params, temporal_weight=args.temporal_weight,
                                  coherent=not args.independent, on_progress=FrameReporter(reporter),
-                                 should_stop=stop, should_finish=stop.finish_requested)
+                                 should_stop=stop, should_finish=stop.finish_requested,
+                                 preview_every=preview_every)
         if stop():  # a cancel after the last iteration still means: nothing written
             raise Cancelled()
         if not os.path.isdir(folder):
@@ -714,6 +721,8 @@ def cmd_stylize_frames(args):
         reporter.error(wrapped)
         return wrapped.exit_code
     finally:
+        if reporter.previews is not None:
+            reporter.previews.remove_all()
         if made_folder is not None:
             for name in os.listdir(made_folder):
                 os.unlink(os.path.join(made_folder, name))

@@ -3,6 +3,7 @@ untrained network at a tiny size: the event stream, the files, stopping and refu
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -59,6 +60,23 @@ def test_a_run_styles_every_frame_in_order_with_the_documented_events(frames, tm
     for path in done["outputs"]:
         assert Image.open(path).size == (48, 32)
     assert digests(paths[0].parent) == before  # the inputs are untouched
+
+
+def test_previews_show_the_frame_being_styled_and_are_removed_at_the_end(frames, tmp_path):
+    paths, style = frames
+    out = tmp_path / "styled"
+    proc = run_engine("stylize-frames", *paths, style, "-o", out, *TINY, "--preview-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    events = parse_jsonl(proc.stdout)
+    previews = [e for e in events if e["event"] == "preview"]
+    frame_of_preview, frame = [], 0
+    for event in events:
+        frame = event["frame"] if event["event"] == "frame_start" else frame
+        if event["event"] == "preview":
+            frame_of_preview.append(frame)
+    assert set(frame_of_preview) == {1, 2, 3} and all(e["size"] == [48, 32] for e in previews)
+    assert all(str(tmp_path) == str(Path(e["path"]).parent) for e in previews)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "styled"]  # the previews are gone
 
 
 def test_cancel_writes_nothing_and_removes_no_folder_it_did_not_make(frames, tmp_path):
