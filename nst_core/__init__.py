@@ -2,6 +2,7 @@
 
     from nst_core import stylize, Stylizer, StyleParams
     result = stylize("cat.png", ["wave.jpg"], StyleParams.preset("fast"), output="cat-wave.png")
+    frames = stylize_frames(Stylizer(), ["f1.png", "f2.png"], ["wave.jpg"])  # an animation, without flicker
 
 Importing this package is cheap: torch loads only when ``stylize`` or ``Stylizer`` is first touched,
 so ``nst-core --help`` stays fast.
@@ -13,9 +14,11 @@ from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing  
 from .params import PRESETS, StyleParams  # noqa: E402
 
 _LAZY = {"stylize": "engine.stylizer", "Stylizer": "engine.stylizer", "StyleResult": "engine.stylizer",
+         "stylize_frames": "engine.frames", "FrameSequence": "engine.frames",
          "Progress": "events", "Started": "events", "Warned": "events", "Preview": "events"}
 
-__all__ = ["stylize", "Stylizer", "StyleResult", "StyleParams", "PRESETS", "Progress", "Started", "Warned",
+__all__ = ["stylize", "Stylizer", "StyleResult", "stylize_frames", "FrameSequence", "StyleParams", "PRESETS",
+           "Progress", "Started", "Warned",
            "Preview", "NSTError", "BadInput", "WeightsMissing", "Cancelled", "OutOfMemory", "__version__"]
 
 

@@ -66,3 +66,38 @@ class Preview(_Event):
     size: Tuple[int, int]  # (width, height): the content's
     image: Any = field(default=None, repr=False, compare=False)  # a PIL image
     event = "preview"
+
+
+# ----- a sequence of frames (``nst-core stylize-frames``): each frame's events come between these -----
+
+
+@dataclass
+class FrameStarted(_Event):
+    frame: int  # 1-based
+    frames: Optional[int]  # None when the sequence's length is not known (the service)
+    source: str  # the frame's file, or a description of the picture given
+    mode: str  # "first", "flow" (carried along the optical flow), "previous" (no flow), "independent"
+    reliable_share: Optional[float] = None  # share of pixels the temporal term holds ("flow" only)
+    event = "frame_start"
+
+
+@dataclass
+class SequenceProgress(Progress):
+    """A frame's ``Progress`` with the whole sequence's place: the same fields, and these."""
+
+    frame: int = 0
+    frames: Optional[int] = None
+    sequence_fraction: Optional[float] = None  # None when the sequence's length is not known
+    sequence_eta: Optional[float] = None  # seconds left for every frame still to come; None: not known yet
+
+
+@dataclass
+class FrameDone(_Event):
+    frame: int
+    frames: Optional[int]
+    steps: int
+    seconds: float
+    stop_reason: str  # as the result's stats say: "stopped", "converged", "max_iterations"
+    sequence_fraction: Optional[float]
+    sequence_eta: Optional[float]
+    event = "frame_done"

@@ -12,7 +12,7 @@ import json
 
 from .engine.devices import DEVICES
 from .errors import BadInput
-from .params import PRESETS, StyleParams, cli_fields
+from .params import DEFAULT_TEMPORAL_WEIGHT, PRESETS, StyleParams, cli_fields
 
 STYLIZE_PROG = "nst-core stylize"
 # Options of `nst-core stylize` that are not a job's: the engine's (a service has one engine, set when
@@ -179,3 +179,12 @@ def json_from_args(args):
         if value is not None:
             params[key] = list(value) if isinstance(value, (list, tuple)) else value
     return params
+
+
+def add_frames_options(parser):
+    """The options ``nst-core stylize-frames`` adds to a job's: how strongly a frame holds to the one before."""
+    parser.add_argument("--temporal-weight", type=number, default=DEFAULT_TEMPORAL_WEIGHT, metavar="W",
+                        help=f"how strongly each frame keeps to the previous styled frame carried along the "
+                             f"motion (default {DEFAULT_TEMPORAL_WEIGHT:g}; 0: warm start only)")
+    parser.add_argument("--independent", action="store_true",
+                        help="style every frame on its own, as single pictures (flickers; for comparison)")

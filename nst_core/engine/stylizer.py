@@ -130,6 +130,9 @@ class RunControl:
     should_stop: Optional[Callable[[], bool]] = None  # cancel: no result
     should_finish: Optional[Callable[[], bool]] = None  # stop and keep the best iterate so far
     preview_every: Optional[float] = None  # seconds between previews; None: no previews
+    # Guidance from a caller that runs several related pictures (frames of an animation):
+    init_image: Optional[torch.Tensor] = None  # 1 x 3 x H x W, 0..255: the first scale starts here
+    extra_loss: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # image -> a term added to the loss
 
     def finish_requested(self):
         return self.should_finish is not None and bool(self.should_finish())
@@ -338,7 +341,7 @@ class Stylizer:
     # ----- the whole run ----------------------------------------------------------------------
 
     def run(self, content, styles, params=None, on_progress=None, should_stop=None, should_finish=None,
-            preview_every=None):
+            preview_every=None, init_image=None, extra_loss=None):
         """Stylise ``content`` with ``styles`` (one or several, blended). Returns a :class:`StyleResult`.
 
         ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``, ``Preview``);
@@ -346,6 +349,10 @@ class Stylizer:
         ``should_finish()`` returning True ends it within one iteration with the best iterate so far as
         the result (``stats["stop_reason"] == "stopped"``); ``preview_every`` (seconds) asks for a
         ``Preview`` of the best iterate so far, finished like the result, at most that often.
+
+        ``init_image`` (1 x 3 x H x W, RGB 0..255, any size) replaces ``params.init`` as the starting
+        picture; ``extra_loss(image)`` (image at the scale's size, with gradients) returns a scalar
+        added to every scale's loss (reported as the ``extra`` part). Both serve ``engine.frames``.
         """
         params = params or StyleParams()
         emit = on_progress or (lambda event: None)
@@ -365,7 +372,7 @@ class Stylizer:
                         "(leave --style-weight/--content-weight out, or use the standard or fast preset)"))
         for warning in activation_scale.check(self.source, params):  # refuses what the weights cannot mean
             emit(Warned(warning))
-        control = RunControl(should_stop, should_finish, preview_every)
+        control = RunControl(should_stop, should_finish, preview_every, init_image, extra_loss)
         return self._run_with_fallback(content, styles, blend, params, emit, control)
 
     def _run_with_fallback(self, content, styles, blend, params, emit, control):
@@ -479,11 +486,15 @@ class Stylizer:
             if stylized is not None and control.finish_requested():
                 return stylized.best, True, stylized.stop_reason
             scaled_content = resize(prepared.content_tensor, stage.size)
-            if x is None:
+            if x is None and control.init_image is not None:
+                x = resize(control.init_image.to(self.device).float(), stage.size)
+            elif x is None:
                 x = scaled_content.clone() if params.init == "content" else _noise_like(scaled_content, generator)
             else:
                 x = resize(x, stage.size)
             objective = self.scale_objective(scaled_content, prepared.styles, stage, params)
+            if control.extra_loss is not None:
+                objective = WithExtraTerm(objective, control.extra_loss)
             carried = stylized.optimizer if stylized is not None and params.optimizer == "adam" else None
             rule = ConvergenceRule.from_params(params)
             stylized = self.optimize(x, objective, stage.iterations, params,
@@ -562,6 +573,27 @@ class Stylizer:
             out[region] += refined.best.image * weights
             weight_sum[region] += weights
         return (out / weight_sum.clamp_min(1e-6)).clamp_(0, 255)
+
+
+class WithExtraTerm(torch.nn.Module):
+    """An :class:`Objective` plus a caller's term of the image: same layers, same parts, and ``extra``."""
+
+    def __init__(self, objective, term):
+        super().__init__()
+        self.objective, self.term = objective, term
+
+    @property
+    def layers(self):
+        return self.objective.layers
+
+    @property
+    def copy_sizes(self):
+        return self.objective.copy_sizes
+
+    def forward(self, features, image, copy_features=()):
+        total, parts = self.objective(features, image, copy_features)
+        extra = self.term(image)
+        return total + extra, {**parts, "extra": extra}
 
 
 def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None, should_finish=None,

@@ -70,6 +70,10 @@ MAX_PARAMS_BYTES = 64 * 1024
 # is 60 s) keep the connection, and a client that went away is noticed at the failed write.
 HEARTBEAT_SECONDS = 10.0
 KEPT_RESULTS = 16  # finished results held for download at most, oldest dropped first
+# Animations sent frame by frame: the state between frames (the styled frame before, a few MB) of at
+# most this many sequences, the least recently used dropped first, each also after result_ttl idle.
+MAX_SEQUENCES = 4
+SEQUENCE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 JSON_LINES = "application/x-ndjson"
 INSTANCE_NAME = re.compile(r"[A-Za-z0-9]{1,32}\Z")
@@ -153,6 +157,7 @@ class Job:
         self.position = None
         self.result_png = None
         self.finished_at = None
+        self.sequence = None  # (name, temporal weight) of one frame of an animation, else None
 
     def describe(self):
         return f"job {self.id} for {self.owner}"
@@ -195,6 +200,8 @@ class Service:
         self.wakeup = asyncio.Event()
         self.closing = False
         self.last_active = time.monotonic()  # the last authorised request or finished job (--idle-exit)
+        self.sequences = {}  # name -> FrameSequenceState; read and changed on the engine thread
+        self.sequences_lock = threading.Lock()
 
     # ----- queue ---------------------------------------------------------------------------------
 
@@ -278,10 +285,13 @@ class Service:
             content = _load_upload(job.content, "content")
             styles = [_load_upload(style, "style") for style in job.styles]
             job.remove_files()  # decoded: the uploads are not needed any more
-            result = self.stylizer.run(content, styles, job.params, on_progress=emit,
-                                       should_stop=job.cancel_event.is_set,
-                                       should_finish=job.keep_requested.is_set,
-                                       preview_every=job.preview_every)
+            if job.sequence is not None:
+                result = self._style_frame(job, content, styles, emit)
+            else:
+                result = self.stylizer.run(content, styles, job.params, on_progress=emit,
+                                           should_stop=job.cancel_event.is_set,
+                                           should_finish=job.keep_requested.is_set,
+                                           preview_every=job.preview_every)
             if job.cancel_event.is_set():
                 raise Cancelled()
             job.result_png = _png_bytes(result.image)
@@ -301,6 +311,31 @@ class Service:
                 f"internal error ({type(error).__name__}: {error}); the traceback is in the service's log. "
                 "Please report it."))
 
+    def _style_frame(self, job, content, styles, emit):
+        """On the engine thread: the next frame of the job's sequence (made by its first frame)."""
+        from ..engine.frames import FrameSequence
+        from ..engine.images import digest
+
+        name, weight = job.sequence
+        settings = (json.dumps(job.params.to_dict(), sort_keys=True, default=str),
+                    tuple(digest(s.rgb, s.alpha) for s in styles), weight)
+        with self.sequences_lock:
+            entry = self.sequences.get(name)
+        if entry is not None and entry.settings != settings:
+            raise BadInput(f"sequence {name!r} was started with other settings, style or temporal-weight: send "
+                           "every frame of a sequence with the same ones, or start a new sequence name")
+        if entry is None:
+            entry = FrameSequenceState(FrameSequence(self.stylizer, styles, job.params, weight), settings)
+        result = entry.sequence.style(content, on_progress=emit, should_stop=job.cancel_event.is_set,
+                                      should_finish=job.keep_requested.is_set, preview_every=job.preview_every)
+        entry.used_at = time.monotonic()
+        with self.sequences_lock:
+            self.sequences.pop(name, None)
+            self.sequences[name] = entry  # the most recently used last
+            while len(self.sequences) > MAX_SEQUENCES:
+                self.sequences.pop(next(iter(self.sequences)))
+        return result
+
     # ----- records -------------------------------------------------------------------------------
 
     def purge(self):
@@ -313,6 +348,9 @@ class Service:
             crowded = job.result_png is not None and job in with_result[:-KEPT_RESULTS]
             if expired or crowded:
                 del self.jobs[job.id]
+        with self.sequences_lock:
+            for name in [n for n, e in self.sequences.items() if now - e.used_at > self.result_ttl]:
+                del self.sequences[name]
 
     def health(self):
         stylizer = self.stylizer
@@ -328,7 +366,33 @@ class Service:
                        "upload_timeout": self.upload_timeout, "min_upload_rate": self.min_upload_rate,
                        "stall_timeout": self.stall_timeout},
             "stats": dict(self.counters, style_cache=stylizer.style_cache.stats()),
+            "sequences": len(self.sequences),
         }
+
+
+class FrameSequenceState:
+    """A sequence's frames so far (nst_core.engine.frames.FrameSequence) and what it was started with."""
+
+    def __init__(self, sequence, settings):
+        self.sequence, self.settings, self.used_at = sequence, settings, time.monotonic()
+
+
+def frame_job_of(params_json):
+    """(name, temporal weight) when a job's params name a ``sequence`` (removed from them), else None."""
+    from ..params import DEFAULT_TEMPORAL_WEIGHT
+
+    if not isinstance(params_json, dict) or "sequence" not in params_json:
+        if isinstance(params_json, dict) and "temporal-weight" in params_json:
+            raise BadInput("parameter 'temporal-weight' is for frames of an animation: give 'sequence' too")
+        return None
+    name = params_json.pop("sequence")
+    weight = params_json.pop("temporal-weight", DEFAULT_TEMPORAL_WEIGHT)
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= SEQUENCE_NAME_CHARS:
+        raise BadInput("parameter 'sequence' names an animation's frames: 1 to 64 letters, digits, '-', '_' or "
+                       f"'.', the same for every frame of it; got {name!r}")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise BadInput(f"parameter 'temporal-weight' must be a number >= 0, got {weight!r}")
+    return name, float(weight)
 
 
 def _load_upload(upload, role):
@@ -637,6 +701,7 @@ def _check_job(job, max_pixels):
     """Off the event loop: the images' headers and the parameters, before the job takes a place."""
     for path, label in [job.content] + job.styles:
         check_image_header(path, label, max_pixels)
+    job.sequence = frame_job_of(job.params_json)
     return settings_from_json(job.params_json, len(job.styles))
 
 

@@ -78,6 +78,18 @@ def documented_events():
     return table
 
 
+def documented_frame_events():
+    """{event: fields} from the event table in PROTOCOL.md's "Frames" section (``stylize-frames``)."""
+    table = {}
+    for line in _section("Frames").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not re.fullmatch(r"`\w+`", cells[0]):
+            continue
+        top, _ = _strip_parentheses(cells[2])
+        table[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", top))
+    return table
+
+
 def documented_exit_codes():
     """{exit code: name} from the table in PROTOCOL.md's "Exit codes"."""
     codes = {}
