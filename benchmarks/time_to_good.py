@@ -45,9 +45,12 @@ sys.path.insert(0, HERE)
 
 from calibrate import first_good  # noqa: E402
 from evaluate import GOOD_CONTENT, GOOD_STYLE, Evaluator, weights_path  # noqa: E402
+from reference import STRONG_MAX_ITER  # noqa: E402
 from speed_memory import peak_rss_bytes  # noqa: E402
 
-METHODS = ("standard", "fast", "neural-style-pt", "reference")
+METHODS = ("standard", "fast", "strong", "neural-style-pt", "reference")
+PHOTOS = ("chelsea", "astronaut", "coffee")  # examples/LICENSES.md: the content images
+PAINTINGS = ("starry_night", "great_wave")  # the style images (hubble_deep_field is one too: --pairs)
 GATYS_ALPHA_OVER_BETA = 1e-3  # Gatys, Ecker, Bethge (2016), the ratio of their main figures
 
 
@@ -76,7 +79,9 @@ class FrameSink:
         """The run starts: the network is loaded; memory from here on is the run's."""
         import psutil
 
-        self.baseline = psutil.Process().memory_info().rss
+        process = psutil.Process()
+        self.baseline = process.memory_info().rss
+        self.extra["process_start_to_begin"] = time.time() - process.create_time()  # the cold offset
         self.start = time.perf_counter()
 
     def add(self, image):
@@ -129,6 +134,8 @@ def engine_worker(args, sink):
     result = engine.run(args.content, [args.style], params, on_progress=on_progress)
     sink.extra["estimates"] = estimates
     sink.extra["engine_seconds"] = result.stats["seconds"]
+    sink.extra["steps"] = result.stats["steps"]
+    sink.extra["stop_reason"] = result.stats["stop_reason"]
     return result.image.convert("RGB")
 
 
@@ -163,6 +170,30 @@ def reference_worker(args, sink):
     params = StyleParams.preset("paper", size=args.size, **gatys_loss(content_numel))
     sink.begin()
     image = ref.run(c, s, params, args.reference_evaluations, "lbfgs", lambda t, loss, x: sink.add(x))
+    rgb = image[0].permute(1, 2, 0).round().byte().cpu().numpy()
+    return Image.fromarray(rgb, "RGB")
+
+
+def strong_worker(args, sink):
+    """The strong plain baseline (benchmarks/reference.py, StrongBaseline); its clock starts once the
+    network is loaded and the targets are computed, at the optimisation's start."""
+    from PIL import Image
+    from reference import StrongBaseline
+
+    from nst_core.engine.imageio import load_image
+    from nst_core.engine.images import resize, to_tensor
+    from nst_core.engine.schedule import working_size
+
+    content, style = load_image(args.content, "content"), load_image(args.style, "style")
+    final = working_size(content.size, args.size)[0]
+    baseline = StrongBaseline("vgg16", "caffe", args.weights, args.device)
+    c = resize(to_tensor(content.rgb, baseline.device), final)
+    s = resize(to_tensor(style.rgb, baseline.device), final)
+    targets = baseline.targets(c, s)
+    sink.begin()
+    image, evaluations = baseline.run(c, s, targets, lambda t, loss, x: sink.add(x), args.strong_iterations)
+    sink.extra["steps"] = evaluations
+    sink.extra["stop_reason"] = "max_iter" if evaluations >= args.strong_iterations else "lbfgs_tolerance"
     rgb = image[0].permute(1, 2, 0).round().byte().cpu().numpy()
     return Image.fromarray(rgb, "RGB")
 
@@ -228,11 +259,13 @@ def worker(args):
         image = engine_worker(args, sink)
     elif args.worker == "reference":
         image = reference_worker(args, sink)
+    elif args.worker == "strong":
+        image = strong_worker(args, sink)
     else:
         image = neural_style_pt_worker(args, sink, folder)
     seconds = time.perf_counter() - sink.start
     image.save(os.path.join(folder, "final.png"))
-    sink.close({"seconds": seconds, "peak_bytes": peak_rss_bytes() - sink.baseline})
+    sink.close({"seconds": seconds, "peak_bytes": peak_rss_bytes() - sink.baseline, "pair": [args.content, args.style]})
 
 
 # ----- the parent: run, judge, print ----------------------------------------------------------------
@@ -240,7 +273,8 @@ def worker(args):
 def run_method(args, method, size, folder):
     command = [sys.executable, os.path.abspath(__file__), "--worker", method, "--size", str(size), "--out", folder,
                "--content", args.content, "--style", args.style, "--weights", args.weights,
-               "--device", args.device, "--reference-evaluations", str(args.reference_evaluations)]
+               "--device", args.device, "--reference-evaluations", str(args.reference_evaluations),
+               "--strong-iterations", str(args.strong_iterations)]
     if args.neural_style_pt:
         command += ["--neural-style-pt", args.neural_style_pt]
     if args.neural_style_pt_iterations:
@@ -268,7 +302,11 @@ def judge_method(judge, folder, content, style, every):
     rows = [(i + 1, f["seconds"], None, (f["width"], f["height"]), None) for i, f in enumerate(frames)]
     hit = first_good(rows, score, every)
     final = judge(Image.open(os.path.join(folder, "final.png")).convert("RGB"), content, style)
+    cold = info.get("process_start_to_begin")
     return {
+        "cold_good_at_seconds": round(cold + frames[hit]["seconds"], 2) if hit is not None and cold else None,
+        "cold_seconds": round(cold + info["seconds"], 2) if cold else None,
+        "steps": info.get("steps", len(frames)), "stop_reason": info.get("stop_reason", "-"),
         "iterates": len(frames), "seconds": round(info["seconds"], 2),
         "good_at_seconds": round(frames[hit]["seconds"], 2) if hit is not None else None,
         "good_at_step": hit + 1 if hit is not None else None,
@@ -279,8 +317,8 @@ def judge_method(judge, folder, content, style, every):
     }
 
 
-def contact_sheet(rows, content, style, path):
-    """One row per size: content, style, then each method's final image, labelled."""
+def contact_sheet(rows, path):
+    """One row per pair and size: content, style, then each method's final image, labelled."""
     from PIL import Image, ImageDraw
 
     tile, label_height = 256, 44
@@ -296,9 +334,12 @@ def contact_sheet(rows, content, style, path):
         for k, line in enumerate(lines):
             draw.text((column * tile + 4, top + tile + 2 + 13 * k), line, fill="black")
 
-    for r, (size, methods) in enumerate(rows):
-        put(Image.open(content).convert("RGB"), 0, r, ["content", f"{size} px"])
-        put(Image.open(style).convert("RGB"), 1, r, ["style"])
+    for r, (label, methods) in enumerate(rows):
+        info_path = os.path.join(methods[0][1], "frames.json")
+        with open(info_path) as handle:
+            pair = json.load(handle)["pair"]
+        put(Image.open(pair[0]).convert("RGB"), 0, r, ["content", f"{label} px"])
+        put(Image.open(pair[1]).convert("RGB"), 1, r, ["style"])
         for c, (name, folder, result) in enumerate(methods):
             good = f"good at {result['good_at_seconds']:.0f} s" if result["good_at_seconds"] is not None else "not good"
             put(Image.open(os.path.join(folder, "final.png")), 2 + c, r,
@@ -312,10 +353,14 @@ def main():
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--content", default=os.path.join(REPO, "examples", "chelsea.png"))
     parser.add_argument("--style", default=os.path.join(REPO, "examples", "starry_night.jpg"))
+    parser.add_argument("--pairs", nargs="+", help="CONTENT:STYLE example names (chelsea:great_wave ...), or "
+                                                   "'all': every example photo with every example painting")
     parser.add_argument("--weights", default=weights_path(), help="VGG-16, Caffe preprocessing (torchvision layout)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--neural-style-pt", default=os.environ.get("NEURAL_STYLE_PT"),
                         help="folder holding neural_style.py and CaffeLoader.py (or NEURAL_STYLE_PT)")
+    parser.add_argument("--strong-iterations", type=int, default=STRONG_MAX_ITER,
+                        help="the strong baseline's LBFGS max_iter (100; smaller only for a quick check)")
     parser.add_argument("--reference-evaluations", type=int, default=300, help="the reference's L-BFGS closure calls")
     parser.add_argument("--neural-style-pt-iterations", type=int,
                         help="override neural-style-pt's own default (1000), e.g. for a quick check")
@@ -353,46 +398,98 @@ def main():
     print(f"content {os.path.basename(args.content)}, style {os.path.basename(args.style)}, VGG-16 {args.weights}")
     print(f"good: style <= {GOOD_STYLE} and content <= {GOOD_CONTENT} (benchmarks/evaluate.py)")
     judge = Evaluator(args.weights)
-    report, sheet_rows = {"content": args.content, "style": args.style, "sizes": {}}, []
+    report, sheet_rows = {"pairs": {}, "sizes": {}}, []
+    pairs = parse_pairs(args)
     with tempfile.TemporaryDirectory(prefix="time-to-good-") as scratch:
         root = args.keep or scratch
-        for size in args.sizes:
-            results, sheet_methods = {}, []
-            for method in methods:
-                folder = os.path.join(root, f"{size}-{method}")
-                os.makedirs(folder, exist_ok=True)
-                started = time.perf_counter()
-                run_method(args, method, size, folder)
-                results[method] = judge_method(judge, folder, args.content, args.style, args.every)
-                sheet_methods.append((method, folder, results[method]))
-                print(f"  ran {method} at {size} px: {results[method]['iterates']} iterates, "
-                      f"{results[method]['seconds']:.0f} s (with judging {time.perf_counter() - started:.0f} s)",
-                      flush=True)
-            reference = results.get("reference", {}).get("good_at_seconds")
-            work = next(iter(results.values()))["working_size"] if results else None
-            print(f"\nsize {size} (working size {work[0]}x{work[1]})" if work else f"\nsize {size}")
-            print(f"  {'method':<16} {'iterates':>8} {'run s':>7} {'good at':>16} {'x ref.':>7} "
-                  f"{'final style':>11} {'content':>8} {'peak MB':>8} {'ETA ok':>7}")
-            for method, r in results.items():
-                good = f"{r['good_at_seconds']:.1f} s (#{r['good_at_step']})" if r["good_at_seconds"] is not None \
-                    else "not reached"
-                ratio = f"{r['good_at_seconds'] / reference:.2f}" if reference and r["good_at_seconds"] is not None \
-                    else "-"
-                r["x_reference"] = float(ratio) if ratio != "-" else None
-                eta_ok = "-" if r["eta_within_25pct"] is None else f"{100 * r['eta_within_25pct']:.0f} %"
-                print(f"  {method:<16} {r['iterates']:>8} {r['seconds']:>7.0f} {good:>16} {ratio:>7} "
-                      f"{r['final_style']:>11.3f} {r['final_content']:>8.3f} {r['peak_mb']:>8} {eta_ok:>7}",
-                      flush=True)
-            report["sizes"][str(size)] = results
-            sheet_rows.append((size, sheet_methods))
+        for content, style in pairs:
+            pair = f"{os.path.splitext(os.path.basename(content))[0]}/{os.path.splitext(os.path.basename(style))[0]}"
+            args.content, args.style = content, style
+            for size in args.sizes:
+                results, sheet_methods = {}, []
+                for method in methods:
+                    folder = os.path.join(root, f"{pair.replace('/', '-')}-{size}-{method}")
+                    os.makedirs(folder, exist_ok=True)
+                    started = time.perf_counter()
+                    run_method(args, method, size, folder)
+                    results[method] = judge_method(judge, folder, content, style, args.every)
+                    sheet_methods.append((method, folder, results[method]))
+                    print(f"  ran {method} at {size} px on {pair}: {results[method]['iterates']} iterates, "
+                          f"{results[method]['seconds']:.0f} s (with judging {time.perf_counter() - started:.0f} s)",
+                          flush=True)
+                print_table(pair, size, results)
+                report["pairs"].setdefault(pair, {})[str(size)] = results
+                if len(pairs) == 1:
+                    report["content"], report["style"] = content, style
+                    report["sizes"][str(size)] = results
+                sheet_rows.append((f"{pair} {size}", sheet_methods))
         if sheet_rows and args.sheet:
-            contact_sheet(sheet_rows, args.content, args.style, args.sheet)
+            contact_sheet(sheet_rows, args.sheet)
             print(f"\ncontact sheet: {args.sheet}")
     report["machine"] = {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                          "torch": torch.__version__, "device": args.device}
     with open(args.json, "w") as handle:
         json.dump(report, handle, indent=1)
     print(f"results: {args.json}")
+
+
+def parse_pairs(args):
+    """(content path, style path) of each pair: --pairs NAME:NAME ... or "all" (every example photo with
+    every example painting), else --content with --style."""
+    if not args.pairs:
+        return [(args.content, args.style)]
+    names = [f"{c}:{s}" for c in PHOTOS for s in PAINTINGS] if args.pairs == ["all"] else args.pairs
+    pairs = []
+    for name in names:
+        if ":" not in name:
+            raise SystemExit(f"--pairs takes CONTENT:STYLE names of examples/ (e.g. chelsea:starry_night), "
+                             f"got {name!r}")
+        pairs.append(tuple(example_path(part) for part in name.split(":", 1)))
+    return pairs
+
+
+def example_path(name):
+    folder = os.path.join(REPO, "examples")
+    for entry in sorted(os.listdir(folder)):
+        if os.path.splitext(entry)[0] == name:
+            return os.path.join(folder, entry)
+    raise SystemExit(f"no example image named {name!r} in {folder}")
+
+
+def ratio(value, against):
+    return round(value / against, 2) if value is not None and against else None
+
+
+def print_table(pair, size, results):
+    """One size of one pair: each method, then its time to good and whole run against the strong
+    baseline (the headline) and against the weak paper-loss reference (second, labelled)."""
+    work = next(iter(results.values()))["working_size"] if results else None
+    print(f"\n{pair}, size {size}" + (f" (working size {work[0]}x{work[1]})" if work else ""))
+    print(f"  {'method':<16} {'steps':>5} {'stop':>15} {'good at':>16} {'cold good':>9} {'run s':>6} {'cold run':>8} "
+          f"{'style':>6} {'content':>7} {'peak MB':>7} {'ETA ok':>6}")
+    for method, r in results.items():
+        good = f"{r['good_at_seconds']:.1f} s (#{r['good_at_step']})" if r["good_at_seconds"] is not None \
+            else "not reached"
+        cold_good = "-" if r["cold_good_at_seconds"] is None else f"{r['cold_good_at_seconds']:.1f}"
+        cold_run = "-" if r["cold_seconds"] is None else f"{r['cold_seconds']:.1f}"
+        eta_ok = "-" if r["eta_within_25pct"] is None else f"{100 * r['eta_within_25pct']:.0f} %"
+        print(f"  {method:<16} {r['steps']:>5} {r['stop_reason']:>15} {good:>16} {cold_good:>9} {r['seconds']:>6.1f} "
+              f"{cold_run:>8} {r['final_style']:>6.3f} {r['final_content']:>7.3f} {r['peak_mb']:>7} {eta_ok:>6}")
+    for against, label in (("strong", "x strong baseline"), ("reference", "x weak reference (Gatys raw loss)")):
+        base = results.get(against)
+        if base is None:
+            continue
+        for method, r in results.items():
+            if method in ("strong", "reference"):
+                continue
+            r[f"x_{against}"] = {"good": ratio(r["good_at_seconds"], base["good_at_seconds"]),
+                                 "cold_good": ratio(r["cold_good_at_seconds"], base["cold_good_at_seconds"]),
+                                 "run": ratio(r["seconds"], base["seconds"]),
+                                 "cold_run": ratio(r["cold_seconds"], base["cold_seconds"])}
+            x = r[f"x_{against}"]
+            shown = {k: "-" if v is None else f"{v:.2f}" for k, v in x.items()}
+            print(f"  {method} {label}: good {shown['good']} (cold {shown['cold_good']}), "
+                  f"whole run {shown['run']} (cold {shown['cold_run']})")
 
 
 if __name__ == "__main__":
