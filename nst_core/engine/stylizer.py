@@ -412,10 +412,11 @@ class Stylizer:
     def _run_with_fallback(self, content, styles, blend, params, emit, control, masks=None):
         """``_run_once``, retried smaller after an out-of-memory error, and at last on a CPU copy."""
         engine, attempt_params, attempts = self, params, 0
+        regions = {} if masks is None else {"masks": masks}  # a run without regions is called as it always was
         while True:
             try:
                 with _cudnn_autotune(engine.device):
-                    return engine._run_once(content, styles, blend, attempt_params, emit, control, masks)
+                    return engine._run_once(content, styles, blend, attempt_params, emit, control, **regions)
             except (RuntimeError, MemoryError) as error:
                 if not (isinstance(error, MemoryError) or devices.is_out_of_memory(error)):
                     raise
