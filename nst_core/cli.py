@@ -17,11 +17,14 @@ from . import __version__
 from .engine.devices import prefer_passive_threads
 from .errors import BadInput, Cancelled, NSTError, OutOfMemory, WeightsMissing
 from .options import (
+    REST_MASK,
     add_engine_options,
     add_frames_options,
     add_job_options,
+    add_region_options,
     check_preview_every,
     check_style_blend,
+    check_style_masks,
     json_from_args,
     params_from_args,
 )
@@ -55,6 +58,7 @@ def build_parser():
     run.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s)")
     run.add_argument("-o", "--output", required=True, help="result file; format from the extension")
     add_job_options(run)
+    add_region_options(run)
     add_engine_options(run)
     run.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
                      help="auto: a bar on a terminal; jsonl: protocol events on stdout")
@@ -348,10 +352,16 @@ def cmd_stylize(args):
 
         params = params_from_args(args)
         check_style_blend(params, len(args.styles))
+        masks = check_style_masks(args.style_masks, len(args.styles))
+        mask_files = [m for m in masks or [] if m != REST_MASK]
         for path in [args.content] + args.styles:
             if not os.path.exists(path):
                 raise BadInput(f"{'content' if path == args.content else 'style'} image not found: {path}")
-        output = check_output_path(args.output, [args.content] + args.styles)
+        for path in mask_files:
+            if not os.path.exists(path):
+                raise BadInput(f"style mask not found: {path} (or write '{REST_MASK}' for the style that takes "
+                               "what the other masks leave)")
+        output = check_output_path(args.output, [args.content] + args.styles + mask_files)
         preview_every = _preview_interval(args, reporter)
         if preview_every is not None:
             reporter.previews = PreviewFiles(args.preview_dir or os.path.dirname(output), output)
@@ -369,8 +379,9 @@ def cmd_stylize(args):
             print("nst-core: using an UNTRAINED network (--weights random): for tests only, "
                   "the result is not a style transfer", file=sys.stderr)
         engine = Stylizer(args.backbone, args.weights, args.weights_format, args.device)
+        regions = None if masks is None else [None if m == REST_MASK else m for m in masks]
         result = engine.run(content, styles, params, on_progress=reporter, should_stop=stop,
-                            should_finish=stop.finish_requested, preview_every=preview_every)
+                            should_finish=stop.finish_requested, preview_every=preview_every, regions=regions)
         if stop():  # a cancel that came after the last iteration still means: no output
             raise Cancelled()
         written = result.save(output)
@@ -419,7 +430,7 @@ def _stylize_remote(args, output, reporter, stop):
                        "`nst-core serve` started (GET /v1/health says which); leave it out")
     token = read_token(args.token_file or default_token_file())
     written, stats = stylize_remote(args.server, token, args.content, args.styles, json_from_args(args), output,
-                                    reporter, stop)
+                                    reporter, stop, masks=args.style_masks)
     reporter.done(written, stats)
     return 0
 

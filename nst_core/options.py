@@ -19,6 +19,9 @@ STYLIZE_PROG = "nst-core stylize"
 # it starts) and the local command line's own. A job that names one is told so.
 ENGINE_OPTIONS = ("device", "backbone", "weights", "weights-format")
 LOCAL_OPTIONS = ("output", "progress", "ignore-stdin", "server", "token-file", "preview-dir", "help")
+# The word that stands, in place of a mask file, for "what the other masks leave"; over HTTP a 'mask'
+# part whose body is this word (docs/PROTOCOL.md).
+REST_MASK = "rest"
 
 
 def whole_number(text):
@@ -55,6 +58,30 @@ def add_job_options(parser):
     parser.add_argument("--preview-every", type=number, metavar="SECONDS",
                         help="with --progress jsonl: a preview event (a PNG of the best result so far, at full "
                              "size) at most this often, the first after the first step (default: none)")
+
+
+def add_region_options(parser):
+    """--style-mask: a region per style. Masks are files, like the styles: over HTTP they travel as
+    'mask' parts, not in a job's params."""
+    parser.add_argument("--style-mask", nargs="+", metavar="MASK", dest="style_masks",
+                        help="one mask per style, in the same order: each style paints only where its mask is "
+                             "white (grey PNG) or opaque (PNG with alpha); soft edges blend; any size of the "
+                             f"content's shape. '{REST_MASK}' for one style: what the other masks leave. Parts "
+                             "no mask covers stay the photo. See --region-weight")
+
+
+def check_style_masks(masks, style_count, what="--style-mask"):
+    """--style-mask as given (None: no regions), or BadInput saying what to give."""
+    if masks is None:
+        return None
+    if len(masks) != style_count:
+        raise BadInput(f"{what} has {len(masks)} mask(s) for {style_count} style image(s): give one mask per "
+                       f"style, in the same order ('{REST_MASK}' for the one style that takes what the others "
+                       "leave)")
+    if sum(1 for m in masks if m == REST_MASK) > 1:
+        raise BadInput(f"{what} names '{REST_MASK}' more than once: only one style can take what the "
+                       "other masks leave")
+    return list(masks)
 
 
 def add_engine_options(parser):
@@ -132,6 +159,10 @@ def args_from_json(params):
             if key.replace("_", "-") in actions:
                 raise BadInput(f"unknown parameter {key!r}: write it as {key.replace('_', '-')!r}, "
                                "the command line's option name without the dashes")
+            if key.replace("_", "-").lstrip("-") in ("style-mask", "style-masks"):
+                raise BadInput(f"parameter {key!r}: masks are files, sent as one 'mask' part per style (in the "
+                               f"styles' order; a part holding the word '{REST_MASK}' for what the others leave), "
+                               "not in params")
             if key.replace("_", "-").lstrip("-") in ENGINE_OPTIONS + LOCAL_OPTIONS:
                 raise BadInput(f"parameter {key!r} is the service's, not a job's: it is set when the service "
                                "starts (nst-core serve --help); leave it out")

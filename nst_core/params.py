@@ -145,6 +145,11 @@ class StyleParams:
     pyramid_min_side: int = 200
     style_blend: Optional[Tuple[float, ...]] = _option(None, "one weight per style image", type=float, nargs="+",
                                                       metavar="W")
+    # With --style-mask: how hard each style paints its region (one factor per style on the style
+    # weight; 1 = as a one-style run at the same strength).
+    region_weights: Optional[Tuple[float, ...]] = _option(
+        None, "with --style-mask: one weight per style for its region (1: as hard as --style-strength says; "
+              "0.5: half as hard)", flag="--region-weight", type=float, nargs="+", metavar="W")
     preserve_colors: Optional[str] = _option(None, "keep the content's colours (luminance when given bare)",
                                              choices=COLOR_MODES, nargs="?", const="luminance")
     upscale: str = _option("auto", "how the result reaches the content's full size when that exceeds --size",
@@ -252,6 +257,9 @@ class StyleParams:
         if self.style_blend is not None:
             need(all(math.isfinite(w) and w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0,
                  "style-blend weights must be >= 0 and not all 0")
+        if self.region_weights is not None:
+            need(all(math.isfinite(w) and w >= 0 for w in self.region_weights) and sum(self.region_weights) > 0,
+                 "region-weight values must be >= 0 and not all 0")
         need(self.preserve_colors in (None,) + COLOR_MODES,
              f"preserve-colors must be one of {COLOR_MODES} (or off)")
         need(self.upscale in UPSCALES, f"upscale must be one of {UPSCALES}")

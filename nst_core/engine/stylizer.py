@@ -36,6 +36,7 @@ from .images import as_loaded, bring_to_size, digest, finish_image, resize, smal
 from .losses import gram_matrix
 from .objective import Objective
 from .progress import ProgressReporter
+from .regions import MIN_TILE_COVERAGE, RegionObjective, check_region_weights, load_region_masks, shrink_mask
 from .schedule import Stage, fit_long_side, halved_copies, plan_stages, working_size
 from .style_cache import StyleCache
 from .tiles import feather, tile_grid
@@ -65,6 +66,10 @@ class StyleSet:
     masks: List[Optional[torch.Tensor]]  # 1 x 1 x H x W in 0..1 from the style's alpha, or None
     weights: List[float]  # blend weights, summing to 1
     keys: List[str]  # what each tensor holds (a digest): the style cache's key, stable across calls
+    # With regions: one 1 x 1 x H x W mask (0..1) per style at the content's full size, and a weight per
+    # region; each style is then matched inside its region only, not blended everywhere.
+    regions: Optional[List[torch.Tensor]] = None
+    region_weights: Optional[List[float]] = None
 
     def __iter__(self):
         return iter(zip(self.tensors, self.masks, self.weights, self.keys))
@@ -201,20 +206,28 @@ class Stylizer:
         """Blended Gram targets of the :class:`StyleSet` ``styles`` at a long side of ``long_side`` (cached)."""
         total = {}
         for tensor, mask, weight, key in styles:
-            size = fit_long_side((tensor.shape[-1], tensor.shape[-2]), long_side, minimum=MIN_STYLE_SIDE)
-            cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers),
-                         devices.autocast_dtype(self.device, params.precision))
-            grams = self.style_cache.get(cache_key)
-            if grams is None:
-                with torch.no_grad():
-                    image = resize(tensor, size)
-                    feats = self.features(image, params.style_layers, params)
-                    small_mask = None if mask is None else F.interpolate(mask, size=image.shape[-2:], mode="area")
-                    grams = {name: gram_matrix(feats[name], small_mask) for name in params.style_layers}
-                self.style_cache.put(cache_key, grams)
+            grams = self._one_style_grams(tensor, mask, key, long_side, params)
             for name, gram in grams.items():
                 total[name] = total.get(name, 0) + weight * gram
         return total
+
+    def style_grams_each(self, styles, long_side, params):
+        """The Gram targets of each style of ``styles`` on its own (regions), in order (cached)."""
+        return [self._one_style_grams(tensor, mask, key, long_side, params) for tensor, mask, _, key in styles]
+
+    def _one_style_grams(self, tensor, mask, key, long_side, params):
+        size = fit_long_side((tensor.shape[-1], tensor.shape[-2]), long_side, minimum=MIN_STYLE_SIDE)
+        cache_key = (key, size, self.net.architecture, self.net.preprocessing, tuple(params.style_layers),
+                     devices.autocast_dtype(self.device, params.precision))
+        grams = self.style_cache.get(cache_key)
+        if grams is None:
+            with torch.no_grad():
+                image = resize(tensor, size)
+                feats = self.features(image, params.style_layers, params)
+                small_mask = None if mask is None else F.interpolate(mask, size=image.shape[-2:], mode="area")
+                grams = {name: gram_matrix(feats[name], small_mask) for name in params.style_layers}
+            self.style_cache.put(cache_key, grams)
+        return grams
 
     def objective(self, content, style_grams, params, copy_grams=()):
         """The :class:`Objective` of ``content`` (at the scale's size) against ``style_grams``;
@@ -231,10 +244,30 @@ class Stylizer:
     def scale_objective(self, content, styles, stage, params):
         """The objective of one scale: ``content`` at ``stage.size`` against the :class:`StyleSet`
         ``styles`` rendered at that size, and likewise for each of the stage's smaller copies."""
+        if styles.regions is not None:
+            return self.region_objective(content, styles, [stage.size] + list(stage.copies), params)
+
         def grams(size):
             return self.style_grams(styles, round(max(size) * params.style_scale), params)
 
         return self.objective(content, grams(stage.size), params, [(size, grams(size)) for size in stage.copies])
+
+    def region_objective(self, content, styles, sizes, params, masks=None, style_long_side=None):
+        """The :class:`RegionObjective` of ``content`` (at ``sizes[0]``; ``sizes[1:]``: the smaller
+        copies, also matched) against each style of ``styles`` inside its region. ``masks``: the
+        regions on ``content`` (default: ``styles.regions`` brought to its size); ``style_long_side``:
+        the size of the style targets (default: each size's, times ``params.style_scale``)."""
+        masks = masks if masks is not None else styles.regions
+        copies = []
+        for size in sizes:
+            grams = self.style_grams_each(styles, style_long_side or round(max(size) * params.style_scale), params)
+            level_masks = [shrink_mask(mask, (size[1], size[0])) for mask in masks]
+            with torch.no_grad():
+                image = content if tuple(content.shape[-2:]) == (size[1], size[0]) else smaller_copy(content, size)
+                feats = self.features(image, params.content_layers, params)
+            copies.append((size, {name: feats[name].float() for name in params.content_layers}, grams, level_masks))
+        (_, targets, grams, level_masks), rest = copies[0], copies[1:]
+        return RegionObjective(targets, grams, level_masks, styles.region_weights, params, rest).to(self.device)
 
     def loss(self, image, objective, params):
         """(total, parts) of ``image`` (1 x 3 x H x W, 0..255) under ``objective``, with gradients."""
@@ -341,7 +374,7 @@ class Stylizer:
     # ----- the whole run ----------------------------------------------------------------------
 
     def run(self, content, styles, params=None, on_progress=None, should_stop=None, should_finish=None,
-            preview_every=None, init_image=None, extra_loss=None):
+            preview_every=None, init_image=None, extra_loss=None, regions=None):
         """Stylise ``content`` with ``styles`` (one or several, blended). Returns a :class:`StyleResult`.
 
         ``on_progress`` receives every event (``Started``, ``Warned``, ``Progress``, ``Preview``);
@@ -353,6 +386,10 @@ class Stylizer:
         ``init_image`` (1 x 3 x H x W, RGB 0..255, any size) replaces ``params.init`` as the starting
         picture; ``extra_loss(image)`` (image at the scale's size, with gradients) returns a scalar
         added to every scale's loss (reported as the ``extra`` part). Both serve ``engine.frames``.
+
+        ``regions``: one mask per style (a path, PIL image or array; grey or alpha, any size of the
+        content's shape; None for the one style that takes what the others leave): each style then
+        paints its region only (nst_core/engine/regions.py), weighted by ``params.region_weights``.
         """
         params = params or StyleParams()
         emit = on_progress or (lambda event: None)
@@ -362,6 +399,13 @@ class Stylizer:
         styles = [as_loaded(s, "style") for s in styles]
         if not styles:
             raise BadInput("at least one style image is needed")
+        masks = None
+        if regions is not None:
+            if params.style_blend is not None:
+                raise BadInput("--style-blend mixes styles everywhere; with --style-mask each style has its region: "
+                               "weigh the regions with --region-weight instead")
+            masks = load_region_masks(regions, len(styles), content)
+        check_region_weights(params.region_weights, len(styles), masks is not None)
         blend = params.style_blend or tuple(1.0 for _ in styles)
         if len(blend) != len(styles):
             raise BadInput(f"style-blend has {len(blend)} weight(s) for {len(styles)} style image(s)")
@@ -373,15 +417,16 @@ class Stylizer:
         for warning in activation_scale.check(self.source, params):  # refuses what the weights cannot mean
             emit(Warned(warning))
         control = RunControl(should_stop, should_finish, preview_every, init_image, extra_loss)
-        return self._run_with_fallback(content, styles, blend, params, emit, control)
+        return self._run_with_fallback(content, styles, blend, params, emit, control, masks)
 
-    def _run_with_fallback(self, content, styles, blend, params, emit, control):
+    def _run_with_fallback(self, content, styles, blend, params, emit, control, masks=None):
         """``_run_once``, retried smaller after an out-of-memory error, and at last on a CPU copy."""
         engine, attempt_params, attempts = self, params, 0
+        regions = {} if masks is None else {"masks": masks}  # a run without regions is called as it always was
         while True:
             try:
                 with _cudnn_autotune(engine.device):
-                    return engine._run_once(content, styles, blend, attempt_params, emit, control)
+                    return engine._run_once(content, styles, blend, attempt_params, emit, control, **regions)
             except (RuntimeError, MemoryError) as error:
                 if not (isinstance(error, MemoryError) or devices.is_out_of_memory(error)):
                     raise
@@ -426,12 +471,12 @@ class Stylizer:
         return RunPlan(working_size=work, capped=capped, stages=stages, upscale=upscale, tiles=tiles,
                        refine_iterations=params.refine_iterations)
 
-    def _run_once(self, content, styles, blend, params, emit, control):
+    def _run_once(self, content, styles, blend, params, emit, control, masks=None):
         """One attempt at the plan's size; an out-of-memory error escapes to ``_run_with_fallback``."""
         start_time = time.perf_counter()
         plan = self._plan(content, params)
         self._announce(plan, content, emit)
-        prepared = self._prepare(content, styles, blend, params)
+        prepared = self._prepare(content, styles, blend, params, masks)
 
         def make_preview(image):  # what the result would be now, without the tile refinement
             with_detail = plan.upscale in ("detail", "tiles")
@@ -446,6 +491,7 @@ class Stylizer:
         image = finish_image(result, content, params)
         stats = self._stats(plan, params, best, progress, image, upscale, "stopped" if finished else stop_reason,
                             seconds=time.perf_counter() - start_time)
+        stats["regions"] = 0 if masks is None else len(masks)
         return StyleResult(image=image, stats=stats)
 
     def _announce(self, plan, content, emit):
@@ -458,7 +504,7 @@ class Stylizer:
                      weights=self.source.describe(), content_size=content.size, working_size=work,
                      iterations=plan.total_iterations, scales=[s.size for s in plan.stages], upscale=plan.upscale))
 
-    def _prepare(self, content, styles, blend, params):
+    def _prepare(self, content, styles, blend, params, masks=None):
         """Colour preservation applied, then everything on the device."""
         content_rgb, style_rgbs = content.rgb, [s.rgb for s in styles]
         if params.preserve_colors == "luminance":
@@ -473,6 +519,9 @@ class Stylizer:
                    for s in styles],
             weights=list(blend),
             keys=[digest(rgb, s.alpha) for rgb, s in zip(style_rgbs, styles)])
+        if masks is not None:
+            style_set.regions = [torch.from_numpy(m)[None, None].to(device) for m in masks]
+            style_set.region_weights = check_region_weights(params.region_weights, len(styles), True)
         return Prepared(content=content, content_tensor=to_tensor(content_rgb, device), styles=style_set)
 
     def _stylize(self, plan, prepared, params, progress, control, generator):
@@ -555,14 +604,22 @@ class Stylizer:
         """Refine the full-size result tile by tile, against style targets computed once for it.
 
         Returns None when told to finish meanwhile: a half-refined canvas would show its seams."""
-        grams = self.style_grams(prepared.styles, round(max(canvas.shape[-2:]) * params.style_scale), params)
+        regions = prepared.styles.regions
+        long_side = round(max(canvas.shape[-2:]) * params.style_scale)
+        grams = None if regions is not None else self.style_grams(prepared.styles, long_side, params)
         out = torch.zeros_like(canvas)
         weight_sum = torch.zeros_like(canvas[:, :1])
         for x0, y0, w, h in tiles:
             if control.finish_requested():
                 return None
             region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
-            objective = self.objective(prepared.content_tensor[region], grams, params)
+            if regions is None:
+                objective = self.objective(prepared.content_tensor[region], grams, params)
+            else:  # the tile's part of each region, against the style targets at the canvas's size
+                masks = [m[region] if float(m[region].mean()) >= MIN_TILE_COVERAGE else torch.zeros_like(m[region])
+                         for m in regions]
+                objective = self.region_objective(prepared.content_tensor[region], prepared.styles, [(w, h)], params,
+                                                  masks=masks, style_long_side=long_side)
             rule = ConvergenceRule.from_params(params)
             refined = self.optimize(canvas[region], objective, params.refine_iterations, params,
                                     progress.for_stage("refine", scale_index, rule), control.should_stop,
@@ -597,18 +654,20 @@ class WithExtraTerm(torch.nn.Module):
 
 
 def stylize(content, styles, params=None, *, output=None, on_progress=None, should_stop=None, should_finish=None,
-            preview_every=None, backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None):
+            preview_every=None, backbone="auto", weights=None, weights_format=None, device="auto", stylizer=None,
+            regions=None):
     """One call: stylise ``content`` with ``styles`` and return a :class:`StyleResult`.
 
     ``output``, when given, is checked before any work and written atomically at the end.
     Pass ``stylizer`` to reuse a loaded network; otherwise one is built from the other arguments.
+    ``regions``: one mask per style, as :meth:`Stylizer.run` takes them.
     """
     sources = [p for p in ([content] + list(styles if isinstance(styles, (list, tuple)) else [styles]))
                if isinstance(p, (str, os.PathLike))]
     target = check_output_path(output, sources) if output is not None else None
     engine = stylizer or Stylizer(backbone, weights, weights_format, device)
     result = engine.run(content, styles, params, on_progress=on_progress, should_stop=should_stop,
-                        should_finish=should_finish, preview_every=preview_every)
+                        should_finish=should_finish, preview_every=preview_every, regions=regions)
     if target is not None:
         result.stats["output"] = result.save(target)
     return result

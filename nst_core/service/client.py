@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 
 from ..errors import BadInput, Cancelled, NSTError
+from ..options import REST_MASK
 
 # The server writes at least a heartbeat every 10 s; a read that waits this long means the link is gone.
 READ_TIMEOUT = 120
@@ -44,17 +45,21 @@ class RemoteEvent:
 
 
 def multipart(fields, files):
-    """(body, content type) of a multipart/form-data request: ``fields`` {name: text}, ``files`` [(name, path)]."""
+    """(body, content type) of a multipart/form-data request: ``fields`` {name: text}, ``files`` [(name, path)];
+    a ``path`` that is bytes is sent as the part's body itself."""
     boundary = "nst-" + secrets.token_hex(16)
     chunks = []
     for name, text in fields.items():
         chunks.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
                       f"Content-Type: application/json\r\n\r\n".encode("ascii") + text.encode("utf-8") + b"\r\n")
     for name, path in files:
+        if isinstance(path, bytes):
+            data, path = path, path.decode("ascii", "replace")
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read()
         filename = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
                            for c in os.path.basename(path)) or "image"
-        with open(path, "rb") as handle:
-            data = handle.read()
         chunks.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
                       "Content-Type: application/octet-stream\r\n\r\n".encode("ascii") + data + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode("ascii"))
@@ -117,18 +122,21 @@ def _read_lines(response, events):
         events.put(None)
 
 
-def stylize_remote(server, token, content, styles, params, output, on_event, should_stop):
+def stylize_remote(server, token, content, styles, params, output, on_event, should_stop, masks=None):
     """Runs a job on the service at ``server`` and writes its result to ``output``.
 
     ``params``: the job's JSON object (nst_core.options.json_from_args); ``on_event`` gets each of the
     service's ``queued``, ``start``, ``warning`` and ``progress`` events as a :class:`RemoteEvent`;
-    ``should_stop()`` true cancels the job. Returns (the path written, the ``done`` event's stats).
+    ``should_stop()`` true cancels the job. ``masks``: one mask file per style (regions), or the word
+    ``rest`` for the style that takes what the others leave. Returns (the path written, the ``done``
+    event's stats).
     """
     from ..engine.imageio import save_image
 
     connection = Connection(server, token)
-    body, content_type = multipart({"params": json.dumps(params)},
-                                   [("content", content)] + [("style", path) for path in styles])
+    parts = [("content", content)] + [("style", path) for path in styles]
+    parts += [("mask", REST_MASK.encode("ascii") if mask == REST_MASK else mask) for mask in masks or []]
+    body, content_type = multipart({"params": json.dumps(params)}, parts)
     response = connection.open("POST", "/v1/jobs", body, content_type, timeout=READ_TIMEOUT)
     events = queue.Queue()
     threading.Thread(target=_read_lines, args=(response, events), name="nst-stream", daemon=True).start()

@@ -32,7 +32,7 @@ import warnings
 
 from .. import __version__
 from ..errors import BadInput, Cancelled, NSTError, OutOfMemory
-from ..options import add_engine_options, settings_from_json
+from ..options import REST_MASK, add_engine_options, check_style_masks, settings_from_json
 from ..protocol import PROTOCOL_VERSION, encode_event
 from .token import (
     TOKEN_FILE_NAME,
@@ -145,6 +145,7 @@ class Job:
         self.received = 0  # bytes of the upload's parts so far
         self.content = None  # (path, label)
         self.styles = []
+        self.masks = []  # (path, label) per style: its region; a part holding REST_MASK: what the others leave
         self.params_json = None
         self.params = None
         self.preview_every = None  # seconds between previews; None: no previews
@@ -284,6 +285,7 @@ class Service:
                 raise Cancelled()
             content = _load_upload(job.content, "content")
             styles = [_load_upload(style, "style") for style in job.styles]
+            regions = [None if _is_rest(mask) else _load_upload(mask, "style mask") for mask in job.masks] or None
             job.remove_files()  # decoded: the uploads are not needed any more
             if job.sequence is not None:
                 result = self._style_frame(job, content, styles, emit)
@@ -291,7 +293,7 @@ class Service:
                 result = self.stylizer.run(content, styles, job.params, on_progress=emit,
                                            should_stop=job.cancel_event.is_set,
                                            should_finish=job.keep_requested.is_set,
-                                           preview_every=job.preview_every)
+                                           preview_every=job.preview_every, regions=regions)
             if job.cancel_event.is_set():
                 raise Cancelled()
             job.result_png = _png_bytes(result.image)
@@ -668,15 +670,18 @@ async def _receive_parts(request, job, service):
                                    "parameters, as a JSON object")
             params_text = raw.decode("utf-8", "replace")
             continue
-        if name not in ("content", "style"):
-            raise BadInput(f"unexpected part {name!r}: send 'content', 'style' (one per style image) and 'params'")
+        if name not in ("content", "style", "mask"):
+            raise BadInput(f"unexpected part {name!r}: send 'content', 'style' (one per style image), 'mask' (one "
+                           "per style, for regions) and 'params'")
         if name == "content" and job.content is not None:
             raise BadInput("more than one 'content' part: send one content image per job")
         if name == "style" and len(job.styles) >= MAX_STYLES:
             raise BadInput(f"more than {MAX_STYLES} style images: blend at most {MAX_STYLES}")
-        index = len(job.styles)
-        label = f"{name} upload {_printable(part.filename or (name if name == 'content' else f'style #{index + 1}'))}"
-        path = os.path.join(job.folder, "content" if name == "content" else f"style{index}")
+        if name == "mask" and len(job.masks) >= MAX_STYLES:
+            raise BadInput(f"more than {MAX_STYLES} 'mask' parts: send one per style image")
+        index = len(job.masks if name == "mask" else job.styles)
+        label = f"{name} upload {_printable(part.filename or (name if name == 'content' else f'{name} #{index + 1}'))}"
+        path = os.path.join(job.folder, "content" if name == "content" else f"{name}{index}")
         with open(path, "wb") as handle:
             while True:
                 chunk = await part.read_chunk(1 << 16)
@@ -687,7 +692,7 @@ async def _receive_parts(request, job, service):
         if name == "content":
             job.content = (path, label)
         else:
-            job.styles.append((path, label))
+            (job.masks if name == "mask" else job.styles).append((path, label))
     if job.content is None or not job.styles:
         raise BadInput("a job needs a part 'content' (the image to stylise) and at least one part 'style'")
     try:
@@ -699,10 +704,22 @@ async def _receive_parts(request, job, service):
 
 def _check_job(job, max_pixels):
     """Off the event loop: the images' headers and the parameters, before the job takes a place."""
-    for path, label in [job.content] + job.styles:
+    if job.masks:
+        check_style_masks([REST_MASK if _is_rest(mask) else mask for mask in job.masks], len(job.styles),
+                          "the job's 'mask' parts")
+    for path, label in [job.content] + job.styles + [mask for mask in job.masks if not _is_rest(mask)]:
         check_image_header(path, label, max_pixels)
     job.sequence = frame_job_of(job.params_json)
     return settings_from_json(job.params_json, len(job.styles))
+
+
+def _is_rest(upload):
+    """A 'mask' part that holds the word REST_MASK instead of a picture: what the other masks leave."""
+    path = upload[0]
+    if os.path.getsize(path) != len(REST_MASK):
+        return False
+    with open(path, "rb") as handle:
+        return handle.read() == REST_MASK.encode("ascii")
 
 
 def _printable(name):

@@ -68,7 +68,7 @@ def test_every_declared_field_is_a_stylize_option_that_reaches_the_params():
         elif isinstance(default, bool):
             value = not default
             argv.append(flag if value else "--no-" + flag[2:])
-        elif spec.name == "style_blend":
+        elif spec.name in ("style_blend", "region_weights"):  # lists of numbers
             value = (0.25, 0.75)
             argv += [flag, "0.25", "0.75"]
         elif default is None:  # the strength and the weights: not given unless given
