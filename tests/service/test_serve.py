@@ -496,7 +496,7 @@ def test_bad_parameters_say_what_to_do(service, images, tmp_path, params, fragme
     ({"params": "{not json"}, ["content", "style"], "not JSON"),
     ({}, ["content"], "at least one part 'style'"),
     ({}, ["content", "content", "style"], "more than one 'content'"),
-    ({}, ["content", "mask"], "unexpected part 'mask'"),
+    ({}, ["content", "thumbnail"], "unexpected part 'thumbnail'"),
     ({"params": " " * 70000 + "{}"}, ["content", "style"], "params part is over 64 KB"),
 ], ids=["json-body", "no-content", "params-not-json", "no-style", "two-contents", "unknown-part", "params-huge"])
 def test_malformed_jobs_are_400(service, images, tmp_path, fields, parts, fragment):
