@@ -32,6 +32,7 @@ from nst_engine_log import log_line, log_to, open_log
 from nst_process import remove_quietly, replace_file, to_bytes
 from nst_protocol import (
     CONFIG_FILE_NAME,
+    REST_MASK,
     Engine,
     EngineError,
     RunRecord,
@@ -93,15 +94,22 @@ def job_params(options):
     return params, device
 
 
-def multipart_body(params, content_path, style_paths):
-    """(body bytes, Content-Type) of the job: parts params, content, style... (PROTOCOL.md)."""
+def multipart_body(params, content_path, style_paths, mask_paths=None):
+    """(body bytes, Content-Type) of the job: parts params, content, style..., and for regions
+    mask... (one per style, in the styles' order; REST_MASK travels as a part holding that word)
+    (PROTOCOL.md "HTTP transport")."""
     boundary = "nst-" + binascii.hexlify(os.urandom(16)).decode("ascii")
     chunks = [("--%s\r\nContent-Disposition: form-data; name=\"params\"\r\nContent-Type: "
                "application/json\r\n\r\n" % boundary).encode("ascii"),
               json.dumps(params, sort_keys=True).encode("ascii"), b"\r\n"]
-    for name, path in [("content", content_path)] + [("style", p) for p in style_paths]:
-        with io.open(path, "rb") as handle:
-            data = handle.read()
+    parts = ([("content", content_path)] + [("style", p) for p in style_paths]
+             + [("mask", p) for p in mask_paths or []])
+    for name, path in parts:
+        if name == "mask" and path == REST_MASK:
+            data, path = REST_MASK.encode("ascii"), REST_MASK
+        else:
+            with io.open(path, "rb") as handle:
+                data = handle.read()
         # ASCII only in the header (a unicode path on Python 2.7 may hold any letter)
         filename = "".join(c if (c.isalnum() and ord(c) < 128) or c in "._-" else "_"
                            for c in os.path.basename(path)) or "image"
@@ -324,7 +332,9 @@ class HttpEngine(Engine):
         params, device = job_params(job.options)
         if job.preview_every is not None:
             params["preview-every"] = format_float(job.preview_every)
-        body, content_type = multipart_body(params, job.content, job.styles)
+        if job.region_weights is not None:
+            params["region-weight"] = list(job.region_weights)
+        body, content_type = multipart_body(params, job.content, job.styles, job.masks)
         log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
             log_file.write(to_bytes(

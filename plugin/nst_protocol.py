@@ -50,6 +50,12 @@ DEVICES = tuple(name for name, _label in DEVICE_CHOICES)
 # The paper preset keeps the paper's settings: its weights are part of them.
 PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
 
+# Regions (PROTOCOL.md "Regions"): the word that stands for a mask in place of a file: that style
+# takes what the other masks leave (source: nst_core/options.py REST_MASK); and the engine's
+# limit on regions (nst_core/engine/regions.py MAX_REGIONS). tests/cli/test_cli.py compares both.
+REST_MASK = "rest"
+MAX_REGIONS = 8
+
 # The installer's config file beside the plug-in, and the variable that overrides its engine_python:
 # what messages tell a person to look at.
 CONFIG_FILE_NAME = "nst_config.json"
@@ -93,7 +99,8 @@ class Job(object):
     engine_options()), which each transport renders in its own form (a command line, the HTTP job's
     params)."""
 
-    def __init__(self, content, styles, output, options=None, preview_every=None):
+    def __init__(self, content, styles, output, options=None, preview_every=None, masks=None,
+                 region_weights=None):
         self.content = content
         self.styles = list(styles)
         self.output = output
@@ -101,10 +108,41 @@ class Job(object):
         # Seconds between `preview` events (PROTOCOL.md "Previews"), None for none. Every transport
         # hands on a preview event with `path` naming a local PNG file in the output's folder.
         self.preview_every = preview_every
+        # Regions (PROTOCOL.md "Regions"): one mask per style, in the styles' order (a PNG file, or
+        # REST_MASK for what the others leave), and optionally one weight per region.
+        self.masks = None if masks is None else list(masks)
+        self.region_weights = None if region_weights is None else [float(w) for w in region_weights]
+        check_regions(len(self.styles), self.masks, self.region_weights)
 
     def preview_folder(self):
         """Where the previews of this job are written: the output's folder (the run folder)."""
         return os.path.dirname(os.path.abspath(self.output))
+
+
+def check_regions(style_count, masks, region_weights):
+    """Raises EngineError("bad_parameter") for masks or weights the engine would refuse by their
+    count alone (each mask's pixels are the engine's to judge)."""
+    if masks is None:
+        if region_weights is not None:
+            raise EngineError("bad_parameter", "Region weights need region masks: give one mask "
+                              "per style.")
+        return
+    if len(masks) != style_count:
+        raise EngineError("bad_parameter", "%d region mask(s) for %d style(s): give one mask per "
+                          "style, in the same order." % (len(masks), style_count))
+    if style_count > MAX_REGIONS:
+        raise EngineError("bad_parameter", "%d regions: the engine paints at most %d."
+                          % (style_count, MAX_REGIONS))
+    if sum(1 for mask in masks if mask == REST_MASK) > 1:
+        raise EngineError("bad_parameter", "Only one region can be '%s' (what the other regions "
+                          "leave)." % REST_MASK)
+    if region_weights is not None:
+        if len(region_weights) != style_count:
+            raise EngineError("bad_parameter", "%d region weight(s) for %d region(s): give one "
+                              "per region." % (len(region_weights), style_count))
+        if not all(weight >= 0 for weight in region_weights) or not any(region_weights):
+            raise EngineError("bad_parameter", "Region weights must be 0 or more, and not all 0 "
+                              "(got %s)." % ", ".join(format_float(w) for w in region_weights))
 
 
 class Engine(object):

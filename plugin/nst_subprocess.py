@@ -47,10 +47,21 @@ def command_line_options(options):
     return argv
 
 
+def region_arguments(masks, region_weights=None):
+    """A Job's regions as the engine's command line: ["--style-mask", M1, M2, "--region-weight", ...]."""
+    if masks is None:
+        return []
+    argv = ["--style-mask"] + list(masks)
+    if region_weights is not None:
+        argv += ["--region-weight"] + [format_float(weight) for weight in region_weights]
+    return argv
+
+
 def build_command(engine_python, content_path, style_paths, output_path, options,
-                  preview_every=None, preview_dir=None):
+                  preview_every=None, preview_dir=None, masks=None, region_weights=None):
     command = ([engine_python, "-m", "nst_core", "stylize", content_path] + list(style_paths)
-               + ["-o", output_path, "--progress", "jsonl"] + command_line_options(options))
+               + ["-o", output_path, "--progress", "jsonl"] + command_line_options(options)
+               + region_arguments(masks, region_weights))
     if preview_every is not None:
         # The engine writes the previews into preview_dir (the run folder) and removes them at
         # the end of the run (PROTOCOL.md "Previews").
@@ -141,7 +152,8 @@ class SubprocessEngine(Engine):
 
     def run(self, job, on_event=None):
         command = build_command(self.engine_python, job.content, job.styles, job.output,
-                                job.options, job.preview_every, job.preview_folder())
+                                job.options, job.preview_every, job.preview_folder(),
+                                job.masks, job.region_weights)
         log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
             header = "\n===== %s  client pid %d\n%s\n" % (

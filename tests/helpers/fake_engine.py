@@ -12,6 +12,8 @@ FAKE_ENGINE_MODE    ok (default): start, progress events, a result whose pixels 
                     `cancel` or end-of-file stop it with exit 4).
 FAKE_ENGINE_MODE_FILE  a file holding the mode, read at each start (overrides FAKE_ENGINE_MODE):
                     lets a test change the mode between runs inside one GIMP session.
+FAKE_ENGINE_KEEP_MASKS  a folder to copy each --style-mask file to (mask-0.png, ...), for tests
+                    that look at the masks the plug-in made after it removed its run folder.
 FAKE_ENGINE_RECORD  a JSON file to write argv, pid, parent pid and some environment variables to.
 FAKE_ENGINE_MARKER  a file created when the engine is stopped through stdin (hang mode).
 FAKE_ENGINE_WARN    a warning message to send.
@@ -62,6 +64,8 @@ OPTIONS_WITH_VALUE = ("-o", "--progress", "--preset", "--size", "--iterations", 
                       "--style-weight", "--style-strength", "--seed", "--device",
                       "--preview-every", "--preview-dir")
 FLAGS = ("--ssim", "--no-ssim", "--preserve-colors")
+# Options that take one value or more (nargs="+"): their values run to the next option.
+OPTIONS_WITH_VALUES = ("--style-mask", "--region-weight")
 
 
 def parse_args(argv):
@@ -73,10 +77,17 @@ def parse_args(argv):
     index = 0
     while index < len(rest):
         arg = rest[index]
-        if arg.startswith("-") and arg not in OPTIONS_WITH_VALUE + FLAGS:
+        if arg.startswith("-") and arg not in OPTIONS_WITH_VALUE + OPTIONS_WITH_VALUES + FLAGS:
             sys.stderr.write("nst-core stylize: error: unrecognized arguments: %s\n" % arg)
             sys.exit(2)
-        if arg.startswith("-"):
+        if arg in OPTIONS_WITH_VALUES:
+            values = []
+            index += 1
+            while index < len(rest) and not rest[index].startswith("--"):
+                values.append(rest[index])
+                index += 1
+            options[arg] = values
+        elif arg.startswith("-"):
             if index + 1 < len(rest) and not rest[index + 1].startswith("--"):
                 options[arg] = rest[index + 1]
                 index += 2
@@ -138,6 +149,10 @@ def main():
     positional, options = parse_args(argv)
     content, style = positional[0], positional[1]
     output = options["-o"]
+    problem = region_problem(positional[1:], options)
+    if problem:
+        emit("error", code="bad_input", exit_code=2, message=problem)
+        sys.exit(2)
     sys.stderr.write("fake engine: %s + %s -> %s\n" % (content, style, output))
     if mode == "silent":
         sys.exit(0)
@@ -215,6 +230,29 @@ class Previews(object):
         for path in self.written:
             if os.path.exists(path):
                 os.remove(path)
+
+
+def region_problem(styles, options):
+    """What the engine would refuse about --style-mask (count, files); with FAKE_ENGINE_KEEP_MASKS
+    the masks are copied to that folder (the plug-in removes its run folder), named by position."""
+    masks = options.get("--style-mask")
+    if masks is None:
+        return "--region-weight without --style-mask" if "--region-weight" in options else None
+    if len(masks) != len(styles):
+        return "--style-mask has %d mask(s) for %d style image(s)" % (len(masks), len(styles))
+    keep = os.environ.get("FAKE_ENGINE_KEEP_MASKS")
+    from PIL import Image
+    for index, mask in enumerate(masks):
+        if mask == "rest":
+            continue
+        try:
+            Image.open(mask).load()
+        except (IOError, OSError) as exc:
+            return "style mask %s is not an image: %s" % (mask, exc)
+        if keep:
+            import shutil
+            shutil.copyfile(mask, os.path.join(keep, "mask-%d.png" % index))
+    return None
 
 
 def write_result(image, output):
