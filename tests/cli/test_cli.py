@@ -567,6 +567,39 @@ def test_plugin_options_are_stylize_options_with_valid_values():
             assert params.style_strength == values["style_strength"]
 
 
+# (masks, region weights) as the plug-in's region rows give them: a region and the rest, two regions
+# (one of them off: weight 0), the most the engine takes.
+REGION_CASES = [
+    (["/t/region-0.png", nst_protocol.REST_MASK], [1.0, 0.5]),
+    (["/t/region-0.png", "/t/region-1.png"], [0.0, 4.0]),
+    (["/t/region-%d.png" % index for index in range(nst_protocol.MAX_REGIONS)], None),
+]
+
+
+@pytest.mark.parametrize("masks, weights", REGION_CASES, ids=["rest", "two", "most"])
+def test_plugin_regions_are_the_command_line_the_engine_takes(masks, weights):
+    from nst_core.engine.regions import check_region_weights
+    from nst_core.options import check_style_masks, params_from_args
+
+    styles = ["/t/style-%d.png" % index for index in range(len(masks))]
+    command = nst_subprocess.build_command(
+        "/p", "/t/c.png", styles, "/t/r.png", nst_protocol.engine_options(preset="fast", size=64),
+        masks=masks, region_weights=weights)
+    args = stylize_parser().parse_args(command[command.index("stylize") + 1:])
+    assert args.styles == styles and args.style_masks == masks
+    assert check_style_masks(args.style_masks, len(styles)) == masks
+    params = params_from_args(args)
+    assert params.region_weights == (None if weights is None else tuple(weights))
+    check_region_weights(params.region_weights, len(styles), True)
+
+
+def test_plugin_region_facts_are_the_engines():
+    from nst_core.engine.regions import MAX_REGIONS
+    from nst_core.options import REST_MASK
+
+    assert (nst_protocol.REST_MASK, nst_protocol.MAX_REGIONS) == (REST_MASK, MAX_REGIONS)
+
+
 def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():
     """Spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
     entry sets OMP_WAIT_POLICY=PASSIVE before anything imports torch, and keeps a value the user set."""
