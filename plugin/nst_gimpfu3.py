@@ -346,14 +346,19 @@ def configure_procedure(procedure, registration, Gimp, GObject):  # noqa: N803 -
             add = getattr(procedure, "add_%s_argument" % spec.kind)
             add(spec.name, spec.nick, spec.blurb, True, flags)
     for spec in specs:
-        if spec.kind == "layer":
-            # GIMP cannot keep a layer in the last-used values (it cannot serialise one): its id
-            # is kept in a string beside it, for the dialog and Filters > Repeat.
+        if spec.kind in REMEMBERED_KINDS:
+            # GIMP cannot keep a layer (or any item) in the last-used values (it cannot serialise
+            # one): its id is kept in a string beside it, for the dialog and Filters > Repeat.
             procedure.add_string_aux_argument(
                 remembered_id_name(spec.name), "Last %s id" % spec.name,
-                "The id of the layer used last time, for the dialog and Filters > Repeat",
+                "The id of the %s used last time, for the dialog and Filters > Repeat" % spec.kind,
                 "", flags)
     return procedure
+
+
+# The object arguments whose item is remembered by its id; a layer argument left empty gets a
+# suggestion, a drawable one (a region item) stays empty.
+REMEMBERED_KINDS = ("layer", "drawable")
 
 
 def remembered_id_name(argument):
@@ -531,6 +536,47 @@ class Gimp3Pdb(object):
     def gimp_selection_is_empty(self, image):
         return gi().Gimp.Selection.is_empty(image)
 
+    # regions (nst_regions.py)
+
+    def gimp_image_width(self, image):
+        return image.get_width()
+
+    def gimp_image_height(self, image):
+        return image.get_height()
+
+    def gimp_image_get_selection(self, image):
+        return checked(image.get_selection(), "read the selection")
+
+    def gimp_image_flatten(self, image):
+        return checked(image.flatten(), "flatten the image")
+
+    def gimp_context_push(self):
+        checked(gi().Gimp.context_push(), "save the context")
+
+    def gimp_context_pop(self):
+        checked(gi().Gimp.context_pop(), "restore the context")
+
+    def gimp_context_set_background(self, color):
+        g = gi()
+        value = g.Gegl.Color.new("black")
+        value.set_rgba(color[0] / 255.0, color[1] / 255.0, color[2] / 255.0, 1.0)
+        checked(g.Gimp.context_set_background(value), "set the background colour")
+
+    def gimp_item_is_channel(self, item):
+        return item.is_channel()
+
+    def gimp_item_get_image(self, item):
+        return item.get_image()
+
+    def gimp_layer_from_mask(self, mask):
+        return checked(gi().Gimp.Layer.from_mask(mask), "find the layer of the mask")
+
+    def gimp_drawable_histogram(self, drawable, channel, start_range, end_range):
+        # GIMP 3 returns (success, mean, std_dev, median, pixels, count, percentile)
+        result = drawable.histogram(gi().Gimp.HistogramChannel(channel), start_range, end_range)
+        checked(result[0], "measure the region")
+        return tuple(result[1:])
+
     def gimp_file_load_layer(self, image, filename):
         g = gi()
         layer = g.Gimp.file_load_layer(g.Gimp.RunMode.NONINTERACTIVE, image,
@@ -629,22 +675,33 @@ def layer_by_id(layer_id):
     return g.Gimp.Layer.get_by_id(layer_id)
 
 
+def drawable_by_id(item_id):
+    g = gi()
+    if not g.Gimp.Item.id_is_drawable(item_id):
+        return None
+    return g.Gimp.Item.get_by_id(item_id)
+
+
 def fill_layer_arguments(config, specs, image, drawable):
-    """Layer arguments GIMP could not restore (see resolve_layer), for the dialog and for
-    Filters > Repeat (run with last values)."""
+    """Layer (and drawable) arguments GIMP could not restore (see resolve_layer), for the dialog
+    and for Filters > Repeat (run with last values)."""
     for spec in specs:
-        if spec.kind != "layer":
+        if spec.kind not in REMEMBERED_KINDS:
             continue
+        if spec.kind == "drawable":
+            suggestion, by_id = (lambda: None), drawable_by_id
+        else:
+            suggestion, by_id = (lambda: suggested_layer(image, drawable)), layer_by_id
         layer = resolve_layer(config.get_property(spec.name),
                               config.get_property(remembered_id_name(spec.name)),
-                              lambda: suggested_layer(image, drawable), layer_by_id)
+                              suggestion, by_id)
         if layer is not None:
             config.set_property(spec.name, layer)
 
 
 def remember_layer_arguments(config, specs, values):
     for spec in specs:
-        if spec.kind == "layer" and values.get(spec.name) is not None:
+        if spec.kind in REMEMBERED_KINDS and values.get(spec.name) is not None:
             config.set_property(remembered_id_name(spec.name), str(values[spec.name].get_id()))
 
 

@@ -55,6 +55,7 @@ except ImportError:
 import nst_engine
 import nst_local_service
 import nst_protocol
+import nst_regions
 import nst_runfiles
 
 # Seconds between live previews on the canvas in runs from the dialog (GIMP 3). Scripts get none
@@ -157,6 +158,8 @@ PARAMETERS = [
     (PF_OPTION, "device", "_Device", 0, choice_labels(DEVICE_CHOICES),
      choice_names(DEVICE_CHOICES)),
 ]
+# Regions: a few fixed rows after the one-style parameters (nst_regions.py); all Off by default.
+PARAMETERS += nst_regions.region_parameters(PF_OPTION, PF_DRAWABLE, PF_LAYER, PF_SLIDER)
 
 # GIMP 3 shows these as the fields' tooltips (an argument's blurb); they say what a value does and
 # what it costs. GIMP 2.10's gimpfu shows the label instead.
@@ -190,6 +193,7 @@ TOOLTIPS = {
                   (" Found on this machine by the installer: %s." % ", ".join(
                       name.upper() for name in FOUND_DEVICES)) if FOUND_DEVICES else ""),
 }
+TOOLTIPS.update(nst_regions.TOOLTIPS)
 
 # The plug-in's own help page, installed beside it (the installer copies plugin/*.html): it works
 # offline and matches the installed version.
@@ -323,10 +327,11 @@ def export_layer_png(drawable, path):
     return path
 
 
-def insert_result_layer(image, target, result_path, name):
+def insert_result_layer(image, target, result_path, name, mask_from_selection=True):
     """Adds the result as a new layer directly above target (inside the run's undo group).
 
-    The new layer has the target's size and offsets; with a selection it gets a mask from it.
+    The new layer has the target's size and offsets; with a selection (and mask_from_selection:
+    not with regions, which keep the photo outside themselves) it gets a mask from it.
     Whatever fails, the image is left as it was.
     """
     layer = pdb.gimp_file_load_layer(image, result_path)
@@ -343,7 +348,7 @@ def insert_result_layer(image, target, result_path, name):
             pdb.gimp_layer_scale(layer, width, height, False)
         offset_x, offset_y = pdb.gimp_drawable_offsets(target)
         pdb.gimp_layer_set_offsets(layer, offset_x, offset_y)
-        if not pdb.gimp_selection_is_empty(image):
+        if mask_from_selection and not pdb.gimp_selection_is_empty(image):
             mask = pdb.gimp_layer_create_mask(layer, ADD_MASK_FROM_SELECTION)
             pdb.gimp_layer_add_mask(layer, mask)
     except Exception:
@@ -412,6 +417,7 @@ class ResultLayer(object):
         self.layer = None
         self.previews_shown = 0
         self.preview_failure = None
+        self.mask_from_selection = True
 
     def show_preview(self, path):
         """Best effort: a preview that cannot be shown ends the previews, not the run."""
@@ -434,7 +440,8 @@ class ResultLayer(object):
     def show(self, path, what="preview", stop_reason=None):
         if self.layer is None:
             self.undo_step.open()
-            self.layer = insert_result_layer(self.image, self.target, path, self.name)
+            self.layer = insert_result_layer(self.image, self.target, path, self.name,
+                                             self.mask_from_selection)
         else:
             replace_layer_pixels(self.layer, path)
         log_path = os.environ.get(PREVIEW_LOG_ENV)
@@ -491,13 +498,18 @@ class ProgressReporter(object):
 
 
 def style_transfer(image, drawable, style_layer, preset, iterations, size, style_strength,
-                   use_ssim, preserve_colors, seed, device):
+                   use_ssim, preserve_colors, seed, device, region=0, region_item=None,
+                   region_weight=nst_regions.WEIGHT_DEFAULT, region2=0, region2_item=None,
+                   region2_style=None, region2_weight=nst_regions.WEIGHT_DEFAULT):
     """The registered procedure: checks, runs the engine, adds the layer(s), or fails clearly.
     drawable is one layer, or (GIMP 3, several layers selected) a list of them."""
     targets = list(drawable) if isinstance(drawable, (list, tuple)) else [drawable]
     try:
+        regions = nst_regions.read_rows(style_layer, (region, region_item, region_weight),
+                                        (region2, region2_item, region2_style, region2_weight))
         add_styled_layers(image, targets, style_layer, StyleTransferSettings(
-            preset, iterations, size, style_strength, use_ssim, preserve_colors, seed, device))
+            preset, iterations, size, style_strength, use_ssim, preserve_colors, seed, device),
+            regions)
     except nst_protocol.EngineError as exc:
         if exc.code == "cancelled" and run_is_interactive():
             return  # the user pressed Cancel in the run dialog: the image is as it was
@@ -579,12 +591,14 @@ class EventDescriber(object):
         return text, fraction
 
 
-def add_styled_layers(image, targets, style_layer, settings):
+def add_styled_layers(image, targets, style_layer, settings, regions=None):
     """Checks everything that can be checked before the engine starts, then styles each target in
     turn on one engine (through the warm local service the network and the style's targets are
     reused), in a run folder of its own. The whole run is one undo step; a failure or a cancel
     leaves the image as it was. A run stopped early (Stop, or the engine's stop command) keeps its
-    result so far and styles no further target. Raises EngineError with a message for the user."""
+    result so far and styles no further target. regions: nst_regions.Region list (the first is
+    style_layer's), [] or None for one style everywhere. Raises EngineError with a message for
+    the user."""
     if not targets:
         targets = [None]
     for target in targets:
@@ -592,6 +606,13 @@ def add_styled_layers(image, targets, style_layer, settings):
         if problem:
             if len(targets) > 1 and target is not None:
                 problem = "Layer '%s': %s" % (item_name(target), problem)
+            raise nst_protocol.EngineError("bad_input", problem)
+    regions = regions or []
+    if regions:
+        def region_style_problem(layer):
+            return next((p for p in (style_problem(layer, t) for t in targets) if p), None)
+        problem = nst_regions.rows_problem(pdb, image, regions, region_style_problem)
+        if problem:
             raise nst_protocol.EngineError("bad_input", problem)
     options = settings.engine_options()
     config = nst_engine.load_config(PLUGIN_DIR)
@@ -609,7 +630,8 @@ def add_styled_layers(image, targets, style_layer, settings):
     progress = ProgressReporter(show_in_gimp=not uses_run_dialog(), quicker=quicker_than(options))
     results = []
     not_styled = []
-    name = "Styled: %s" % item_name(style_layer)
+    name = "Styled: %s" % ", ".join(item_name(layer) for layer in
+                                   [style_layer] + [region.style_layer for region in regions[1:]])
     # One undo group for the whole run: the layers inserted by previews and the final pixels are
     # taken back by one Undo. (If GIMP kills the plug-in, its core closes the group: the preview
     # layer left then goes with one Undo.)
@@ -617,6 +639,9 @@ def add_styled_layers(image, targets, style_layer, settings):
     try:
         progress.begin("Neural Style Transfer: exporting the layers")
         style_png = export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
+        style_pngs = [style_png] + [
+            export_layer_png(region.style_layer, os.path.join(run_dir, "style-%d.png" % index))
+            for index, region in enumerate(regions) if index > 0]
         engine = nst_engine.make_engine(config, runs_root)
         for index, target in enumerate(targets):
             if results and results[-1].stopped:
@@ -626,7 +651,10 @@ def add_styled_layers(image, targets, style_layer, settings):
             suffix = "-%d" % index if len(targets) > 1 else ""
             content_png = export_layer_png(target, os.path.join(run_dir, "content%s.png" % suffix))
             result_png = os.path.join(run_dir, "result%s.png" % suffix)
+            masks = nst_regions.region_files(pdb, image, regions, target, run_dir, suffix) \
+                if regions else None
             result = ResultLayer(image, target, name, undo_step)
+            result.mask_from_selection = not regions
             results.append(result)
 
             def on_event(event, result=result):
@@ -636,8 +664,9 @@ def add_styled_layers(image, targets, style_layer, settings):
                     if event.get("snapshot"):
                         remove_quietly(event["path"])
             progress.say("Neural Style Transfer: %sstarting the engine" % prefix)
-            done = run_job(engine, nst_protocol.Job(content_png, [style_png], result_png, options,
-                                                    preview_every),
+            done = run_job(engine, nst_protocol.Job(
+                content_png, style_pngs, result_png, options, preview_every, masks=masks,
+                region_weights=[region.weight for region in regions] if regions else None),
                            on_event, "Neural Style Transfer: %s" % item_name(target))
             # The result replaces the last preview in the same layer (or, without previews, a
             # layer is added only now, after the engine succeeded).

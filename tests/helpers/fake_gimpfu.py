@@ -30,6 +30,7 @@ PF_FILE = 1004
 PF_OPTION = 1013
 
 RGB, GRAY, INDEXED = 0, 1, 2
+ADD_ALPHA_MASK = 2
 ADD_SELECTION_MASK = 4
 MASK_APPLY, MASK_DISCARD = 0, 1
 
@@ -57,6 +58,7 @@ class FakeImage(object):
         self.undo_groups_closed = 0
         self.undo_steps = 0
         self.deleted = False
+        self.channels = []
 
     def __repr__(self):
         return "<FakeImage %d %dx%d>" % (self.id, self.width, self.height)
@@ -160,6 +162,49 @@ class FakePdb(object):
     def gimp_selection_is_empty(self, image):
         return int(self._world.check_image(image).selection is None)
 
+    def gimp_image_width(self, image):
+        return self._world.check_image(image).width
+
+    def gimp_image_height(self, image):
+        return self._world.check_image(image).height
+
+    def gimp_image_get_selection(self, image):
+        """The selection as a channel of the image's size (white inside)."""
+        self._world.check_image(image)
+        pixels = Image.new("L", (image.width, image.height), 0)
+        if image.selection is not None:
+            x, y, w, h = image.selection
+            pixels.paste(255, (x, y, x + w, y + h))
+        channel = FakeItem("channel", "Selection Mask", image.width, image.height, pixels)
+        channel.image = image
+        return channel
+
+    def gimp_image_flatten(self, image):
+        """Every visible layer over the context's background colour, clipped to the image."""
+        self._world.check_image(image)
+        flat = Image.new("RGBA", (image.width, image.height), tuple(self._world.background) + (255,))
+        for layer in reversed(image.layers):
+            if layer.visible:
+                canvas = Image.new("RGBA", flat.size, (0, 0, 0, 0))
+                canvas.paste(layer.pixels.convert("RGBA"), tuple(layer.offsets))  # clipped
+                flat = Image.alpha_composite(flat, canvas)
+            layer.deleted = True
+        item = FakeItem("layer", "Flattened", image.width, image.height, flat.convert("RGB"))
+        item.image = image
+        image.layers = [item]
+        return item
+
+    def gimp_context_push(self):
+        self._world.context_stack.append(tuple(self._world.background))
+
+    def gimp_context_pop(self):
+        if not self._world.context_stack:
+            raise FakeGimpError("context pop without push")
+        self._world.background = self._world.context_stack.pop()
+
+    def gimp_context_set_background(self, color):
+        self._world.background = tuple(color)
+
     # items
 
     def gimp_item_get_name(self, item):
@@ -187,6 +232,23 @@ class FakePdb(object):
 
     def gimp_item_is_layer_mask(self, item):
         return int(self._world.check_item(item).kind == "mask")
+
+    def gimp_item_is_channel(self, item):
+        return int(self._world.check_item(item).kind in ("channel", "mask"))
+
+    def gimp_item_get_image(self, item):
+        return self._world.check_item(item).image
+
+    def gimp_layer_from_mask(self, mask):
+        if self._world.check_item(mask).kind != "mask":
+            raise FakeGimpError("%r is not a layer mask" % mask)
+        return mask.owner
+
+    def gimp_drawable_histogram(self, drawable, channel, start_range, end_range):
+        """(mean, std_dev, median, pixels, count, percentile) of the value, 0..255 as in GIMP 2.10."""
+        values = list(self._world.check_item(drawable).pixels.convert("L").getdata())
+        mean = float(sum(values)) / max(1, len(values))
+        return mean, 0.0, 0.0, float(len(values)), float(len(values)), 1.0
 
     # drawables and layers
 
@@ -232,8 +294,13 @@ class FakePdb(object):
 
     def gimp_layer_create_mask(self, layer, mask_type):
         self._world.check_item(layer)
+        if mask_type == ADD_ALPHA_MASK:
+            item = FakeItem("mask", layer.name + " mask", layer.width, layer.height,
+                            layer.pixels.convert("RGBA").getchannel("A"))
+            item.image = layer.image
+            return item
         if mask_type != ADD_SELECTION_MASK:
-            raise FakeGimpError("the double only makes masks from the selection")
+            raise FakeGimpError("the double only makes masks from the selection or the alpha")
         mask = Image.new("L", (layer.width, layer.height), 0)
         image = layer.image
         if image is not None and image.selection is not None:
@@ -316,6 +383,8 @@ class FakeGimp(object):
         self.messages = []
         self.flushes = 0
         self.main_called = False
+        self.background = (255, 255, 255)  # the context's background colour
+        self.context_stack = []
         self.pdb = FakePdb(self)
         self.gimp = FakeGimpModule(self)
 
@@ -348,10 +417,16 @@ class FakeGimp(object):
         layer.mask = mask
         return mask
 
-    def add_channel(self, image, name):
-        channel = FakeItem("channel", name, image.width, image.height,
-                           Image.new("L", (image.width, image.height), 128))
+    def add_channel(self, image, name, box=None, size=None):
+        """A channel of the image (or of `size`), grey 128, or white inside box (x0, y0, x1, y1)
+        and black outside; listed in image.channels."""
+        width, height = size or (image.width, image.height)
+        pixels = Image.new("L", (width, height), 128 if box is None else 0)
+        if box is not None:
+            pixels.paste(255, box)
+        channel = FakeItem("channel", name, width, height, pixels)
         channel.image = image
+        image.channels.append(channel)
         return channel
 
     # rules

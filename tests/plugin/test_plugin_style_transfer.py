@@ -63,9 +63,12 @@ def test_registers_one_procedure_in_filters_artistic(harness):
     assert registration["imagetypes"] == "RGB*, GRAY*"
     names = [param[1] for param in registration["params"]]
     assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_strength", "use_ssim", "preserve_colors", "seed", "device"]
+                     "style_strength", "use_ssim", "preserve_colors", "seed", "device",
+                     "region", "region_item", "region_weight",
+                     "region2", "region2_item", "region2_style", "region2_weight"]
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
-    assert defaults == dict(DEFAULTS, style_layer=None)
+    assert defaults == dict(DEFAULTS, style_layer=None, region=0, region_item=None, region_weight=1.0,
+                            region2=0, region2_item=None, region2_style=None, region2_weight=1.0)
 
 
 def test_main_runs_only_as_a_program(harness):

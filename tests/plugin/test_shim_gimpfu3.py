@@ -15,7 +15,8 @@ from helpers.repo import REPO
 PLUGIN_DIR = REPO / "plugin"
 
 GIMP3_ARGUMENTS = ["style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
-                   "preserve-colors", "seed", "device"]
+                   "preserve-colors", "seed", "device", "region", "region-item", "region-weight",
+                   "region2", "region2-item", "region2-style", "region2-weight"]
 
 
 @pytest.fixture
@@ -127,7 +128,9 @@ def test_plugin_parameters_become_gimp3_arguments(plugin):
     kinds = dict((spec.name, spec.kind) for spec in specs)
     assert kinds == {"style-layer": "layer", "preset": "choice", "iterations": "int",
                      "size": "int", "style-strength": "double", "use-ssim": "boolean", "preserve-colors": "boolean",
-                     "seed": "int", "device": "choice"}
+                     "seed": "int", "device": "choice", "region": "choice", "region-item": "drawable",
+                     "region-weight": "double", "region2": "choice", "region2-item": "drawable",
+                     "region2-style": "layer", "region2-weight": "double"}
     by_name = dict((spec.name, spec) for spec in specs)
     assert by_name["preset"].default == "standard"
     assert [nick for nick, _ in by_name["preset"].choices] == ["standard", "fast", "paper"]
@@ -144,8 +147,10 @@ def test_gimp3_values_become_the_gimpfu_functions_arguments(plugin):
     layer = object()
     values = {"style-layer": layer, "preset": "paper", "iterations": 300, "size": 512,
               "style-strength": 7.5, "use-ssim": False, "preserve-colors": True, "seed": 5,
-              "device": "cuda"}
-    assert shim.function_args(specs, values) == [layer, 2, 300, 512, 7.5, False, True, 5, 2]
+              "device": "cuda", "region": "selection", "region-item": None, "region-weight": 1.5,
+              "region2": "rest", "region2-item": None, "region2-style": layer, "region2-weight": 0.5}
+    assert shim.function_args(specs, values) == [layer, 2, 300, 512, 7.5, False, True, 5, 2,
+                                                 3, None, 1.5, 4, None, layer, 0.5]
 
 
 def test_defaults_round_trip_to_the_plugins_defaults(plugin):
@@ -232,7 +237,8 @@ def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     assert by_name["style-strength"][3] == _plugin.TOOLTIPS["style_strength"]
     # GIMP cannot keep a layer in the last values: its id is kept in a string aux argument.
     aux = [call[1:] for call in procedure.calls if call[0] == "add_string_aux_argument"]
-    assert [entry[0] for entry in aux] == ["style-layer-last-id"]
+    assert [entry[0] for entry in aux] == ["style-layer-last-id", "region-item-last-id",
+                                           "region2-item-last-id", "region2-style-last-id"]
     assert by_name["use-ssim"][0:1] + by_name["use-ssim"][4:] == ("add_boolean_argument", True,
                                                                   "READWRITE")
     preset = by_name["preset"]
