@@ -124,11 +124,11 @@ def rows_problem(pdb, image, regions, style_problem):
     """Why these regions cannot be painted, or None; style_problem(layer) says why a style layer
     cannot be used. Checked before anything changes, so a refusal leaves the image as it was."""
     rests = [region for region in regions if region.source == SOURCE_REST]
+    if len(rests) > 1:
+        return "Only one region can be 'What the other region leaves': set the other to a region."
     if len(rests) == len(regions):
         return ("'What the other region leaves' needs another region: set the other row to a "
                 "channel, a layer mask, a layer's alpha or the selection, or set this one Off.")
-    if len(rests) > 1:
-        return "Only one region can be 'What the other region leaves': set the other to a region."
     for region in regions:
         if region.style_layer is None:
             return ("%s has no style: choose its style layer, or set it Off." % region.label)

@@ -246,7 +246,7 @@ class FakePdb(object):
 
     def gimp_drawable_histogram(self, drawable, channel, start_range, end_range):
         """(mean, std_dev, median, pixels, count, percentile) of the value, 0..255 as in GIMP 2.10."""
-        values = list(self._world.check_item(drawable).pixels.convert("L").getdata())
+        values = bytearray(self._world.check_item(drawable).pixels.convert("L").tobytes())
         mean = float(sum(values)) / max(1, len(values))
         return mean, 0.0, 0.0, float(len(values)), float(len(values)), 1.0
 
