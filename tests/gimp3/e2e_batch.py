@@ -10,6 +10,7 @@
 #             (NST_PREVIEW_EVERY set: previews update one layer in place; a run stopped with
 #             SIGUSR1 to its engine keeps its layer; one ended with SIGTERM leaves none; two
 #             selected layers each get one; the plug-in's NST_PREVIEW_LOG says what it showed)
+#             or "regions" (two channels, two flat styles, one run, Repeat, a refused channel)
 #   content, style: picture files; output: where to write the findings; size, iterations.
 import hashlib
 import json
@@ -371,7 +372,88 @@ def live_scenario():
         image.delete()
 
 
-SCENARIOS = {"success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
+def flat_layer(image, name, hex_colour):
+    layer = Gimp.Layer.new(image, name, image.get_width(), image.get_height(),
+                           Gimp.ImageType.RGB_IMAGE, 100, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    Gimp.context_push()
+    Gimp.context_set_foreground(Gegl.Color.new(hex_colour))
+    layer.fill(Gimp.FillType.FOREGROUND)
+    Gimp.context_pop()
+    return layer
+
+
+def saved_selection(image, name, x, y, width, height):
+    """Select > Save to Channel of a rectangle, as a user makes a region."""
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, width, height)
+    channel = Gimp.Selection.save(image)
+    channel.set_name(name)
+    Gimp.Selection.none(image)
+    return channel
+
+
+def half_means(layer):
+    """The mean (R, G, B) of the layer's upper and lower halves."""
+    data = pixels(layer)
+    width, height = layer.get_width(), layer.get_height()
+    halves = []
+    for rows in (range(0, height // 2), range(height // 2, height)):
+        sums, count = [0, 0, 0], 0
+        for y in rows:
+            row = data[y * width * 4:(y + 1) * width * 4]
+            for channel in range(3):
+                sums[channel] += sum(row[channel::4])
+            count += width
+        halves.append([value / float(count) for value in sums])
+    return halves
+
+
+def newest_styled(image, before_ids):
+    return [layer for layer in image.get_layers() if layer.get_id() not in before_ids]
+
+
+def regions_scenario():
+    """Two channels (the target's upper and lower half, in image coordinates while the target is
+    offset), two flat style layers of very different colours, one run; then Repeat; then a refusal."""
+    image, target, _style, style_image = build_scene()
+    offset_y = params["target_offsets"][1]
+    half = params["target_size"][1] // 2
+    upper = saved_selection(image, "Upper", 0, 0, image.get_width(), offset_y + half)
+    lower = saved_selection(image, "Lower", 0, offset_y + half, image.get_width(),
+                            image.get_height() - offset_y - half)
+    red = flat_layer(style_image, "Red", "#e61414")
+    blue = flat_layer(style_image, "Blue", "#1414e6")
+    findings["before"] = stack(image)
+    ids = [layer.get_id() for layer in image.get_layers()]
+    values = engine_values(iterations=params["region_iterations"], **{
+        "region": "item", "region-item": upper, "region2": "item", "region2-item": lower,
+        "region2-style": blue})
+    findings["run"] = run_procedure(image, [target], red, **values)
+    findings["after"] = stack(image)
+    added = newest_styled(image, ids)
+    findings["halves"] = half_means(added[0]) if len(added) == 1 else None
+    findings["content_halves"] = half_means(target)
+    # Filters > Repeat: the same regions again (the items are remembered by their ids)
+    ids = [layer.get_id() for layer in image.get_layers()]
+    findings["repeat_run"] = run_with_last_values(image, [target])
+    findings["after_repeat"] = stack(image)
+    added = newest_styled(image, ids)
+    findings["repeat_halves"] = half_means(added[0]) if len(added) == 1 else None
+    # A channel of another image size: refused, the image as it was
+    other = Gimp.Image.new(100, 100, Gimp.ImageBaseType.RGB)
+    small = saved_selection(other, "Small", 0, 0, 50, 50)
+    findings["before_refusal"] = stack(image)
+    findings["channels_before_refusal"] = [c.get_name() for c in image.get_channels()]
+    findings["refusal"] = run_procedure(image, [target], red, **engine_values(**{
+        "region": "item", "region-item": small, "region2": "rest", "region2-style": blue}))
+    findings["after_refusal"] = stack(image)
+    findings["channels_after_refusal"] = [c.get_name() for c in image.get_channels()]
+    findings["run_folders_at_end"] = run_files()
+    for image in Gimp.get_images():
+        image.delete()
+
+
+SCENARIOS = {"regions": regions_scenario, "success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
              "cases": cases_scenario, "live": live_scenario}
 
 try:
