@@ -28,7 +28,8 @@ SOURCE_CHOICES = (
     (SOURCE_SELECTION, "The current selection"),
     (SOURCE_REST, "What the other region leaves"),
 )
-# The first row is the style layer's region; each further row brings its own style layer.
+# The first row is the style layer's region; each further row brings its own style layer. The
+# labels' mnemonics also avoid F: Alt+F is Factory Defaults in the Reset button's menu.
 ROW_COUNT = 2
 WEIGHT_RANGE = (0.0, 4.0)
 WEIGHT_DEFAULT = 1.0
@@ -56,7 +57,7 @@ def region_parameters(pf_option, pf_drawable, pf_layer, pf_slider):
         parameters += [
             (pf_option, "region%d" % row, "Region _%d" % row, 0, labels, names),
             (pf_drawable, "region%d_item" % row, "Region %d item (ch_annel, layer mask or layer)" % row, None),
-            (pf_layer, "region%d_style" % row, "Region %d style layer (_from any open image)" % row, None),
+            (pf_layer, "region%d_style" % row, "Region %d style layer (any open image; _unused when Off)" % row, None),
             (pf_slider, "region%d_weight" % row, "Region %d weight (_by default 1)" % row, WEIGHT_DEFAULT, weights),
         ]
     return parameters
@@ -72,10 +73,14 @@ TOOLTIPS = {
                      "half, 2 twice. Same time.",
     "region2": "A second style in its own region, painted in the same run (no seam where the two "
                "meet). Off: one style only, as fast as before.",
-    "region2_item": "The channel, layer mask or layer that holds region 2 (for 'Region item' and "
-                    "'Region item's alpha').",
-    "region2_style": "The style layer of region 2: a layer of any open image.",
-    "region2_weight": "How hard region 2's style paints: 1 as the style strength says.",
+    "region2_item": "The channel (Select > Save to Channel), layer mask or layer that holds region "
+                    "2, for 'Region item' and 'Region item's alpha'. A channel must have this "
+                    "image's size; a layer or mask must be in this image.",
+    "region2_style": "The style layer that paints region 2: a layer of any open image (open the "
+                     "painting as a second image), not the layer being styled. Unused while region "
+                     "2 is Off.",
+    "region2_weight": "How hard region 2's style paints its region: 1 as the style strength says, "
+                      "0.5 half, 2 twice. It costs no time.",
 }
 
 
