@@ -448,6 +448,32 @@ def regions_scenario():
         "region": "item", "region-item": small, "region2": "rest", "region2-style": blue}))
     findings["after_refusal"] = stack(image)
     findings["channels_after_refusal"] = [c.get_name() for c in image.get_channels()]
+    # The other kinds of region, each the upper half of the target against blue in the rest
+    width, upper_height = image.get_width(), offset_y + half
+    figure = Gimp.Layer.new(image, "Figure", width, upper_height, Gimp.ImageType.RGBA_IMAGE, 100,
+                            Gimp.LayerMode.NORMAL)  # at (0, 0): not the target's offsets
+    image.insert_layer(figure, None, 0)
+    figure.fill(Gimp.FillType.WHITE)
+    cut = Gimp.Layer.new(image, "Cut", width, image.get_height(), Gimp.ImageType.RGBA_IMAGE, 100,
+                         Gimp.LayerMode.NORMAL)
+    image.insert_layer(cut, None, 0)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, width, upper_height)
+    cut.add_mask(cut.create_mask(Gimp.AddMaskType.SELECTION))
+    kinds = {"selection": {"region": "selection"},
+             "alpha": {"region": "alpha", "region-item": figure},
+             "layer_mask": {"region": "item", "region-item": cut.get_mask()}}
+    for name, rows in sorted(kinds.items()):
+        if name == "selection":
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, width, upper_height)
+        else:
+            Gimp.Selection.none(image)
+        ids = [layer.get_id() for layer in image.get_layers()]
+        values = engine_values(iterations=params["region_iterations"], **dict(
+            rows, **{"region2": "rest", "region2-style": blue}))
+        findings["%s_run" % name] = run_procedure(image, [target], red, **values)
+        added = newest_styled(image, ids)
+        findings["%s_halves" % name] = half_means(added[0]) if len(added) == 1 else None
+        findings["%s_has_mask" % name] = added[0].get_mask() is not None if len(added) == 1 else None
     findings["run_folders_at_end"] = run_files()
     for image in Gimp.get_images():
         image.delete()

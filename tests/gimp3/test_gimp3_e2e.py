@@ -511,7 +511,9 @@ REGION_ITERATIONS = 30
 def test_regions_in_real_gimp3(gimp_session):
     """Two channels, two flat style layers (red, blue) and an offset target: one new layer whose
     upper half (the red style's channel) is redder than its lower half (the blue style's), and the
-    reverse for blue; Repeat runs; a channel of another size is refused with the image as it was.
+    reverse for blue; Repeat runs; a channel of another size is refused with the image as it was;
+    then the selection, a layer's alpha and a layer mask (each in its own coordinates) as the red
+    region with blue taking the rest pass the same colour check.
     (Headless, GIMP keeps no last values after a PDB call, so Repeat here runs the defaults: that it
     repeats the same regions needs the GUI.) The colour check fails if the masks are ignored (both halves alike) or
     swapped (the signs turn)."""
@@ -547,8 +549,13 @@ def test_regions_in_real_gimp3(gimp_session):
               and found.get("channels_before_refusal") == found.get("channels_after_refusal")),
         check("no run folder left", found.get("run_folders_at_end") == []),
     ]
+    for kind in ("selection", "alpha", "layer_mask"):
+        kind_run = found.get("%s_run" % kind) or {}
+        results.append(check("the %s as the red region, blue the rest: one layer without a mask"
+                             % kind.replace("_", " "), kind_run.get("status") == "success"
+                             and found.get("%s_has_mask" % kind) is False, "%s" % kind_run))
     if session["engine"] == "real":
-        for key in ("halves",):
+        for key in ("halves", "selection_halves", "alpha_halves", "layer_mask_halves"):
             shift = redder_up(found.get(key))
             # the photo's own halves differ little (content); red above and blue below add > 100
             results.append(check("%s: the upper region is red, the lower blue (R-B shift %s, photo %s)"
