@@ -515,8 +515,8 @@ def test_regions_in_real_gimp3(gimp_session):
     then the selection, a layer's alpha and a layer mask (each in its own coordinates) as the red
     region with blue taking the rest pass the same colour check.
     (Headless, GIMP keeps no last values after a PDB call, so Repeat here runs the defaults: that it
-    repeats the same regions needs the GUI.) The colour check fails if the masks are ignored (both halves alike) or
-    swapped (the signs turn)."""
+    repeats the same regions is tests/gimp3/test_gimp3_gui_regions.py's.) The colour check fails if
+    the masks are ignored (both halves alike) or swapped (the signs turn)."""
     session = gimp_session
     params = dict(scenario_params(session, "regions"), region_iterations=REGION_ITERATIONS)
     found, gimp_output = run_gimp(session["kind"], session["root"], session["home"],
