@@ -146,6 +146,33 @@ def masked_gram(flat, weights, total):
     return (flat * weights) @ flat.transpose(1, 2) / total
 
 
+class _MaskedGrams(torch.autograd.Function):
+    """:func:`masked_gram` for every region at once, with a backward pass of one matrix product per
+    region: dL/dF = sum_r m_r (dG_r + dG_r^T) F / s_r (each G_r is symmetric). Autograd's takes two
+    products per region and keeps a mask-weighted copy of F for each."""
+
+    @staticmethod
+    def forward(ctx, flat, weights, totals):
+        ctx.save_for_backward(flat, weights)
+        ctx.totals = totals
+        transposed = flat.transpose(1, 2)
+        return tuple((flat * weights[index]) @ transposed / total for index, total in enumerate(totals))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        flat, weights = ctx.saved_tensors
+        grad_flat = None
+        for index, (grad, total) in enumerate(zip(grads, ctx.totals)):
+            part = ((grad + grad.transpose(1, 2)) @ flat).mul_(weights[index] / total)
+            grad_flat = part if grad_flat is None else grad_flat.add_(part)
+        return grad_flat, None, None
+
+
+def masked_grams(flat, weights, totals):
+    """The Gram of each region: ``flat`` N x C x HW float32, ``weights`` R x 1 x 1 x HW, ``totals`` R sums."""
+    return _MaskedGrams.apply(flat, weights, tuple(totals))
+
+
 class RegionStyleLoss(nn.Module):
     """The style loss of one layer over several regions, each against its own style's Gram target.
 
@@ -159,7 +186,8 @@ class RegionStyleLoss(nn.Module):
         for index, mask in enumerate(masks):
             self.register_buffer(f"mask{index}", mask.detach().float(), persistent=False)
         self.weights = list(weights)
-        self._at_size = {}  # (h, w) -> [(weights 1 x 1 x HW, sum, coverage)] per region
+        # (h, w) -> [(weights 1 x 1 x HW, sum, coverage)] per region; ("covered", h, w) -> _covered's
+        self._at_size = {}
 
     def _masks(self, height, width):
         key = (height, width)
@@ -172,16 +200,28 @@ class RegionStyleLoss(nn.Module):
             self._at_size[key] = levels
         return self._at_size[key]
 
+    def _covered(self, height, width):
+        """The regions that cover part of a (height, width) map: [(index, coverage)], their
+        stacked masks (R x 1 x 1 x HW) and mask sums."""
+        key = ("covered", height, width)
+        if key not in self._at_size:
+            levels = self._masks(height, width)
+            used = [index for index, (_mask, _total, coverage) in enumerate(levels) if coverage > 0.0]
+            stacked = torch.stack([levels[index][0] for index in used]) if used else None
+            self._at_size[key] = ([(index, levels[index][2]) for index in used], stacked,
+                                  [levels[index][1] for index in used])
+        return self._at_size[key]
+
     def forward(self, features):
         n, c, h, w = features.shape
         flat = features.float().reshape(n, c, h * w)
         value = features.new_zeros((), dtype=torch.float32)
         factor_sum, coverage_sum = value, 0.0
-        for loss, weight, (mask, total, coverage) in zip(self.losses, self.weights, self._masks(h, w)):
-            if coverage <= 0.0:
-                continue
-            part, factor = loss.compare(masked_gram(flat, mask, total))
-            value = value + weight * coverage * part
+        used, stacked, totals = self._covered(h, w)
+        grams = masked_grams(flat, stacked, totals) if used else ()
+        for (index, coverage), gram in zip(used, grams):
+            part, factor = self.losses[index].compare(gram)
+            value = value + self.weights[index] * coverage * part
             factor_sum = factor_sum + coverage * factor
             coverage_sum += coverage
         return value, factor_sum / max(coverage_sum, 1e-8)

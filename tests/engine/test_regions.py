@@ -126,6 +126,21 @@ def test_a_region_pulls_only_the_features_its_mask_covers():
     assert torch.allclose(both(features)[0], full(features)[0] + half(features)[0], rtol=1e-5)
 
 
+def test_the_regions_grams_and_their_gradient_equal_autograds_of_the_plain_products():
+    torch.manual_seed(2)
+    flat = torch.rand(2, 8, 30, dtype=torch.float64, requires_grad=True)
+    masks = torch.rand(3, 1, 1, 30, dtype=torch.float64)
+    totals = [float(m.sum()) for m in masks]
+    grams = regions_mod.masked_grams(flat, masks, totals)
+    plain = [regions_mod.masked_gram(flat, m, t) for m, t in zip(masks, totals)]
+    assert all(torch.allclose(g, p) for g, p in zip(grams, plain))
+    # a loss that is not symmetric in G's entries, and one region left out of it
+    weights = torch.rand(8, 8, dtype=torch.float64)
+    ours = torch.autograd.grad((grams[0] * weights).sum() + grams[2].pow(2).sum(), flat)[0]
+    reference = torch.autograd.grad((plain[0] * weights).sum() + plain[2].pow(2).sum(), flat)[0]
+    assert torch.allclose(ours, reference)
+
+
 def test_without_masks_no_region_objective_is_built(random_engine, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the one-style path built a RegionObjective")
