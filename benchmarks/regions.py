@@ -1,6 +1,7 @@
 """Regions against the old way: one two-region run, and two one-style runs composited by the same mask.
 
     python benchmarks/regions.py [--size 512] [--preset fast] [--content examples/chelsea.png]
+    python benchmarks/regions.py --per-step 30 --size 256 --preset standard     # the cost of a step only
 
 Prints, side by side: the time of each run (the two-region run against one one-style run: the
 question is whether it costs much more than one run, where the old way costs two), the evaluator's
@@ -60,6 +61,9 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=os.path.join(HERE, "regions.png"), help="the contact sheet (PNG)")
+    parser.add_argument("--per-step", type=int, metavar="STEPS",
+                        help="only time STEPS steps without convergence, one style against two regions, "
+                             "twice each, interleaved (the cost of a step, apart from how many steps converge)")
     args = parser.parse_args(argv)
 
     import evaluate
@@ -87,6 +91,16 @@ def main(argv=None):
         started = time.perf_counter()
         result = engine.run(content, styles, params, regions=regions)
         return np.asarray(result.image, np.float32), time.perf_counter() - started, result.stats["steps"]
+
+    if args.per_step:
+        params = StyleParams.preset(args.preset, size=args.size, iterations=args.per_step, converge=False)
+        print(f"{args.size} px, preset {args.preset}, {args.per_step} steps without convergence, "
+              f"{args.threads} threads, each run with its own style targets:")
+        for _ in range(2):
+            (_, one, one_steps), (_, two, two_steps) = timed(STYLES[:1]), timed(STYLES, masks)
+            print(f"  one style {one:6.1f} s ({one_steps} steps)   two regions {two:6.1f} s ({two_steps} steps)"
+                  f"   per step {(two / two_steps) / (one / one_steps):4.2f}x")
+        return
 
     (a, time_a, steps_a), (b, time_b, steps_b) = timed(STYLES[:1]), timed(STYLES[1:])
     ours, time_ours, steps_ours = timed(STYLES, masks)
