@@ -35,7 +35,9 @@ BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
 PROCEDURE = "python-fu-nst-style-transfer"
 GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
-                   "style-strength", "use-ssim", "preserve-colors", "seed", "device"]
+                   "style-strength", "use-ssim", "preserve-colors", "seed", "device",
+                   "region", "region-item", "region-weight",
+                   "region2", "region2-item", "region2-style", "region2-weight"]
 WORKING_SIZE = 64
 # The fake engine needs no more than 2 iterations. The real one, with NST_WEIGHTS=random, hands back
 # its starting image (the content itself) after 2, so the "pixels differ" check needs a few more.
