@@ -28,16 +28,14 @@ import nst_http
 import nst_local_service
 from helpers.checks import check, failed_labels
 from helpers.fake_engine import write_fake_engine
+from helpers.plugin_setup import GIMP3_ARGUMENTS
 from helpers.real_gimp import bind_paths, choose_engine, engine_python_for_this_checkout, install_plugin, locate_gimp
 from helpers.repo import REPO
 
 BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
 PROCEDURE = "python-fu-nst-style-transfer"
-GIMP3_ARGUMENTS = ["run-mode", "image", "drawables", "style-layer", "preset", "iterations", "size",
-                   "style-strength", "use-ssim", "preserve-colors", "seed", "device",
-                   "region", "region-item", "region-weight",
-                   "region2", "region2-item", "region2-style", "region2-weight"]
+REGISTERED_ARGUMENTS = ["run-mode", "image", "drawables", *GIMP3_ARGUMENTS]
 WORKING_SIZE = 64
 # The fake engine needs no more than 2 iterations. The real one, with NST_WEIGHTS=random, hands back
 # its starting image (the content itself) after 2, so the "pixels differ" check needs a few more.
@@ -190,8 +188,8 @@ def test_plugin_styles_a_layer_in_real_gimp3(gimp_session):
               registration.get("menu_paths") == ["<Image>/Filters/Artistic"]
               and registration.get("menu_label") == "Neural Style Transfer...",
               "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
-        check("arguments are %s" % ", ".join(GIMP3_ARGUMENTS[3:]),
-              registration.get("arguments") == GIMP3_ARGUMENTS, str(registration.get("arguments"))),
+        check("arguments are %s" % ", ".join(GIMP3_ARGUMENTS),
+              registration.get("arguments") == REGISTERED_ARGUMENTS, str(registration.get("arguments"))),
         check("the GimpUi calls of the interactive dialog exist in this GIMP",
               registration.get("missing_dialog_api") == [],
               "missing: %s" % registration.get("missing_dialog_api")),

@@ -14,6 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO / "plugin"
 # Every module of the plug-in, as GIMP imports them from its folder.
 PLUGIN_MODULES = tuple(sorted(path.stem for path in PLUGIN_SOURCE.glob("*.py")))
+# The style-transfer procedure's arguments in GIMP 3 after run-mode, image and drawables, as the
+# shim should register them (written out: the tests check the registration against it).
+GIMP3_ARGUMENTS = ("style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
+                   "preserve-colors", "seed", "device", "region", "region-item", "region-weight",
+                   "region2", "region2-item", "region2-style", "region2-weight")
 
 
 def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", service="off"):
