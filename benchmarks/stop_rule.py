@@ -1,17 +1,18 @@
 """Record long runs of the standard preset and replay stop rules on them: when does each rule end the
 run, and how good is the picture it ends on, by the evaluator?
 
-    python benchmarks/stop_rule.py record --sizes 256 512 --pairs all      # tests/data/stop_curves.json
-    python benchmarks/stop_rule.py replay                                   # the table
+    python benchmarks/stop_rule.py record --sizes 256 --pairs all      # writes benchmarks/stop_curves.json
+    python benchmarks/stop_rule.py replay                               # the table, from that file
 
 ``record`` runs the standard preset on real VGG-16 features with a much stricter loss rule than any
 candidate (so every candidate's end is a prefix of the recording), and keeps, for the last scale of
 each run: the best loss after every step, the picture change after every step (mean absolute
-difference of the best picture against the one ``window`` steps before, both shrunk to the
-convergence rule's preview size, in grey levels), and the evaluator's (style, content) distances of
-the best picture every ``--every`` steps. ``replay`` runs each candidate rule (``ConvergenceRule``,
-fed those curves) and prints per rule the steps it takes on the last scale and the distances of the
-picture it stops on, next to the 2 % loss rule's (the rule before the picture rule).
+difference of the best picture against the one ``WINDOW`` steps before, in grey levels, both shrunk
+to each of ``SHRINK_SIDES``), and the evaluator's (style, content) distances of the best picture every
+``--every`` steps. ``replay`` ends each recorded run by each candidate: the engine's loss rule
+(``ConvergenceRule``) at several thresholds, the standard preset's 2 % among them, and a rule on the
+shrunk picture's change; it prints the steps each takes on the last scale and the distances of the
+picture it stops on. Steps and distances, not seconds: the figures do not depend on the machine's load.
 """
 
 import argparse
@@ -25,10 +26,9 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 from evaluate import GOOD_CONTENT, GOOD_STYLE, Evaluator, weights_path  # noqa: E402
+from time_to_good import parse_pairs  # noqa: E402
 
-CURVES = os.path.join(REPO, "tests", "data", "stop_curves.json")
-PHOTOS = ("chelsea", "astronaut", "coffee")
-PAINTINGS = ("starry_night", "great_wave")
+CURVES = os.path.join(HERE, "stop_curves.json")
 RECORD_LOSS_CHANGE = 0.003  # far past any candidate's end
 WINDOW = 10
 SHRINK_SIDES = (0, 128, 64, 32)  # long side the pictures are shrunk to before comparing (0: as they are)
@@ -42,20 +42,6 @@ def shrunk(image, side):
         return image
     scale = side / max(height, width)
     return F.interpolate(image, size=(max(1, round(height * scale)), max(1, round(width * scale))), mode="area")
-
-
-def example(name):
-    for ext in (".png", ".jpg"):
-        path = os.path.join(REPO, "examples", name + ext)
-        if os.path.exists(path):
-            return path
-    raise SystemExit(f"no example named {name}")
-
-
-def pairs_from(names):
-    if names == ["all"]:
-        return [(p, s) for p in PHOTOS for s in PAINTINGS]
-    return [tuple(n.split(":")) for n in names]
 
 
 def record_run(engine, judge, content, style, size, every):
@@ -106,8 +92,8 @@ def record(args):
     if os.path.exists(args.out) and args.append:
         runs = json.load(open(args.out))["runs"]
     for size in args.sizes:
-        for photo, painting in pairs_from(args.pairs):
-            run = record_run(engine, judge, example(photo), example(painting), size, args.every)
+        for content, style in parse_pairs(args):
+            run = record_run(engine, judge, content, style, size, args.every)
             print(f"{run['run']}: {len(run['losses'])} last-scale steps", flush=True)
             runs = [r for r in runs if r["run"] != run["run"]] + [run]
             with open(args.out, "w") as handle:
@@ -115,9 +101,10 @@ def record(args):
 
 
 ABOUT = ("Last-scale curves of real standard-preset runs (VGG-16 Caffe weights, L-BFGS, the CPU) recorded by "
-         "benchmarks/stop_rule.py with a 0.3 % loss rule: the best loss after each step, the picture change over "
-         "the last 10 steps (grey levels, at the convergence rule's preview size; null before 10 steps) and the "
-         "evaluator's (style, content) distances of the best picture every few steps, keyed by step.")
+         "benchmarks/stop_rule.py with a 0.3 % loss rule: the best loss after each step, the best picture's change "
+         "over the last 10 steps (mean absolute difference in grey levels, with the pictures shrunk to a long side "
+         "of 128, 64 or 32 px, or '0': as they are; null before 10 steps) and the evaluator's (style, content) "
+         "distances of the best picture every 5 steps and at the last, keyed by step (1-based).")
 
 
 def loss_rule_stop(run, loss_change, window):
@@ -181,7 +168,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record")
     rec.add_argument("--sizes", type=int, nargs="+", default=[256])
-    rec.add_argument("--pairs", nargs="+", default=["all"])
+    rec.add_argument("--pairs", nargs="+", default=["all"], help="CONTENT:STYLE example names, or all")
     rec.add_argument("--every", type=int, default=5)
     rec.add_argument("--weights")
     rec.add_argument("--out", default=CURVES)
