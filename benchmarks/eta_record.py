@@ -61,7 +61,8 @@ def record(engine, spec):
 
     started = time.perf_counter()
     result = engine.run(content_image, [example(style)], params, on_progress=on_progress)
-    return {"run": spec, "parts": [list(p) for p in plan.parts], "seconds": round(time.perf_counter() - started, 3),
+    return {"run": spec, "parts": [list(p) for p in plan.parts], "scales": len(plan.stages),
+            "rule": params.converge_loss_change, "seconds": round(time.perf_counter() - started, 3),
             "steps_taken": result.stats["steps"], "stop_reason": result.stats["stop_reason"], "steps": steps}
 
 

@@ -3,6 +3,7 @@ run, and how good is the picture it ends on, by the evaluator?
 
     python benchmarks/stop_rule.py record --sizes 256 --pairs all      # writes benchmarks/stop_curves.json
     python benchmarks/stop_rule.py replay                               # the table, from that file
+    python benchmarks/stop_rule.py sheet                                # stop_rule.webp: 2 % and 10 % side by side
 
 ``record`` runs the standard preset on real VGG-16 features with a much stricter loss rule than any
 candidate (so every candidate's end is a prefix of the recording), and keeps, for the last scale of
@@ -163,6 +164,35 @@ def replay(args):
         f"{t[0] / n:4.0f} {t[1] / n:.3f}/{t[2] / n:.3f} {t[3]}/{n}".rjust(20) for t in totals.values()))
 
 
+def sheet(args):
+    """Each pair styled under each rule, side by side in one picture (one row per pair)."""
+    import numpy as np
+    from PIL import Image
+
+    from nst_core.engine.stylizer import Stylizer
+    from nst_core.params import StyleParams
+
+    engine = Stylizer("vgg16", args.weights or weights_path(), "caffe", "cpu")
+    rows = []
+    for content, style in parse_pairs(args):
+        row = []
+        for loss_change in args.loss_changes:
+            params = StyleParams.preset("standard", size=args.size, converge_loss_change=loss_change)
+            result = engine.run(content, [style], params)
+            print(f"{os.path.basename(content)} / {os.path.basename(style)}, {loss_change:g}: "
+                  f"{result.stats['steps']} steps", flush=True)
+            picture = Image.fromarray(np.asarray(result.image))
+            row.append(picture.resize((args.size, round(args.size * picture.height / picture.width))))
+        rows.append(row)
+    out = Image.new("RGB", (args.size * len(args.loss_changes), sum(r[0].height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        for column, picture in enumerate(row):
+            out.paste(picture, (column * args.size, top))
+        top += row[0].height
+    out.save(args.out, quality=80)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,8 +209,14 @@ def main():
     rep.add_argument("--loss-changes", type=float, nargs="+", default=[0.02, 0.05, 0.08, 0.1, 0.15])
     rep.add_argument("--picture-rules", nargs="+", default=["32:2.5", "64:3"],
                      help="SIDE:LEVEL candidates: stop once the picture shrunk to SIDE px moved < LEVEL grey levels")
+    pic = sub.add_parser("sheet", help="the pairs styled under each rule, side by side")
+    pic.add_argument("--pairs", nargs="+", default=["coffee:great_wave", "astronaut:starry_night"])
+    pic.add_argument("--loss-changes", type=float, nargs="+", default=[0.02, 0.1])
+    pic.add_argument("--size", type=int, default=256)
+    pic.add_argument("--weights")
+    pic.add_argument("--out", default=os.path.join(HERE, "stop_rule.webp"))
     args = parser.parse_args()
-    record(args) if args.command == "record" else replay(args)
+    {"record": record, "replay": replay, "sheet": sheet}[args.command](args)
 
 
 if __name__ == "__main__":

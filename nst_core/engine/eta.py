@@ -12,8 +12,10 @@ one-off costs (style targets, optimiser set-up). Each part is expected to take
                 forecast over ``FAR_BEYOND`` times that count is set aside until the part has run
                 that long); once the rule has decided, that alone;
                 with neither (no rule), its maximum
-  later parts   ``LATER_SHARE`` of the steps this part is expected to take, capped at each part's
-                maximum: a scale starts from the previous one's result and stops by the same rule
+  later parts   ``LATER_SHARE`` of the steps this part is expected to take for a later scale (it
+                starts from the previous one's result and stops by the same rule), ``TILE_SHARE``
+                of what the last scale takes for a tile (it refines that scale's finished picture),
+                capped at each part's maximum
 
 A part "needed" the steps it took when it converged, or, when it ran to its maximum, the forecast it
 had at the end (a coarse scale cut short still says how long the rule would have taken).
@@ -28,15 +30,20 @@ import time
 # A later scale needs fewer steps than the one before it: it starts from a picture already arranged at
 # the coarser scale (the share measured on recorded runs: benchmarks/README.md, "Time left").
 LATER_SHARE = 0.8
+# A tile of the full-size refinement starts from the finished last scale and stops by the same rule
+# about as soon as that scale did (recorded runs: 0.9-1.0 of its steps).
+TILE_SHARE = 1.0
 # Forecasts beyond this multiple of what was expected of a part are set aside until the part has run as
 # long as expected: a part's first steps forecast wildly (1.5 rather than 3: benchmarks/README.md, "Time left").
 FAR_BEYOND = 1.5
 
 
 class RunClock:
-    def __init__(self, parts, now=time.perf_counter):
-        """``parts``: (maximum steps, pixels per step) of each scale and tile, in the order they run."""
+    def __init__(self, parts, now=time.perf_counter, scales=None):
+        """``parts``: (maximum steps, pixels per step) of each scale and tile, in the order they run;
+        ``scales``: how many of them are scales (the rest are tiles; None: all are scales)."""
         self.parts = [(max(int(steps), 1), max(int(pixels), 1)) for steps, pixels in parts]
+        self.scales = len(self.parts) if scales is None else scales
         self.now = now
         self.start = now()
         self.index = -1  # the part being run
@@ -92,7 +99,7 @@ class RunClock:
             self.fraction = max(self.fraction, min(self.done_units / self.max_units, 1.0))
             return elapsed, self.fraction, None
         # What was expected of this part before it began: from the part before, else the rule's guess.
-        prior = typical if self.needed is None else LATER_SHARE * self.needed
+        prior = typical if self.needed is None else self._share(self.index - 1, self.index) * self.needed
         far_beyond = expected_total is not None and prior is not None and expected_total > FAR_BEYOND * prior
         if far_beyond and self.steps_here < prior:
             # A forecast far beyond what was expected, from a part's first steps while its loss still
@@ -109,7 +116,14 @@ class RunClock:
             trust = min(1.0, self.steps_here / prior)
             expected = trust * min(expected_total, most) + (1.0 - trust) * prior
         left_here = min(most, max(expected, self.steps_here)) - self.steps_here
-        later = sum(min(steps, LATER_SHARE * expected) * size for steps, size in self.parts[self.index + 1:])
+        later = sum(min(steps, self._share(self.index, j) * expected) * size
+                    for j, (steps, size) in enumerate(self.parts[self.index + 1:], self.index + 1))
         eta = self._seconds / self._units * (left_here * pixels + later)
         self.fraction = max(self.fraction, elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0)
         return elapsed, self.fraction, eta
+
+    def _share(self, known, later):
+        """What part ``later`` is expected to take, as a share of what part ``known`` takes."""
+        if later < self.scales:
+            return LATER_SHARE
+        return (LATER_SHARE if known < self.scales - 1 else 1.0) * TILE_SHARE

@@ -13,7 +13,7 @@ class ProgressReporter:
 
     def __init__(self, plan, params, emit, preview_every=None, make_preview=None):
         self.total = plan.total_iterations
-        self.clock = RunClock(plan.parts)
+        self.clock = RunClock(plan.parts, scales=len(plan.stages))
         self.use_ssim = params.use_ssim
         self.emit = emit
         self.iteration = 0  # steps taken so far, over every scale and tile

@@ -31,12 +31,10 @@ CURVES = json.load(open(os.path.join(DATA, "loss_curves.json")))["runs"]
 
 def replay(run):
     """[(elapsed, eta, real time left)] for every step, and where each part's rule said converged.
-    The rule: the run's ``rule`` threshold where it has one, else its preset's own."""
-    params = StyleParams.preset(run["run"].split(":")[0])
-    if "rule" in run:
-        params = params.replace(converge_loss_change=run["rule"])
+    The rule: the threshold the run was recorded with."""
+    params = StyleParams.preset(run["run"].split(":")[0]).replace(converge_loss_change=run["rule"])
     now = [0.0]
-    clock = RunClock(run["parts"], now=lambda: now[0])
+    clock = RunClock(run["parts"], now=lambda: now[0], scales=run["scales"])
     total = run["steps"][-1][0]  # the last step's time: what follows it (saving) is not the clock's
     ticks, converged_at, counts = [], [], []
     part, rule, best = -1, None, math.inf
@@ -117,9 +115,12 @@ def test_one_scale_runs_time_left_is_good_in_the_second_half(run):
 
 
 def test_the_typical_count_follows_the_threshold_as_measured():
-    # One scale at 256 px, six pairs: 80-103 steps at 2 %, 52-60 at 5 %.
+    # One scale at 256 px, six pairs: 80-103 steps at 2 %, 52-60 at 5 %; replayed on the same curves
+    # (benchmarks/stop_curves.json): 38-42 at 10 %, 29-33 at 20 %.
     assert 80 <= ConvergenceRule(loss_change=0.02).typical_total() <= 103
     assert 52 <= ConvergenceRule(loss_change=0.05).typical_total() <= 60
+    assert 38 <= ConvergenceRule(loss_change=0.10).typical_total() <= 42
+    assert 28 <= ConvergenceRule(loss_change=0.20).typical_total() <= 34
 
 
 # The scripted clock: seconds per pixel of a step, and what a part's first step costs in steps (style
@@ -127,7 +128,7 @@ def test_the_typical_count_follows_the_threshold_as_measured():
 SECONDS_PER_PIXEL, FIRST_STEP = 5e-6, 3.0
 
 
-def scripted(name, parts, losses, loss_change):
+def scripted(name, parts, scales, losses, loss_change):
     """A run like the recorded ones, its times scripted: each part's losses up to where the rule ends
     it, plus the one more event the engine reports then (the last step's image, evaluated)."""
     steps, elapsed = [], 0.0
@@ -139,18 +140,24 @@ def scripted(name, parts, losses, loss_change):
             if rule.converged:
                 break
             rule.update(loss)
-    return {"run": name, "parts": parts[:len(losses)], "steps": steps, "rule": loss_change}
+    return {"run": name, "parts": parts[:len(losses)], "scales": min(scales, len(losses)), "steps": steps,
+            "rule": loss_change}
 
 
 def scripted_runs():
     """Every recorded run with scripted times: the loss curves, and the timed runs' losses."""
-    runs = [scripted(c["run"], c["parts"], c["losses"], c["rule"]) for c in CURVES]
+    runs = [scripted(c["run"], c["parts"], c["scales"], c["losses"], c["rule"]) for c in CURVES]
     for run in RUNS:
         losses = {}
         for _, index, loss in run["steps"]:
             losses.setdefault(index, []).append(loss)
-        threshold = StyleParams.preset(run["run"].split(":")[0]).converge_loss_change
-        runs.append(scripted(run["run"] + " (timed)", run["parts"], [losses[i] for i in sorted(losses)], threshold))
+        runs.append(scripted(run["run"] + " (timed)", run["parts"], run["scales"],
+                             [losses[i] for i in sorted(losses)], run["rule"]))
+    # The presets' rules of today end each recorded run sooner; its losses up to there are the same.
+    for c in CURVES:
+        today = StyleParams.preset(c["run"].split(":")[0]).converge_loss_change
+        if today > c["rule"]:
+            runs.append(scripted(c["run"] + " (shipped rule)", c["parts"], c["scales"], c["losses"], today))
     return runs
 
 
@@ -165,7 +172,11 @@ def test_the_loss_curves_are_real_runs_of_both_presets_at_both_sizes():
     assert {c["rule"] for c in CURVES} == {0.02, 0.05}
 
 
-@pytest.mark.parametrize("run", SCRIPTED, ids=[run["run"] for run in SCRIPTED])
+RECORDED_RULE = [run for run in SCRIPTED if not run["run"].endswith("(shipped rule)")]
+SHIPPED_RULE = [run for run in SCRIPTED if run["run"].endswith("(shipped rule)")]
+
+
+@pytest.mark.parametrize("run", RECORDED_RULE, ids=[run["run"] for run in RECORDED_RULE])
 def test_with_a_scripted_clock_each_run_keeps_its_measured_share_within_a_quarter(run):
     # Steps at a steady pace leave the forecast's error alone. Multi-scale runs, measured: 10 of 17
     # have every estimate after the first tenth within 25 %, the rest 96-99 % (a few estimates as a
@@ -181,7 +192,26 @@ def test_with_a_scripted_clock_each_run_keeps_its_measured_share_within_a_quarte
 
 
 def test_with_a_scripted_clock_most_estimates_of_all_runs_are_within_a_quarter():
-    shares = [accuracy(run, 0.1) for run in SCRIPTED]
-    multi = [share for share, run in zip(shares, SCRIPTED) if len(run["parts"]) > 1]
+    shares = [accuracy(run, 0.1) for run in RECORDED_RULE]
+    multi = [share for share, run in zip(shares, RECORDED_RULE) if len(run["parts"]) > 1]
     assert sum(share == 1.0 for share in multi) >= 0.5 * len(multi), multi  # measured: 10 of 17
     assert sum(shares) / len(shares) >= 0.93, shares  # measured: 95.1 % (the last stop's model: 85.5 %)
+    assert any(len(run["parts"]) >= 3 for run in RUNS)  # multi-scale runs
+    assert any(run["stop_reason"] == "converged" for run in RUNS)  # early stops
+
+
+@pytest.mark.parametrize("run", SHIPPED_RULE, ids=[run["run"] for run in SHIPPED_RULE])
+def test_with_the_presets_rules_of_today_the_estimates_stay_mostly_within_a_quarter(run):
+    # The same curves cut where today's 10 % (fast: 20 %) rule ends each part; a later part's curve is
+    # the one recorded after a longer part before it, so this tests the forecast, not a whole run.
+    # Measured: multi-scale 88-100 % after the first tenth (the misses: a middle scale's forecast in
+    # its first 15 steps, a final step or two); one scale 56-93 %: a run of 30-40 steps is mostly
+    # over before its own forecast settles, the rule's typical count standing in until then.
+    share = accuracy(run, 0.1)
+    assert share >= (0.85 if len(run["parts"]) > 1 else 0.5), share
+
+
+def test_with_the_presets_rules_of_today_most_estimates_are_within_a_quarter():
+    shares = [accuracy(run, 0.1) for run in SHIPPED_RULE]
+    assert len(SHIPPED_RULE) == len(CURVES)  # every curve was recorded under a stricter rule
+    assert sum(shares) / len(shares) >= 0.87, shares  # measured: 89.2 %

@@ -44,7 +44,7 @@ def test_coherent_frames_flicker_far_less_stay_good_and_take_half_the_steps(real
     pictures, path = make_animation(EXAMPLES / "coffee.png", (256, 170), 6)
     style = str(EXAMPLES / "great_wave.jpg")
     engine = Stylizer("vgg16", str(real_weights), "caffe", "cpu")
-    params = StyleParams.preset("fast", size=256)
+    params = StyleParams.preset("standard", size=256)
     coherent = stylize_frames(engine, pictures, [style], params)
     misses_after_first = engine.style_cache.misses
     independent = stylize_frames(engine, pictures, [style], params, coherent=False)
