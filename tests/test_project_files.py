@@ -75,7 +75,7 @@ def test_the_readmes_speed_table_is_the_benchmarks_measurement():
     rows = re.findall(r"^\| (\d+) px[^|]*\|(.*)\|$", speed, re.M)
     assert sorted(size for size, _ in rows) == sorted(measured), rows
     for size, cells in rows:
-        for method, cell in zip(("standard", "fast", "reference"), cells.split("|")):
+        for method, cell in zip(("standard", "fast", "strong"), cells.split("|")):
             run = measured[size][method]
             good = re.search(r"good after ([\d.]+) s", cell)
             if run["good_at_seconds"] is None:
