@@ -31,13 +31,23 @@ sys.path.insert(0, HERE)
 from evaluate import weights_path  # noqa: E402
 
 
+def synchronize():
+    """Wait for queued GPU work, so that a time covers it."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(function, repeats):
     """Median seconds of ``function()`` over ``repeats`` calls, after one call to warm up."""
     function()
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         function()
+        synchronize()
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2]
@@ -111,8 +121,10 @@ def _style_terms(objective):
 def steps_per_second(engine, params, x, objective, steps):
     """Seconds per step of ``steps`` L-BFGS steps (after a warm-up step) with ``params``."""
     engine.optimize(x, objective, 2, params)
+    synchronize()
     start = time.perf_counter()
     engine.optimize(x, objective, steps, params)
+    synchronize()
     return (time.perf_counter() - start) / steps
 
 
@@ -122,6 +134,7 @@ def main():
     parser.add_argument("--content", default=os.path.join(REPO, "examples", "chelsea.png"))
     parser.add_argument("--style", default=os.path.join(REPO, "examples", "starry_night.jpg"))
     parser.add_argument("--weights", default=weights_path())
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="steps timed per variant")
     parser.add_argument("--variants", nargs="+", default=["default", "fp32", "channels_last", "compile"])
@@ -135,7 +148,7 @@ def main():
     from nst_core.engine.stylizer import Stylizer
     from nst_core.params import StyleParams
 
-    engine = Stylizer("vgg16", args.weights, "caffe", "cpu")
+    engine = Stylizer("vgg16", args.weights, "caffe", args.device)
     params = StyleParams.preset("standard", size=args.size, converge=False)
     stage, x, objective = set_up(engine, params, args.content, args.style)
     dtype = devices.autocast_dtype(engine.device, params.precision)
