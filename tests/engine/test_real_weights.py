@@ -88,3 +88,27 @@ def test_the_default_strength_lands_in_the_good_region(real_weights):
     print(f"\nfast, strength 5, 256 px: style {style_distance:.3f}, content {content_distance:.3f} after "
           f"{result.stats['steps']} steps ({result.stats['stop_reason']})")
     assert evaluate.is_good(style_distance, content_distance), (style_distance, content_distance)
+
+
+@pytest.mark.realweights
+@pytest.mark.slow
+def test_the_standard_rule_ends_in_about_half_the_steps_of_a_strict_one_still_good(real_weights):
+    """Through the engine: the standard preset's stop rule ends a 256 px run in at most 0.55x the
+    steps of the 2 % rule it replaced, converged, good, and close to that run's picture."""
+    engine = Stylizer("vgg16", str(real_weights), "caffe", "cpu")
+    content, style = EXAMPLES / "astronaut.png", EXAMPLES / "starry_night.jpg"
+    judge = evaluate.Evaluator(str(real_weights))
+    runs = {}
+    for name, loss_change in (("standard", None), ("strict", 0.02)):
+        params = StyleParams.preset("standard", size=256)
+        if loss_change is not None:
+            params = params.replace(converge_loss_change=loss_change)
+        result = engine.run(load_image(content), [load_image(style)], params)
+        runs[name] = (result.stats, judge(result.image.convert("RGB"), str(content), str(style)))
+    (standard, (style_d, content_d)), (strict, (strict_style, strict_content)) = runs["standard"], runs["strict"]
+    print(f"\nstandard {standard['steps']} steps {style_d:.3f}/{content_d:.3f}; "
+          f"2 % {strict['steps']} steps {strict_style:.3f}/{strict_content:.3f}")
+    assert standard["stop_reason"] == "converged"
+    assert standard["steps"] <= 0.55 * strict["steps"], (standard["steps"], strict["steps"])
+    assert evaluate.is_good(style_d, content_d), (style_d, content_d)
+    assert style_d - strict_style <= 0.015 and content_d - strict_content <= 0.07
