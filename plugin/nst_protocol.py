@@ -106,7 +106,7 @@ class Job(object):
     params)."""
 
     def __init__(self, content, styles, output, options=None, preview_every=None, masks=None,
-                 region_weights=None):
+                 region_weights=None, preview_dir=None):
         self.content = content
         self.styles = list(styles)
         self.output = output
@@ -119,15 +119,17 @@ class Job(object):
         self.masks = None if masks is None else list(masks)
         self.region_weights = None if region_weights is None else [float(w) for w in region_weights]
         check_regions(len(self.styles), self.masks, self.region_weights)
+        self.preview_dir = preview_dir
 
     def preview_folder(self):
-        """Where the previews of this job are written: the output's folder (the run folder)."""
-        return os.path.dirname(os.path.abspath(self.output))
+        """Where the previews of this job are written: preview_dir when given, else the output's
+        folder (the run folder)."""
+        return self.preview_dir or os.path.dirname(os.path.abspath(self.output))
 
     def with_options(self, options):
         """The same job with other options (a transport that sends some of them its own way)."""
         return Job(self.content, self.styles, self.output, options, self.preview_every, self.masks,
-                   self.region_weights)
+                   self.region_weights, self.preview_dir)
 
 
 class FramesJob(object):
