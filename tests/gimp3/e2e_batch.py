@@ -569,6 +569,10 @@ def frames_scenario():
     findings["style_after"] = stack(style_image)
     findings["run_log"] = read_preview_log()
     findings["run_folders_after_run"] = run_files()
+    if params.get("first_run_only"):
+        for other in (image, style_image):
+            other.delete()
+        return
     # 2. three selected layers, handed over out of order: those are the frames, bottom first
     findings["selected_run"], findings["selected_new_images"] = images_made_by(
         lambda: run_procedure(image, [frames[4], frames[1], frames[2]], style, FRAMES_PROCEDURE,

@@ -657,43 +657,21 @@ def write_frames(folder):
     return paths
 
 
-def test_frames_make_a_new_image_in_real_gimp3(gimp_session):
-    """python-fu-nst-style-transfer-frames on a 6-frame animation in a real GIMP 3: a new image with 6
-    layers of the frames' names (tags and all), sizes, offsets and order, its pixels styled, the
-    frames filling in as previews (one layer more per frame); the source untouched; three selected
-    frames make a 3-layer image; a frame as the style is refused. With the real engine also: the
-    engine stopped (SIGUSR1) during frame 2 leaves a new image of frames 1 and 2, cancelled
-    (SIGTERM) none."""
-    session = gimp_session
-    work_dir = session["work_dir"]
-    frames_dir = work_dir / "frames"
+def frames_params(session, preview_log, **extra):
+    frames_dir = session["work_dir"] / "frames"
     frames_dir.mkdir(exist_ok=True)
-    preview_log = work_dir / "frames-preview-log.jsonl"
-    params = dict(scenario_params(session, "frames"), size=FRAMES_WORKING_SIZE,
-                  frame_files=write_frames(frames_dir), frame_names=FRAME_NAMES,
-                  frame_size=FRAME_SIZE, frame_offsets=FRAME_OFFSETS, temporal_weight=150.0,
-                  preview_log=str(preview_log), live=session["engine"] == "real",
-                  live_iterations=LIVE_ITERATIONS)
-    env = dict(session["env"], NST_PREVIEW_EVERY="0.5", NST_PREVIEW_LOG=str(preview_log),
-               params=params)
-    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir, env,
-                                  "frames")
-    print("checks of the animation's procedure (real GIMP 3, engine: %s):" % session["engine"])
-    registration = found["frames_registration"]
-    results = [
-        check("procedure %s registers" % FRAMES_PROCEDURE, registration["registered"]),
-        check("menu <Image>/Filters/Animation, label 'Neural Style Transfer (frames)...'",
-              registration.get("menu_paths") == ["<Image>/Filters/Animation"]
-              and registration.get("menu_label") == "Neural Style Transfer (frames)...",
-              "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
-        check("arguments are %s" % ", ".join(GIMP3_FRAMES_ARGUMENTS),
-              registration.get("arguments") == REGISTERED_FRAMES_ARGUMENTS,
-              str(registration.get("arguments"))),
-    ]
+    return dict(scenario_params(session, "frames"), size=FRAMES_WORKING_SIZE,
+                frame_files=write_frames(frames_dir), frame_names=FRAME_NAMES,
+                frame_size=FRAME_SIZE, frame_offsets=FRAME_OFFSETS, temporal_weight=150.0,
+                preview_log=str(preview_log), **extra)
+
+
+def new_frames_image_checks(found):
+    """The checks of the new image the first frames run makes (the process and the service runs)."""
     before, new_images = found["before"], found["new_images"]
     new = new_images[0]["layers"] if len(new_images) == 1 else []
     top_first = list(reversed(FRAME_NAMES))
-    results += [
+    return new, [
         check("the source has the 6 frames, frame 1 at the bottom",
               [layer["name"] for layer in before] == top_first),
         check("the run succeeds", found["run"]["status"] == "success", str(found["run"])),
@@ -713,6 +691,39 @@ def test_frames_make_a_new_image_in_real_gimp3(gimp_session):
         check("the style image is untouched", found["style_after"] == found["style_before"]),
         check("no run folder left after the run", found["run_folders_after_run"] == []),
     ]
+
+
+def test_frames_make_a_new_image_in_real_gimp3(gimp_session):
+    """python-fu-nst-style-transfer-frames on a 6-frame animation in a real GIMP 3: a new image with 6
+    layers of the frames' names (tags and all), sizes, offsets and order, its pixels styled, the
+    frames filling in as previews (one layer more per frame); the source untouched; three selected
+    frames make a 3-layer image; a frame as the style is refused. With the real engine also: the
+    engine stopped (SIGUSR1) during frame 2 leaves a new image of frames 1 and 2, cancelled
+    (SIGTERM) none."""
+    session = gimp_session
+    work_dir = session["work_dir"]
+    preview_log = work_dir / "frames-preview-log.jsonl"
+    params = frames_params(session, preview_log, live=session["engine"] == "real",
+                           live_iterations=LIVE_ITERATIONS)
+    env = dict(session["env"], NST_PREVIEW_EVERY="0.5", NST_PREVIEW_LOG=str(preview_log),
+               params=params)
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir, env,
+                                  "frames")
+    print("checks of the animation's procedure (real GIMP 3, engine: %s):" % session["engine"])
+    registration = found["frames_registration"]
+    results = [
+        check("procedure %s registers" % FRAMES_PROCEDURE, registration["registered"]),
+        check("menu <Image>/Filters/Animation, label 'Neural Style Transfer (frames)...'",
+              registration.get("menu_paths") == ["<Image>/Filters/Animation"]
+              and registration.get("menu_label") == "Neural Style Transfer (frames)...",
+              "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
+        check("arguments are %s" % ", ".join(GIMP3_FRAMES_ARGUMENTS),
+              registration.get("arguments") == REGISTERED_FRAMES_ARGUMENTS,
+              str(registration.get("arguments"))),
+    ]
+    before = found["before"]
+    new, new_checks = new_frames_image_checks(found)
+    results += new_checks
     log = found["run_log"]
     previews = [line for line in log if line["what"] == "preview"]
     results_lines = [line for line in log if line["what"] == "result"]
@@ -790,3 +801,49 @@ def test_frames_make_a_new_image_in_real_gimp3(gimp_session):
     if failed:
         print(gimp_output[-3000:])
     assert failed == []
+
+
+def test_frames_through_a_local_service_in_real_gimp3(gimp_session):
+    """engine_service "local" (the installer's default): the animation's frames go to the warm
+    service as one frame job each, and the same new image arrives."""
+    session = gimp_session
+    if session["engine"] != "real":
+        pytest.skip("the local service needs the real engine (the fake one knows only the command line)")
+    work_dir = session["work_dir"]
+    preview_log = work_dir / "frames-service-preview-log.jsonl"
+    env = dict(session["env"], NST_ENGINE_SERVICE="local", NST_PREVIEW_EVERY="0.5",
+               NST_PREVIEW_LOG=str(preview_log),
+               params=frames_params(session, preview_log, first_run_only=True))
+    log_dir = Path(session["config"]["log_dir"])
+    state_file = log_dir / "nst_service-cpu.json"
+    log_file = log_dir / "nst_engine.log"
+    log_before = log_file.read_text() if log_file.exists() else ""
+    try:
+        found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir,
+                                      env, "frames-service")
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        print("checks of the animation's procedure through the local service (real GIMP 3):")
+        new, results = new_frames_image_checks(found)
+        log = log_file.read_text()[len(log_before):]
+        url = state.get("url", "?")
+        results += [
+            check("six frame jobs went to the service (outcome lines)",
+                  log.count("outcome: done via %s" % url) == 6, str(state)),
+            check("each with the sequence and the temporal weight",
+                  log.count('"temporal-weight": 150.0') == 6 and log.count('"sequence": "gimp-') == 6),
+            check("no engine process was started for them", " -m nst_core stylize-frames " not in log),
+            check("the previews filled the frames in", sorted(set(
+                line["frame"] for line in found["run_log"] if line["what"] == "preview"))
+                == [1, 2, 3, 4, 5, 6]),
+        ]
+        failed = failed_labels(results)
+        if failed:
+            print(gimp_output[-3000:])
+        assert failed == []
+    finally:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("pid"):
+            try:
+                os.kill(state["pid"], signal.SIGTERM)
+            except OSError:
+                pass
