@@ -457,6 +457,12 @@ class FramesProgress(object):
         eta = event.get("sequence_eta")
         if isinstance(eta, (int, float)) and not isinstance(eta, bool):
             return "about %s left for all frames" % format_duration(eta)
+        # The sequence's time is known once frame 1 is done, which may take minutes: until then
+        # the frame's own.
+        eta = event.get("eta")
+        if event.get("event") == "progress" and isinstance(eta, (int, float)) \
+                and not isinstance(eta, bool):
+            return "about %s left for this frame" % format_duration(eta)
         return "estimating the time left for all frames"
 
     def fraction(self, event):

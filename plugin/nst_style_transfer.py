@@ -588,9 +588,11 @@ class EventDescriber(object):
     def __call__(self, event):
         if self.frames is not None:
             text, fraction = self.frames.text(event), self.frames.fraction(event)
-            # The slow-run note of a sequence weighs the time left for all its frames.
-            note = self.slow_run.update(dict(event, eta=event.get("sequence_eta"))
-                                        if event.get("event") == "progress" else event)
+            # A sequence's slow-run note weighs the time left for all its frames, known once frame 1
+            # is done; until then frame 1's own, which alone may exceed the minute.
+            sequence_eta = event.get("sequence_eta")
+            note = self.slow_run.update(dict(event, eta=sequence_eta) if sequence_eta is not None
+                                        else event)
             if text and note:
                 text += self.note_separator + note
             return text, fraction

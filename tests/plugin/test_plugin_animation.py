@@ -200,7 +200,9 @@ def test_progress_says_which_frame_and_the_time_left_for_all_frames(harness):
     texts = [text for text in world.progress_texts if text]
     assert any(text.startswith("Frame 2 of 4: iteration 2 of 3, about") and
                text.endswith("left for all frames") for text in texts), texts
-    assert any(text.startswith("Frame 1 of 4: iteration") and "estimating the time left" in text
+    assert any(text.startswith("Frame 1 of 4: iteration 1 of 3") and "estimating the time left" in text
+               for text in texts)
+    assert any(text.startswith("Frame 1 of 4: iteration 2 of 3") and "left for this frame" in text
                for text in texts)
     assert "Style transfer: 4 of 4 frames done, making the new image" in texts
     values = world.progress_values
@@ -473,3 +475,15 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
     new = result.finish(paths[:2])
     assert [layer.name for layer in new.layers] == [FRAME_NAMES[1], FRAME_NAMES[0]]
     assert same_pixels(new.layers[0], styled(frames[1])) and world.displays == []
+
+
+def test_a_slow_cpu_sequence_says_so_as_soon_as_frame_1_gives_an_estimate(harness):
+    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than({"preset": "standard"}),
+                                             frames=6)
+    describe({"event": "frame_start", "frame": 1, "frames": 6, "mode": "first"})
+    describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
+    text, _fraction = describe({"event": "progress", "frame": 1, "iteration": 2, "total": 500,
+                                "fraction": 0.01, "elapsed": 3.0, "eta": 300.0,
+                                "sequence_eta": None})
+    assert text.startswith("Frame 1 of 6: iteration 2 of 500, about 5 min 00 s left for this frame\n")
+    assert "On the CPU this may take more than a minute" in text

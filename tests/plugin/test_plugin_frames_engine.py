@@ -96,6 +96,10 @@ def test_progress_says_which_frame_and_the_time_left_for_all_frames():
     assert progress.text({"event": "progress", "frame": 1, "iteration": 2, "total": 40,
                           "sequence_eta": None}) == \
         "Frame 1 of 6: iteration 2 of 40, estimating the time left for all frames"
+    # until frame 1 is done the sequence's time is not known: the frame's own
+    assert progress.text({"event": "progress", "frame": 1, "iteration": 3, "total": 40, "eta": 70.0,
+                          "sequence_eta": None}) == \
+        "Frame 1 of 6: iteration 3 of 40, about 1 min 10 s left for this frame"
     assert progress.text({"event": "frame_start", "frame": 2, "mode": "flow"}) == \
         "Frame 2 of 6: starting from the frame before, along the motion"
     text = progress.text({"event": "progress", "frame": 2, "iteration": 3, "total": 40,
