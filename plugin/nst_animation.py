@@ -2,10 +2,11 @@
 """Neural Style Transfer for animations: Filters > Animation > Neural Style Transfer (frames)...
 
 Paints the frames of an animation in the style of a layer, coherently from frame to frame (each frame
-starts from the styled frame before it, carried along the motion: `nst-core stylize-frames`, docs/
-PROTOCOL.md "Frames"), and puts them in a NEW image of the same canvas: one layer per frame, with the
-frame's name (its "(100ms)" and "(combine)"/"(replace)" tags too), offsets and place in the stack, so
-that Filters > Animation > Playback and GIF export take it as it is. The source image is not touched.
+starts from the styled frame before it, carried along the motion: `nst-core stylize-frames`,
+docs/PROTOCOL.md "Frames"), and puts them in a NEW image of the same canvas: one layer per frame, with
+the frame's name (its "(100ms)" and "(combine)"/"(replace)" tags too), offsets and place in the
+stack, so that Filters > Animation > Playback and GIF export take it as it is. The source image is
+only read.
 
 The frames are the image's top-level layers in GIMP's animation order (the bottom layer is frame 1),
 or, with several layers selected (GIMP 3), those, bottom first.
