@@ -538,7 +538,9 @@ def failure_message(error_event, returncode, log_path, log_tail, engine_python):
             code = "engine_missing"
             what += (" The Python at %s does not have nst_core installed: run the installer "
                      "again." % engine_python)
-    parts = [what]
+    # The engine's messages end without a full stop ("cancelled (SIGTERM): no output was written"):
+    # one keeps them apart from the sentences that follow.
+    parts = [what if what.endswith((".", "!", "?")) else what + "."]
     advice = ADVICE_BY_CODE.get(code)
     # The engine's own message already says what to do; our advice is for when it said nothing
     # (a crash, a Python without nst_core), and the reassurance that a cancelled run changed nothing.
