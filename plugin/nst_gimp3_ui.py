@@ -40,6 +40,9 @@ def replace_layer_pixels(layer, path):
 
 # The run dialog's answers (besides Gtk's CANCEL and DELETE_EVENT).
 RESPONSE_STOP = 1
+# What the run dialog says its buttons do (a run may say otherwise: run_in_dialog's hint).
+RUN_HINT = ("Stop and keep: end now and keep the best result so far as the layer. Cancel: end now "
+            "and leave the image as it was.")
 
 
 class RunWindow(object):
@@ -65,7 +68,7 @@ class RunWindow(object):
         return "Cancelling: the image stays as it was..."
 
 
-def run_in_dialog(title, engine, job, on_event, describe=None, hand_over=None):
+def run_in_dialog(title, engine, job, on_event, describe=None, hand_over=None, hint=None):
     """Runs engine.run(job, ...) in a dialog of the plug-in's own that stays open during the run:
     the progress, the time left, and the buttons Stop (keep: the engine ends early and its `done`
     brings the best result so far) and Cancel (the engine ends without a result; EngineError
@@ -74,7 +77,8 @@ def run_in_dialog(title, engine, job, on_event, describe=None, hand_over=None):
     this (GIMP's and GTK's) thread, in order, while the GTK main loop turns. describe(event) ->
     (text or None, fraction or None) for the dialog's label and bar. hand_over(event), on the worker
     thread, returns the event to queue (for example with a file copied that the engine may remove
-    before this thread gets to it). Returns run()'s result or raises what it raised."""
+    before this thread gets to it). hint: what the buttons do, when not what they do for one
+    layer. Returns run()'s result or raises what it raised."""
     g = gi()
     import gi as gi_module
     gi_module.require_version("Gtk", "3.0")
@@ -90,8 +94,7 @@ def run_in_dialog(title, engine, job, on_event, describe=None, hand_over=None):
     label.set_line_wrap(True)
     label.set_width_chars(48)
     bar = Gtk.ProgressBar()
-    status = Gtk.Label(label="Stop and keep: end now and keep the best result so far as the layer. "
-                       "Cancel: end now and leave the image as it was.", xalign=0.0)
+    status = Gtk.Label(label=hint or RUN_HINT, xalign=0.0)
     status.set_line_wrap(True)
     status.set_width_chars(48)
     for widget in (label, bar, status):

@@ -478,6 +478,23 @@ class Gimp3Pdb(object):
     def gimp_image_undo_group_end(self, image):
         image.undo_group_end()
 
+    # a new image (nst_animation.py)
+
+    def gimp_image_undo_disable(self, image):
+        image.undo_disable()
+
+    def gimp_image_undo_enable(self, image):
+        image.undo_enable()
+
+    def gimp_image_is_valid(self, image):
+        return image.is_valid()
+
+    def gimp_display_new(self, image):
+        return checked(gi().Gimp.Display.new(image), "show the image")
+
+    def gimp_display_delete(self, display):
+        display.delete()
+
     def gimp_item_get_name(self, item):
         return item.get_name()
 

@@ -35,7 +35,10 @@ from nst_protocol import (
     REST_MASK,
     Engine,
     EngineError,
+    FramesJob,
+    Job,
     RunRecord,
+    SequenceClock,
     failure_message,
     format_float,
     option_items,
@@ -257,6 +260,37 @@ class ServiceAddress(object):
         return EngineError(code, "The engine service at %s refused the job: %s" % (self.url, said))
 
 
+class FrameEvents(object):
+    """The events of one frame's service job as stylize-frames sends them (the on_event of that
+    job): the frame's number and the sequence's length, fraction and time left added; its own
+    `done` held back (the sequence's comes once, at the end)."""
+
+    def __init__(self, number, count, clock, on_event):
+        self.number = number
+        self.count = count
+        self.clock = clock
+        self.on_event = on_event
+
+    def __call__(self, event):
+        kind = event.get("event")
+        if kind == "done":
+            return
+        if kind in ("frame_start", "progress", "frame_done"):
+            event = dict(event, frame=self.number, frames=self.count)
+        if kind == "progress":
+            eta = event.get("eta")
+            fraction, sequence_eta = self.clock.estimate(
+                self.number, event.get("fraction"),
+                eta if isinstance(eta, (int, float)) and not isinstance(eta, bool) else None)
+            event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
+        elif kind == "frame_done":
+            self.clock.finished(event.get("seconds") or 0.0)
+            fraction, sequence_eta = self.clock.estimate(self.number, 1.0, 0.0)
+            event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
+        if self.on_event is not None:
+            self.on_event(event)
+
+
 # ---------------------------------------------------------------------------------------------
 # The HTTP engine
 
@@ -268,7 +302,8 @@ class HttpEngine(Engine):
     the stream (the service's `accepted` and `queued` too), downloads the result to job.output (a
     .png, written atomically) and returns the `done` event with "output" (job.output) and
     "log_path"; the log (nst_engine.log in log_dir, else fallback_log_dir) gets a line per run and
-    its outcome. cancel() and stop() are requests to the service (POST .../cancel, .../stop).
+    its outcome. cancel() and stop() are requests to the service (POST .../cancel, .../stop). A
+    FramesJob runs as one job per frame of a sequence of the service's (_run_frames).
     """
 
     def __init__(self, url, token_file, log_dir, fallback_log_dir):
@@ -282,14 +317,21 @@ class HttpEngine(Engine):
         self._running = False
         self._cancel_requested = False
         self._stop_requested = False
+        # A FramesJob's run (one service job per frame): what was asked holds for every frame
+        # after it, and between two frames' jobs too.
+        self._frames_running = False
+        self._frames_cancel = False
+        self._frames_stop = False
 
     # ----- cancel and stop ------------------------------------------------------------------------
 
     def cancel(self):
         """Ends the run under way without a result: run() then raises EngineError("cancelled")."""
         with self._lock:
+            if self._frames_running:
+                self._frames_cancel = True
             if not self._running:
-                return False
+                return self._frames_running
             self._cancel_requested = True
             job_id, address = self._job_id, self._address
         if job_id is None:
@@ -298,10 +340,13 @@ class HttpEngine(Engine):
 
     def stop(self):
         """Asks the service to end the run early and keep its best result (POST .../stop); run() then
-        returns its done event. False when there is no run, or the service did not take the request."""
+        returns its done event (a FramesJob's with the frames done, the one under way included).
+        False when there is no run, or the service did not take the request."""
         with self._lock:
+            if self._frames_running:
+                self._frames_stop = True
             if not self._running:
-                return False
+                return self._frames_running
             self._stop_requested = True
             job_id, address = self._job_id, self._address
         if job_id is None:
@@ -325,6 +370,14 @@ class HttpEngine(Engine):
         log_to(self.log_dir, self.fallback_log_dir, text)
 
     def run(self, job, on_event=None):
+        """Runs a Job, or a FramesJob as one service job per frame (_run_frames)."""
+        if isinstance(job, FramesJob):
+            return self._run_frames(job, on_event)
+        return self._run_one(job, on_event)
+
+    def _run_one(self, job, on_event, extra_params=None, tell_device=True):
+        """One job on the service; extra_params go into its params as they are (numbers stay
+        numbers); tell_device: whether to warn that the job's device is not the service's."""
         if not job.output.lower().endswith(".png"):
             raise EngineError("bad_parameter", "The engine service sends its result as PNG: name the "
                               "output .png (got %s)." % job.output)
@@ -334,6 +387,9 @@ class HttpEngine(Engine):
             params["preview-every"] = format_float(job.preview_every)
         if job.region_weights is not None:
             params["region-weight"] = list(job.region_weights)
+        params.update(extra_params or {})
+        if not tell_device:
+            device = None
         body, content_type = multipart_body(params, job.content, job.styles, job.masks)
         log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
@@ -345,7 +401,9 @@ class HttpEngine(Engine):
             record = RunRecord()
             with self._lock:
                 self._address, self._job_id, self._running = address, None, True
-                self._cancel_requested = self._stop_requested = False
+                # A frame's job starts with what was asked of its sequence.
+                self._cancel_requested = self._frames_running and self._frames_cancel
+                self._stop_requested = self._frames_running and self._frames_stop
             outcome = None
             try:
                 result = self._run(address, job, body, content_type, device, record, on_event,
@@ -389,6 +447,68 @@ class HttpEngine(Engine):
         self._download(address, end, job.output)
         self._forget(address)
         return dict(end, output=os.path.abspath(job.output), log_path=log_path)
+
+    def _run_frames(self, job, on_event):
+        """A FramesJob as frame jobs of one new sequence (PROTOCOL.md "Frame jobs"), one after the
+        other, each result downloaded into job.output (made here when missing). The caller sees
+        the events stylize-frames sends: each frame's own between its frame_start and frame_done,
+        with the frame's number, the sequence's length and its fraction and time left (the service
+        knows neither: SequenceClock), then one `done` with `outputs` and the frames' stats.
+        Stop ends the frame under way with its best result so far and styles no more; cancel, or
+        a failure, keeps no frame (and removes job.output when this run made it)."""
+        sequence = "gimp-%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode("ascii"))
+        extra = {"sequence": sequence, "temporal-weight": job.temporal_weight}
+        count = len(job.frames)
+        made_folder = not os.path.isdir(job.output)
+        try:
+            if made_folder:
+                os.mkdir(job.output)
+        except (IOError, OSError) as exc:
+            raise EngineError("bad_input", "Could not make the folder %s for the styled frames (%s)."
+                              % (job.output, exc))
+        with self._lock:
+            self._frames_running, self._frames_cancel, self._frames_stop = True, False, False
+        clock = SequenceClock(count)
+        outputs, frame_stats, log_path = [], [], None
+        finished = False
+        try:
+            for number, frame in enumerate(job.frames, start=1):
+                with self._lock:
+                    cancelled, stopped = self._frames_cancel, self._frames_stop
+                if cancelled:
+                    raise EngineError("cancelled", "Cancelled between two frames: no frame was kept.")
+                if stopped and outputs:
+                    break  # asked between two frames: the next would only be started to be stopped
+                frame_job = Job(frame, job.styles, job.frame_output(frame), job.options,
+                                job.preview_every, preview_dir=job.preview_folder())
+                relay = FrameEvents(number, count, clock, on_event)
+                done = self._run_one(frame_job, relay, extra, tell_device=number == 1)
+                outputs.append(done["output"])
+                log_path = done.get("log_path")
+                frame_stats.append(dict(done.get("stats") or {}, frame=number))
+                if frame_stats[-1].get("stop_reason") == "stopped":
+                    break
+            finished = True
+        finally:
+            with self._lock:
+                self._frames_running = False
+            if not finished and made_folder:
+                for name in os.listdir(job.output):
+                    remove_quietly(os.path.join(job.output, name))
+                try:
+                    os.rmdir(job.output)
+                except OSError:
+                    pass
+        stopped = len(outputs) < count or any(stats.get("stop_reason") == "stopped"
+                                              for stats in frame_stats)
+        done = {"event": "done", "output": os.path.abspath(job.output), "outputs": outputs,
+                "stats": {"frames": frame_stats, "frames_done": len(outputs), "frames_given": count,
+                          "stop_reason": "stopped" if stopped else "done",
+                          "seconds": round(sum(float(stats.get("seconds") or 0.0)
+                                               for stats in frame_stats), 3)}}
+        if on_event is not None:
+            on_event(done)
+        return dict(done, log_path=log_path)
 
     def _warn_device(self, device, address, on_event):
         try:

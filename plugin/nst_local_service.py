@@ -28,7 +28,7 @@ from nst_process import (
     to_bytes,
     write_json_atomically,
 )
-from nst_protocol import Engine, EngineError, Job
+from nst_protocol import Engine, EngineError
 from nst_subprocess import SubprocessEngine
 
 # How long the service's start (importing torch, loading the network) may take, and how long a start
@@ -251,8 +251,7 @@ class LocalServiceEngine(Engine):
             engine = HttpEngine(url, service.token_file, self.config.log_dir, self.fallback_log_dir)
             self._active = engine
             try:
-                return engine.run(Job(job.content, job.styles, job.output, options, job.preview_every),
-                                  on_event)
+                return engine.run(job.with_options(options), on_event)
             except EngineError as exc:
                 if exc.code != "unreachable":
                     raise

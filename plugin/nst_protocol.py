@@ -56,6 +56,12 @@ PRESETS_WITH_FIXED_WEIGHTS = ("paper",)
 REST_MASK = "rest"
 MAX_REGIONS = 8
 
+# How strongly a frame keeps to the styled frame before it (nst_core.params DEFAULT_TEMPORAL_WEIGHT,
+# which tests/cli/test_cli.py compares with this); 0 keeps only the warm start. The engine sets no
+# upper bound; the procedure's argument stops at TEMPORAL_WEIGHT_MAX, ten times the default.
+TEMPORAL_WEIGHT_DEFAULT = 100.0
+TEMPORAL_WEIGHT_MAX = 1000.0
+
 # The installer's config file beside the plug-in, and the variable that overrides its engine_python:
 # what messages tell a person to look at.
 CONFIG_FILE_NAME = "nst_config.json"
@@ -100,7 +106,7 @@ class Job(object):
     params)."""
 
     def __init__(self, content, styles, output, options=None, preview_every=None, masks=None,
-                 region_weights=None):
+                 region_weights=None, preview_dir=None):
         self.content = content
         self.styles = list(styles)
         self.output = output
@@ -113,10 +119,61 @@ class Job(object):
         self.masks = None if masks is None else list(masks)
         self.region_weights = None if region_weights is None else [float(w) for w in region_weights]
         check_regions(len(self.styles), self.masks, self.region_weights)
+        self.preview_dir = preview_dir
 
     def preview_folder(self):
-        """Where the previews of this job are written: the output's folder (the run folder)."""
+        """Where the previews of this job are written: preview_dir when given, else the output's
+        folder (the run folder)."""
+        return self.preview_dir or os.path.dirname(os.path.abspath(self.output))
+
+    def with_options(self, options):
+        """The same job with other options (a transport that sends some of them its own way)."""
+        return Job(self.content, self.styles, self.output, options, self.preview_every, self.masks,
+                   self.region_weights, self.preview_dir)
+
+
+class FramesJob(object):
+    """One `stylize-frames` run (PROTOCOL.md "Frames"): the frames of an animation in order (image
+    files, all one size), the one style image, the folder the styled frames go to (one file per
+    frame, named after it; made by the run), the stylize options as a Job's, and how strongly each
+    frame keeps to the styled frame before it (temporal_weight)."""
+
+    def __init__(self, frames, style, output, options=None, temporal_weight=TEMPORAL_WEIGHT_DEFAULT,
+                 preview_every=None):
+        self.frames = list(frames)
+        self.style = style
+        self.styles = [style]
+        self.output = output
+        self.options = dict(options or {})
+        self.temporal_weight = check_temporal_weight(temporal_weight)
+        # As a Job's: `preview` events of the frame being styled, at the frames' size.
+        self.preview_every = preview_every
+
+    def preview_folder(self):
+        """Where the previews of this job are written: the output folder's parent (the run folder)."""
         return os.path.dirname(os.path.abspath(self.output))
+
+    def with_options(self, options):
+        return FramesJob(self.frames, self.style, self.output, options, self.temporal_weight,
+                         self.preview_every)
+
+    def frame_output(self, frame):
+        """Where the styled frame of the frame file `frame` goes, as the engine names it."""
+        name = os.path.splitext(os.path.basename(frame))[0] + ".png"
+        return os.path.join(self.output, name)
+
+
+def check_temporal_weight(weight):
+    """The temporal weight as a float, or EngineError("bad_parameter")."""
+    try:
+        number = float(weight)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(weight, bool) or not number >= 0:  # also refuses NaN
+        raise EngineError("bad_parameter", "The temporal weight must be a number, 0 or more (got "
+                          "%r): %g is the default; 0 holds a frame to the one before only through "
+                          "its starting picture." % (weight, TEMPORAL_WEIGHT_DEFAULT))
+    return number
 
 
 def check_regions(style_count, masks, region_weights):
@@ -354,6 +411,108 @@ def progress_text(event):
     return None
 
 
+class FramesProgress(object):
+    """The progress text and bar of a frames run (FramesJob) of `frames` frames: "Frame k of n" and the
+    time left for the whole sequence (the events' sequence_eta). It follows the run's events in
+    order, since a frame's `start` and `warning` events do not say which frame they belong to."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.frame = 1
+
+    def _place(self):
+        return "Frame %d of %d" % (self.frame, self.frames)
+
+    def _follow(self, event):
+        if isinstance(event.get("frame"), int) and not isinstance(event.get("frame"), bool):
+            self.frame = event["frame"]
+
+    def text(self, event):
+        """The text for an event, None for events that do not change it."""
+        kind = event.get("event")
+        self._follow(event)
+        if kind == "frame_start":
+            how = " from the frame before, along the motion" if event.get("mode") == "flow" else ""
+            return "%s: starting%s" % (self._place(), how)
+        if kind == "start":
+            working = event.get("working_size") or []
+            size = ("%dx%d" % (working[0], working[1])) if len(working) == 2 else "?"
+            return "%s: starting on %s, working size %s" % (self._place(), event.get("device", "?"),
+                                                            size)
+        if kind == "progress":
+            phase = "refining" if event.get("phase") == "refine" else "iteration"
+            return "%s: %s %s of %s, %s" % (self._place(), phase, event.get("iteration", "?"),
+                                           event.get("total", "?"), self._time_left(event))
+        if kind == "frame_done":
+            if self.frame >= self.frames:
+                return "%s done" % self._place()
+            return "%s done, %s" % (self._place(), self._time_left(event))
+        if kind == "done":
+            count = (event.get("stats") or {}).get("frames_done", self.frames)
+            return "Style transfer: %s of %d frames done, making the new image" % (count, self.frames)
+        return progress_text(event)
+
+    @staticmethod
+    def _time_left(event):
+        eta = event.get("sequence_eta")
+        if isinstance(eta, (int, float)) and not isinstance(eta, bool):
+            return "about %s left for all frames" % format_duration(eta)
+        # The sequence's time is known once frame 1 is done, which may take minutes: until then
+        # the frame's own.
+        eta = event.get("eta")
+        if event.get("event") == "progress" and isinstance(eta, (int, float)) \
+                and not isinstance(eta, bool):
+            return "about %s left for this frame" % format_duration(eta)
+        return "estimating the time left for all frames"
+
+    def fraction(self, event):
+        """The bar's value (0..1) of the whole sequence, None when the event does not move it."""
+        kind = event.get("event")
+        self._follow(event)
+        if kind == "done":
+            return 1.0
+        if kind not in ("progress", "frame_done", "frame_start"):
+            return None
+        given = event.get("sequence_fraction")
+        if isinstance(given, (int, float)) and not isinstance(given, bool):
+            return min(1.0, max(0.0, float(given)))
+        done_in_frame = {"frame_start": 0.0, "frame_done": 1.0}.get(kind)
+        if done_in_frame is None:
+            done_in_frame = progress_fraction(event) or 0.0
+        if not self.frames:
+            return None
+        return min(1.0, max(0.0, (self.frame - 1 + done_in_frame) / float(self.frames)))
+
+
+class SequenceClock(object):
+    """The time left for a whole sequence when the engine does not know it (the service styles one
+    frame per job): the current frame's own forecast plus the frames after it at the mean time of
+    the frames done after the first (the first styles from scratch and takes longer), before any,
+    the first frame's. The engine's stylize-frames reckons the same way (nst_core.engine.frames)."""
+
+    def __init__(self, frames, clock=time.time):
+        self.frames = frames
+        self.clock = clock
+        self.start = clock()
+        self.times = []  # seconds of each frame done
+
+    def estimate(self, frame, frame_fraction, frame_eta):
+        """(sequence_fraction, sequence_eta or None) while frame `frame` (1-based) is frame_fraction
+        done with frame_eta seconds left."""
+        elapsed = self.clock() - self.start
+        later = self.times[1:]
+        per_frame = (sum(later) / len(later)) if later else (self.times[0] if self.times else None)
+        remaining_after = self.frames - frame
+        if frame_eta is None or (per_frame is None and remaining_after > 0):
+            return (frame - 1 + (frame_fraction or 0.0)) / float(self.frames), None
+        eta = frame_eta + remaining_after * (per_frame or 0.0)
+        total = elapsed + eta
+        return (elapsed / total if total > 0 else 1.0), eta
+
+    def finished(self, seconds):
+        self.times.append(float(seconds))
+
+
 # ---------------------------------------------------------------------------------------------
 # Failures and outcomes
 
@@ -379,7 +538,9 @@ def failure_message(error_event, returncode, log_path, log_tail, engine_python):
             code = "engine_missing"
             what += (" The Python at %s does not have nst_core installed: run the installer "
                      "again." % engine_python)
-    parts = [what]
+    # The engine's messages end without a full stop ("cancelled (SIGTERM): no output was written"):
+    # one keeps them apart from the sentences that follow.
+    parts = [what if what.endswith((".", "!", "?")) else what + "."]
     advice = ADVICE_BY_CODE.get(code)
     # The engine's own message already says what to do; our advice is for when it said nothing
     # (a crash, a Python without nst_core), and the reassurance that a cancelled run changed nothing.

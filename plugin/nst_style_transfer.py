@@ -3,9 +3,10 @@
 """Neural Style Transfer for GIMP: Filters > Artistic > Neural Style Transfer...
 
 Paints the active layer in the style of another layer (from any open image) and adds the result as a
-new layer directly above it. The work runs in a separate process, the nst_core engine (PyTorch),
-reached only through its command line and JSON lines protocol (docs/PROTOCOL.md): torch is never
-imported into GIMP's Python.
+new layer directly above it; the frames of an animation, into a new image: Filters > Animation >
+Neural Style Transfer (frames)... (nst_animation.py, registered at the end of this file). The work
+runs in a separate process, the nst_core engine (PyTorch), reached only through its command line and
+JSON lines protocol (docs/PROTOCOL.md): torch is never imported into GIMP's Python.
 
 One source for both GIMPs: GIMP 2.10 runs it on its own gimpfu (Python 2.7); GIMP 3 runs it on
 nst_gimpfu3, our gimpfu-compatible shim over GIMP 3's API. Keep this file Python 2.7-compatible.
@@ -52,6 +53,7 @@ except ImportError:
     from nst_gimp3_ui import layer_fingerprint, replace_layer_pixels, run_in_dialog
 # isort: on
 
+import nst_animation
 import nst_engine
 import nst_local_service
 import nst_protocol
@@ -466,12 +468,13 @@ class ResultLayer(object):
 class ProgressReporter(object):
     """Shows the engine's events in GIMP's progress bar and keeps its warnings."""
 
-    def __init__(self, show_in_gimp=True, quicker=None):
+    def __init__(self, show_in_gimp=True, quicker=None, frames=None):
         # False while the run dialog shows the progress: GIMP's status-bar progress would offer
         # its own Cancel, which kills the plug-in and leaves the preview layer behind.
         self.show_in_gimp = show_in_gimp
         self.warnings = []
-        self.describe = EventDescriber(quicker, note_separator=" - ")  # the status bar: one line
+        # the status bar: one line
+        self.describe = EventDescriber(quicker, note_separator=" - ", frames=frames)
 
     def begin(self, text):
         if self.show_in_gimp:
@@ -516,12 +519,14 @@ def style_transfer(image, drawable, style_layer, preset, iterations, size, style
         fail("Neural Style Transfer: " + exc.message)
 
 
-def run_job(engine, job, on_event, title):
-    """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel),
-    else with GIMP's progress bar."""
+def run_job(engine, job, on_event, title, describe=None, hint=None):
+    """Runs one engine job: in the run dialog (GIMP 3, from the dialog: progress, Stop and Cancel;
+    describe: its EventDescriber, hint: what its buttons do, when not the defaults), else with
+    GIMP's progress bar."""
     if uses_run_dialog():
-        return run_in_dialog(title, engine, job, on_event, EventDescriber(quicker_than(job.options)),
-                             PreviewSnapshots(job))
+        return run_in_dialog(title, engine, job, on_event,
+                             describe or EventDescriber(quicker_than(job.options)),
+                             PreviewSnapshots(job), hint)
     return engine.run(job, on_event)
 
 
@@ -572,13 +577,25 @@ def uses_run_dialog():
 class EventDescriber(object):
     """(text, fraction) of each event of one run, for the run dialog and GIMP's status bar; a
     slow CPU run's note (nst_protocol.SlowRunNote) stays after the progress once it is known, on
-    a line of its own unless note_separator says otherwise."""
+    a line of its own unless note_separator says otherwise. frames: the number of frames of a
+    frames run (nst_protocol.FramesProgress: "Frame k of n", the whole sequence's time left)."""
 
-    def __init__(self, quicker=None, note_separator="\n"):
+    def __init__(self, quicker=None, note_separator="\n", frames=None):
         self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
         self.note_separator = note_separator
+        self.frames = nst_protocol.FramesProgress(frames) if frames else None
 
     def __call__(self, event):
+        if self.frames is not None:
+            text, fraction = self.frames.text(event), self.frames.fraction(event)
+            # A sequence's slow-run note weighs the time left for all its frames, known once frame 1
+            # is done; until then frame 1's own, which alone may exceed the minute.
+            sequence_eta = event.get("sequence_eta")
+            note = self.slow_run.update(dict(event, eta=sequence_eta) if sequence_eta is not None
+                                        else event)
+            if text and note:
+                text += self.note_separator + note
+            return text, fraction
         fraction = None
         if event.get("event") == "progress":
             fraction = nst_protocol.progress_fraction(event)
@@ -589,6 +606,20 @@ class EventDescriber(object):
         if text and note:
             text += self.note_separator + note
         return text, fraction
+
+
+def new_run_folder():
+    """(the parent of the run folders, a fresh run folder of this run), the stale folders of
+    runs GIMP killed swept first."""
+    runs_root = nst_runfiles.runs_root()
+    nst_runfiles.sweep_stale_runs(runs_root)
+    try:
+        return runs_root, nst_runfiles.make_run_folder(runs_root)
+    except (IOError, OSError) as exc:
+        raise nst_protocol.EngineError(
+            "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
+            "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
+            % (runs_root, exc))
 
 
 def add_styled_layers(image, targets, style_layer, settings, regions=None):
@@ -618,15 +649,7 @@ def add_styled_layers(image, targets, style_layer, settings, regions=None):
     config = nst_engine.load_config(PLUGIN_DIR)
     preview_every = preview_interval()
 
-    runs_root = nst_runfiles.runs_root()
-    nst_runfiles.sweep_stale_runs(runs_root)
-    try:
-        run_dir = nst_runfiles.make_run_folder(runs_root)
-    except (IOError, OSError) as exc:
-        raise nst_protocol.EngineError(
-            "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
-            "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
-            % (runs_root, exc))
+    runs_root, run_dir = new_run_folder()
     progress = ProgressReporter(show_in_gimp=not uses_run_dialog(), quicker=quicker_than(options))
     results = []
     not_styled = []
@@ -730,6 +753,9 @@ if set_dialog_options is not None:
                        required_layers={"style_layer": "Choose a style layer: the picture whose "
                                         "style to copy, a layer of any open image."},
                        several_drawables=True, on_shown=warm_up_engine)
+# The animation's procedure, Filters > Animation > Neural Style Transfer (frames)... (nst_animation.py),
+# on this module's parameters, checks and run machinery.
+style_transfer_frames = nst_animation.register_procedure(sys.modules[__name__])
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 """The command-line transport of the nst_core engine client (docs/PROTOCOL.md): each job runs in an
-engine process of its own, `PYTHON -m nst_core stylize ... --progress jsonl`, its events read from the
-process's stdout, its stderr appended to the engine log.
+engine process of its own, `PYTHON -m nst_core stylize ... --progress jsonl` (an animation's frames:
+one `stylize-frames` process), its events read from the process's stdout, its stderr appended to the
+engine log.
 
 Pure Python that runs unchanged on GIMP 2.10's Python 2.7 and on GIMP 3's Python 3: no GIMP import,
 no torch. What the events mean and what to tell a person lives in nst_protocol.py.
@@ -20,6 +21,7 @@ from nst_protocol import (
     ENGINE_PYTHON_ENV,
     Engine,
     EngineError,
+    FramesJob,
     RunRecord,
     failure_message,
     format_float,
@@ -69,6 +71,35 @@ def build_command(engine_python, content_path, style_paths, output_path, options
         if preview_dir:
             command += ["--preview-dir", preview_dir]
     return command
+
+
+def build_frames_command(engine_python, job):
+    """`stylize-frames FRAME... STYLE -o FOLDER` for a FramesJob (PROTOCOL.md "Frames")."""
+    command = ([engine_python, "-m", "nst_core", "stylize-frames"] + list(job.frames) + [job.style]
+               + ["-o", job.output, "--progress", "jsonl", "--temporal-weight",
+                  format_float(job.temporal_weight)] + command_line_options(job.options))
+    if job.preview_every is not None:
+        command += ["--preview-every", format_float(job.preview_every),
+                    "--preview-dir", job.preview_folder()]
+    return command
+
+
+def job_command(engine_python, job):
+    if isinstance(job, FramesJob):
+        return build_frames_command(engine_python, job)
+    return build_command(engine_python, job.content, job.styles, job.output, job.options,
+                         job.preview_every, job.preview_folder(), job.masks, job.region_weights)
+
+
+def missing_result(job, done):
+    """The result file a `done` event should have left and did not (None when all are there): the
+    output of a Job; each of a FramesJob's `outputs`, of which there is at least one."""
+    if not isinstance(job, FramesJob):
+        return job.output if job.output and not os.path.isfile(job.output) else None
+    outputs = done.get("outputs")
+    if not isinstance(outputs, list) or not outputs:
+        return job.output
+    return next((path for path in outputs if not os.path.isfile(path)), None)
 
 
 def start_engine(command, env, log_file):
@@ -151,9 +182,8 @@ class SubprocessEngine(Engine):
             pass
 
     def run(self, job, on_event=None):
-        command = build_command(self.engine_python, job.content, job.styles, job.output,
-                                job.options, job.preview_every, job.preview_folder(),
-                                job.masks, job.region_weights)
+        """Runs a Job (`stylize`) or a FramesJob (`stylize-frames`, one process for every frame)."""
+        command = job_command(self.engine_python, job)
         log_file, log_path = open_log(self.log_dir, self.fallback_log_dir)
         with log_file:
             header = "\n===== %s  client pid %d\n%s\n" % (
@@ -221,9 +251,10 @@ class SubprocessEngine(Engine):
         """The run's `done` event, or the EngineError that says why there is none."""
         if returncode == 0 and record.done is not None and record.error is None:
             done = record.done
-            if job.output and not os.path.isfile(job.output):
+            missing = missing_result(job, done)
+            if missing:
                 return EngineError("protocol", "The engine said it was done but wrote no result at "
-                                   "%s. Engine log: %s" % (job.output, log_path), log_path)
+                                   "%s. Engine log: %s" % (missing, log_path), log_path)
             if not (done.get("output") or job.output):
                 return EngineError("protocol", "The engine finished without naming its result. "
                                    "Engine log: %s" % log_path, log_path)

@@ -600,6 +600,12 @@ def test_plugin_region_facts_are_the_engines():
     assert (nst_protocol.REST_MASK, nst_protocol.MAX_REGIONS) == (REST_MASK, MAX_REGIONS)
 
 
+def test_plugin_temporal_weight_default_is_the_engines():
+    from nst_core.params import DEFAULT_TEMPORAL_WEIGHT
+
+    assert nst_protocol.TEMPORAL_WEIGHT_DEFAULT == DEFAULT_TEMPORAL_WEIGHT
+
+
 def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():
     """Spinning OpenMP threads made two engines on a shared CPU 27x slower each. The CLI's
     entry sets OMP_WAIT_POLICY=PASSIVE before anything imports torch, and keeps a value the user set."""

@@ -11,6 +11,9 @@
 #             SIGUSR1 to its engine keeps its layer; one ended with SIGTERM leaves none; two
 #             selected layers each get one; the plug-in's NST_PREVIEW_LOG says what it showed)
 #             or "regions" (two channels, two flat styles, one run, Repeat, a refused channel)
+#             or "frames" (python-fu-nst-style-transfer-frames on a 6-frame animation: a new image;
+#             three selected frames; a refusal; with "live", a run stopped with SIGUSR1 and one
+#             ended with SIGTERM after the first preview of frame 2)
 #   content, style: picture files; output: where to write the findings; size, iterations.
 import hashlib
 import json
@@ -22,6 +25,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl  # noqa: E402
 
 PROCEDURE = "python-fu-nst-style-transfer"
+FRAMES_PROCEDURE = "python-fu-nst-style-transfer-frames"
 params = json.load(open(os.environ["NST_E2E_PARAMS"]))
 findings = {"scenario": params["scenario"], "errors": []}
 
@@ -81,8 +85,8 @@ def build_scene():
     return image, target, style, style_image
 
 
-def run_procedure(image, drawables, style, **values):
-    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+def run_procedure(image, drawables, style, procedure_name=PROCEDURE, **values):
+    procedure = Gimp.get_pdb().lookup_procedure(procedure_name)
     config = procedure.create_config()
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
@@ -139,8 +143,8 @@ def dialog_api():
     return sorted(name for name, present in wanted.items() if not present)
 
 
-def registration():
-    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+def registration(name=PROCEDURE):
+    procedure = Gimp.get_pdb().lookup_procedure(name)
     if procedure is None:
         return {"registered": False}
     return {
@@ -279,8 +283,8 @@ def read_preview_log():
     return lines
 
 
-def engine_processes():
-    """Process ids of engine runs of this test (`python -m nst_core stylize` on a run folder under
+def engine_processes(command="stylize"):
+    """Process ids of engine runs of this test (`python -m nst_core COMMAND` on a run folder under
     the test's temp folder)."""
     found = []
     for name in os.listdir("/proc"):
@@ -292,7 +296,7 @@ def engine_processes():
         except (IOError, OSError):
             continue
         text = [arg.decode("utf-8", "replace") for arg in argv]
-        if "nst_core" in text and "stylize" in text and any(
+        if "nst_core" in text and command in text and any(
                 arg.startswith(params["temp_dir"]) for arg in text):
             found.append(int(name))
     return found
@@ -479,7 +483,117 @@ def regions_scenario():
         image.delete()
 
 
-SCENARIOS = {"regions": regions_scenario, "success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
+def build_animation():
+    """A 96x72 canvas with one layer per frame file (frame 1 at the bottom, as GIMP plays them), each
+    smaller than the canvas and offset, named with GIMP's animation tags; the style in a second
+    image."""
+    image = Gimp.Image.new(96, 72, Gimp.ImageBaseType.RGB)
+    width, height = params["frame_size"]
+    frames = [load_layer(image, path, name, width, height, tuple(params["frame_offsets"]))
+              for path, name in zip(params["frame_files"], params["frame_names"])]
+    style_image = Gimp.Image.new(48, 48, Gimp.ImageBaseType.RGB)
+    style = load_layer(style_image, params["style"], "Great Wave", 48, 48, (0, 0))
+    return image, frames, style, style_image
+
+
+def frames_values(**overrides):
+    values = engine_values(**overrides)
+    values["temporal-weight"] = params.get("temporal_weight", 100.0)
+    return values
+
+
+def images_made_by(call):
+    """Runs call(); returns (its result, [the layer stack of each image it left open])."""
+    before = [other.get_id() for other in Gimp.get_images()]
+    result = call()
+    made = [other for other in Gimp.get_images() if other.get_id() not in before]
+    return result, [{"size": [other.get_width(), other.get_height()], "layers": stack(other),
+                     "base_type": int(other.get_base_type())} for other in made]
+
+
+def signal_frames_engine_at(signum, frame, report, run_over):
+    """A thread that, once the plug-in has shown a preview of `frame`, sends signum to the
+    stylize-frames engine (SIGUSR1: stop and keep; SIGTERM: cancel); report gets what it did."""
+    import threading
+    import time
+
+    def watch():
+        deadline = time.time() + 600
+        while time.time() < deadline and not run_over.is_set():
+            path = params["preview_log"]
+            lines = []
+            if os.path.exists(path):
+                with open(path) as handle:
+                    lines = [json.loads(line) for line in handle if line.strip()]
+            if any(line["what"] == "preview" and line["frame"] == frame for line in lines):
+                pids = engine_processes("stylize-frames")
+                for pid in pids:
+                    os.kill(pid, signum)
+                report.update(signal=int(signum), pids=pids)
+                return
+            time.sleep(0.05)
+        report["timeout"] = True
+    thread = threading.Thread(target=watch)
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def frames_run_signalled(name, signal_number):
+    import threading
+    image, frames, style, style_image = build_animation()
+    report = findings["%s_signal" % name] = {}
+    run_over = threading.Event()
+    watcher = signal_frames_engine_at(signal_number, 2, report, run_over)
+    findings["%s_run" % name], findings["%s_new_images" % name] = images_made_by(
+        lambda: run_procedure(image, [frames[0]], style, FRAMES_PROCEDURE,
+                              **frames_values(iterations=params["live_iterations"])))
+    run_over.set()
+    watcher.join(5)
+    findings["%s_log" % name] = read_preview_log()
+    findings["%s_source_after" % name] = stack(image)
+    for other in (image, style_image):
+        other.delete()
+
+
+def frames_scenario():
+    import signal
+    findings["frames_registration"] = registration(FRAMES_PROCEDURE)
+    image, frames, style, style_image = build_animation()
+    findings["before"] = stack(image)
+    findings["style_before"] = stack(style_image)
+    # 1. every layer a frame: a new image
+    findings["run"], findings["new_images"] = images_made_by(
+        lambda: run_procedure(image, [frames[0]], style, FRAMES_PROCEDURE, **frames_values()))
+    findings["after"] = stack(image)
+    findings["style_after"] = stack(style_image)
+    findings["run_log"] = read_preview_log()
+    findings["run_folders_after_run"] = run_files()
+    if params.get("first_run_only"):
+        for other in (image, style_image):
+            other.delete()
+        return
+    # 2. three selected layers, handed over out of order: those are the frames, bottom first
+    findings["selected_run"], findings["selected_new_images"] = images_made_by(
+        lambda: run_procedure(image, [frames[4], frames[1], frames[2]], style, FRAMES_PROCEDURE,
+                              **frames_values()))
+    read_preview_log()
+    # 3. a frame as the style: refused, nothing made
+    findings["refusal"], findings["refusal_new_images"] = images_made_by(
+        lambda: run_procedure(image, [frames[0]], frames[1], FRAMES_PROCEDURE, **frames_values()))
+    findings["after_refusal"] = stack(image)
+    for other in (image, style_image):
+        other.delete()
+    if params.get("live"):
+        # 4. stop and keep during frame 2 (the engine's SIGUSR1): frames 1 and 2 are kept
+        frames_run_signalled("stop", signal.SIGUSR1)
+        # 5. the engine cancelled (SIGTERM) during frame 2: the new image goes again
+        frames_run_signalled("cancel", signal.SIGTERM)
+    findings["run_folders_at_end"] = run_files()
+    findings["images_at_end"] = len(Gimp.get_images())
+
+
+SCENARIOS = {"frames": frames_scenario, "regions": regions_scenario, "success": success_scenario, "failure": failure_scenario, "cancel": cancel_scenario,
              "cases": cases_scenario, "live": live_scenario}
 
 try:

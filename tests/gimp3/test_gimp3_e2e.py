@@ -28,7 +28,7 @@ import nst_http
 import nst_local_service
 from helpers.checks import check, failed_labels
 from helpers.fake_engine import write_fake_engine
-from helpers.plugin_setup import GIMP3_ARGUMENTS
+from helpers.plugin_setup import GIMP3_ARGUMENTS, GIMP3_FRAMES_ARGUMENTS
 from helpers.real_gimp import bind_paths, choose_engine, engine_python_for_this_checkout, install_plugin, locate_gimp
 from helpers.repo import REPO
 
@@ -36,6 +36,8 @@ BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
 PROCEDURE = "python-fu-nst-style-transfer"
 REGISTERED_ARGUMENTS = ["run-mode", "image", "drawables", *GIMP3_ARGUMENTS]
+FRAMES_PROCEDURE = "python-fu-nst-style-transfer-frames"
+REGISTERED_FRAMES_ARGUMENTS = ["run-mode", "image", "drawables", *GIMP3_FRAMES_ARGUMENTS]
 WORKING_SIZE = 64
 # The fake engine needs no more than 2 iterations. The real one, with NST_WEIGHTS=random, hands back
 # its starting image (the content itself) after 2, so the "pixels differ" check needs a few more.
@@ -635,3 +637,213 @@ def test_cancelled_run_stops_the_engine_and_leaves_no_layer_in_real_gimp3(gimp_s
     if failed:
         print(gimp_output[-3000:])
     assert failed == []
+
+
+# The animation: 6 frames panning across the photo, smaller than the 96x72 canvas and offset, named
+# with GIMP's animation tags (frame 1 at the bottom); styled at a 32 px working size.
+FRAME_NAMES = ["Frame 1 (100ms) (replace)", "Frame 2 (100ms)", "Frame 3 (200ms) (combine)",
+               "Frame 4 (100ms)", "Frame 5", "Frame 6 (300ms) (replace)"]
+FRAME_SIZE, FRAME_OFFSETS = [64, 48], [16, 12]
+FRAMES_WORKING_SIZE = 32
+
+
+def write_frames(folder):
+    from PIL import Image
+    photo = Image.open(REPO / "examples" / "chelsea.png").convert("RGB").resize((120, 80))
+    paths = []
+    for index in range(len(FRAME_NAMES)):
+        paths.append(str(folder / ("frame-%d.png" % (index + 1))))
+        photo.crop((4 * index, 8, 4 * index + 64, 56)).save(paths[-1])
+    return paths
+
+
+def frames_params(session, preview_log, **extra):
+    frames_dir = session["work_dir"] / "frames"
+    frames_dir.mkdir(exist_ok=True)
+    return dict(scenario_params(session, "frames"), size=FRAMES_WORKING_SIZE,
+                frame_files=write_frames(frames_dir), frame_names=FRAME_NAMES,
+                frame_size=FRAME_SIZE, frame_offsets=FRAME_OFFSETS, temporal_weight=150.0,
+                preview_log=str(preview_log), **extra)
+
+
+def new_frames_image_checks(found):
+    """The checks of the new image the first frames run makes (the process and the service runs)."""
+    before, new_images = found["before"], found["new_images"]
+    new = new_images[0]["layers"] if len(new_images) == 1 else []
+    top_first = list(reversed(FRAME_NAMES))
+    return new, [
+        check("the source has the 6 frames, frame 1 at the bottom",
+              [layer["name"] for layer in before] == top_first),
+        check("the run succeeds", found["run"]["status"] == "success", str(found["run"])),
+        check("it makes one new image, of the source's canvas size",
+              len(new_images) == 1 and new_images[0]["size"] == [96, 72],
+              str([(image["size"], len(image["layers"])) for image in new_images])),
+        check("6 layers with the frames' names (delay and combine tags kept), in the frames' order",
+              [layer["name"] for layer in new] == top_first, str([layer["name"] for layer in new])),
+        check("each with its frame's size and offsets",
+              all(layer["size"] == FRAME_SIZE and layer["offsets"] == FRAME_OFFSETS for layer in new)
+              and len(new) == 6, str([(layer["size"], layer["offsets"]) for layer in new])),
+        check("their pixels are styled (not the frames' own)",
+              len(new) == 6 and all(layer["pixels_sha1"] != frame["pixels_sha1"]
+                                    for layer, frame in zip(new, before))),
+        check("the source image is untouched (names, order, sizes, offsets, pixels)",
+              found["after"] == before),
+        check("the style image is untouched", found["style_after"] == found["style_before"]),
+        check("no run folder left after the run", found["run_folders_after_run"] == []),
+    ]
+
+
+def test_frames_make_a_new_image_in_real_gimp3(gimp_session):
+    """python-fu-nst-style-transfer-frames on a 6-frame animation in a real GIMP 3: a new image with 6
+    layers of the frames' names (tags and all), sizes, offsets and order, its pixels styled, the
+    frames filling in as previews (one layer more per frame); the source untouched; three selected
+    frames make a 3-layer image; a frame as the style is refused. With the real engine also: the
+    engine stopped (SIGUSR1) during frame 2 leaves a new image of frames 1 and 2, cancelled
+    (SIGTERM) none."""
+    session = gimp_session
+    work_dir = session["work_dir"]
+    preview_log = work_dir / "frames-preview-log.jsonl"
+    params = frames_params(session, preview_log, live=session["engine"] == "real",
+                           live_iterations=LIVE_ITERATIONS)
+    env = dict(session["env"], NST_PREVIEW_EVERY="0.5", NST_PREVIEW_LOG=str(preview_log),
+               params=params)
+    found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir, env,
+                                  "frames")
+    print("checks of the animation's procedure (real GIMP 3, engine: %s):" % session["engine"])
+    registration = found["frames_registration"]
+    results = [
+        check("procedure %s registers" % FRAMES_PROCEDURE, registration["registered"]),
+        check("menu <Image>/Filters/Animation, label 'Neural Style Transfer (frames)...'",
+              registration.get("menu_paths") == ["<Image>/Filters/Animation"]
+              and registration.get("menu_label") == "Neural Style Transfer (frames)...",
+              "%s %s" % (registration.get("menu_paths"), registration.get("menu_label"))),
+        check("arguments are %s" % ", ".join(GIMP3_FRAMES_ARGUMENTS),
+              registration.get("arguments") == REGISTERED_FRAMES_ARGUMENTS,
+              str(registration.get("arguments"))),
+    ]
+    before = found["before"]
+    new, new_checks = new_frames_image_checks(found)
+    results += new_checks
+    log = found["run_log"]
+    previews = [line for line in log if line["what"] == "preview"]
+    results_lines = [line for line in log if line["what"] == "result"]
+    first_preview_layers = dict((line["frame"], line["layers"]) for line in reversed(previews))
+    results += [
+        check("previews came for every frame, each in its frame's layer",
+              sorted(first_preview_layers) == [1, 2, 3, 4, 5, 6]
+              and all(len(set(line["layer"] for line in log if line["frame"] == frame)) == 1
+                      for frame in range(1, 7)), str(sorted(first_preview_layers))),
+        check("the new image grew a layer per frame during the run",
+              [first_preview_layers.get(frame) for frame in range(1, 7)] == [1, 2, 3, 4, 5, 6],
+              str(first_preview_layers)),
+        check("the results went into those layers (the final pixels are the results')",
+              len(results_lines) == 6 and len(new) == 6 and sorted(line["sha1"] for line in results_lines)
+              == sorted(layer["pixels_sha1"] for layer in new)),
+    ]
+    selected = found["selected_new_images"]
+    results += [
+        check("three selected frames: the run succeeds", found["selected_run"]["status"] == "success",
+              str(found["selected_run"])),
+        check("... a new image of those 3, bottom first",
+              len(selected) == 1 and [layer["name"] for layer in selected[0]["layers"]]
+              == [FRAME_NAMES[4], FRAME_NAMES[2], FRAME_NAMES[1]],
+              str([[layer["name"] for layer in image["layers"]] for image in selected])),
+        check("a frame as the style: refused with a message, no image made, the source as it was",
+              found["refusal"]["status"] == "execution-error"
+              and "is frame 2 of the animation" in (found["refusal"]["message"] or "")
+              and found["refusal_new_images"] == [] and found["after_refusal"] == before,
+              str(found["refusal"])),
+    ]
+    if params["live"]:
+        stop_images = found["stop_new_images"]
+        stop_log = found["stop_log"]
+        results += [
+            check("stop: SIGUSR1 reached the engine during frame 2", bool(found["stop_signal"].get("pids")),
+                  str(found["stop_signal"])),
+            check("stop: the run succeeds", found["stop_run"]["status"] == "success", str(found["stop_run"])),
+            check("stop: a new image with frames 1 and 2 only",
+                  len(stop_images) == 1 and [layer["name"] for layer in stop_images[0]["layers"]]
+                  == [FRAME_NAMES[1], FRAME_NAMES[0]],
+                  str([[layer["name"] for layer in image["layers"]] for image in stop_images])),
+            check("stop: their pixels are the results shown",
+                  len(stop_images) == 1 and sorted(layer["pixels_sha1"] for layer in stop_images[0]["layers"])
+                  == sorted(line["sha1"] for line in stop_log if line["what"] == "result")),
+            check("stop: the source untouched", found["stop_source_after"] == before),
+        ]
+        cancel_log = found["cancel_log"]
+        results += [
+            check("cancel: SIGTERM reached the engine once frame 2 showed in the new image",
+                  bool(found["cancel_signal"].get("pids"))
+                  and any(line["frame"] == 2 and line["layers"] == 2 for line in cancel_log),
+                  str(found["cancel_signal"])),
+            check("cancel: error status that says cancelled",
+                  found["cancel_run"]["status"] == "execution-error"
+                  and "ancel" in (found["cancel_run"]["message"] or ""), str(found["cancel_run"])),
+            check("cancel: no new image is left", found["cancel_new_images"] == [],
+                  str(found["cancel_new_images"])),
+            check("cancel: the source untouched", found["cancel_source_after"] == before),
+        ]
+    results += [
+        check("temp folder clean at the end", found["run_folders_at_end"] == [],
+              str(found["run_folders_at_end"])),
+    ]
+    log_file = Path(session["config"]["log_dir"]) / "nst_engine.log"
+    commands = [line for line in (log_file.read_text().splitlines() if log_file.exists() else [])
+                if " -m nst_core stylize-frames " in line]
+    last = commands[0].split() if commands else []
+    results.append(check("one stylize-frames engine process per run, the 6 frames in order, the "
+                         "temporal weight and working size passed",
+                         len([word for word in last if word.endswith(".png") and "/frame-" in word]) == 6
+                         and "--temporal-weight" in last and last[last.index("--temporal-weight") + 1]
+                         == "150.0" and last[last.index("--size") + 1] == str(FRAMES_WORKING_SIZE),
+                         " ".join(last)))
+    failed = failed_labels(results)
+    if failed:
+        print(gimp_output[-3000:])
+    assert failed == []
+
+
+def test_frames_through_a_local_service_in_real_gimp3(gimp_session):
+    """engine_service "local" (the installer's default): the animation's frames go to the warm
+    service as one frame job each, and the same new image arrives."""
+    session = gimp_session
+    if session["engine"] != "real":
+        pytest.skip("the local service needs the real engine (the fake one knows only the command line)")
+    work_dir = session["work_dir"]
+    preview_log = work_dir / "frames-service-preview-log.jsonl"
+    env = dict(session["env"], NST_ENGINE_SERVICE="local", NST_PREVIEW_EVERY="0.5",
+               NST_PREVIEW_LOG=str(preview_log),
+               params=frames_params(session, preview_log, first_run_only=True))
+    log_dir = Path(session["config"]["log_dir"])
+    state_file = log_dir / "nst_service-cpu.json"
+    log_file = log_dir / "nst_engine.log"
+    log_before = log_file.read_text() if log_file.exists() else ""
+    try:
+        found, gimp_output = run_gimp(session["kind"], session["root"], session["home"], work_dir,
+                                      env, "frames-service")
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        print("checks of the animation's procedure through the local service (real GIMP 3):")
+        new, results = new_frames_image_checks(found)
+        log = log_file.read_text()[len(log_before):]
+        url = state.get("url", "?")
+        results += [
+            check("six frame jobs went to the service (outcome lines)",
+                  log.count("outcome: done via %s" % url) == 6, str(state)),
+            check("each with the sequence and the temporal weight",
+                  log.count('"temporal-weight": 150.0') == 6 and log.count('"sequence": "gimp-') == 6),
+            check("no engine process was started for them", " -m nst_core stylize-frames " not in log),
+            check("the previews filled the frames in", sorted(set(
+                line["frame"] for line in found["run_log"] if line["what"] == "preview"))
+                == [1, 2, 3, 4, 5, 6]),
+        ]
+        failed = failed_labels(results)
+        if failed:
+            print(gimp_output[-3000:])
+        assert failed == []
+    finally:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("pid"):
+            try:
+                os.kill(state["pid"], signal.SIGTERM)
+            except OSError:
+                pass

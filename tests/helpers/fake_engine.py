@@ -1,4 +1,5 @@
-"""A stand-in for the engine's Python: `FAKE -m nst_core stylize CONTENT STYLE -o OUT ...`.
+"""A stand-in for the engine's Python: `FAKE -m nst_core stylize CONTENT STYLE -o OUT ...`, and
+`FAKE -m nst_core stylize-frames FRAME... STYLE -o FOLDER ...` (PROTOCOL.md "Frames").
 
 write_fake_engine(path) makes an executable copy of this file with a shebang to the Python running
 the tests, so that the plug-in can start it exactly as it starts the real engine's interpreter. What
@@ -23,6 +24,12 @@ FAKE_ENGINE_ETA     the time left (seconds) its estimates give (default: a few h
 With --preview-every (and --preview-dir) it sends a `preview` event after each progress event,
 naming a PNG (written atomically) of the content at the content's size, darker at each step, so that
 consecutive previews differ; the preview files are removed at the end of the run, as the engine does.
+
+stylize-frames: each frame between `frame_start` and `frame_done`, its progress with the sequence's
+fields, the results (each frame inverted, named after it) written into FOLDER at the end, then `done`
+with `outputs`. The modes that fail, fail before the first frame. In hang mode the frames before
+FAKE_ENGINE_HANG_FRAME (default 2) run to their end; that frame waits after its first step:
+`stop` ends it and writes the frames so far, that one included; `cancel` writes nothing.
 
 In every mode that succeeds it first checks that its stdin is still open: the protocol says a
 closed stdin means "the caller died, stop". Its events carry the fields docs/PROTOCOL.md lists
@@ -63,22 +70,27 @@ def emit(event, **fields):
 OPTIONS_WITH_VALUE = ("-o", "--progress", "--preset", "--size", "--iterations", "--content-weight",
                       "--style-weight", "--style-strength", "--seed", "--device",
                       "--preview-every", "--preview-dir")
+# ... and those stylize-frames adds.
+FRAMES_OPTIONS_WITH_VALUE = ("--temporal-weight", "--format")
 FLAGS = ("--ssim", "--no-ssim", "--preserve-colors")
 # Options that take one value or more (nargs="+"): their values run to the next option.
 OPTIONS_WITH_VALUES = ("--style-mask", "--region-weight")
 
 
 def parse_args(argv):
-    if argv[:3] != ["-m", "nst_core", "stylize"]:
+    if argv[:2] != ["-m", "nst_core"] or argv[2:3] not in (["stylize"], ["stylize-frames"]):
         sys.stderr.write("fake engine: unexpected command %r\n" % argv)
         sys.exit(2)
-    rest = argv[3:]
+    command, rest = argv[2], argv[3:]
+    known = OPTIONS_WITH_VALUE + OPTIONS_WITH_VALUES + FLAGS
+    if command == "stylize-frames":
+        known += FRAMES_OPTIONS_WITH_VALUE
     positional, options = [], {}
     index = 0
     while index < len(rest):
         arg = rest[index]
-        if arg.startswith("-") and arg not in OPTIONS_WITH_VALUE + OPTIONS_WITH_VALUES + FLAGS:
-            sys.stderr.write("nst-core stylize: error: unrecognized arguments: %s\n" % arg)
+        if arg.startswith("-") and arg not in known:
+            sys.stderr.write("nst-core %s: error: unrecognized arguments: %s\n" % (command, arg))
             sys.exit(2)
         if arg in OPTIONS_WITH_VALUES:
             values = []
@@ -147,6 +159,8 @@ def main():
         sys.stderr.write("%s: No module named nst_core\n" % sys.executable)
         sys.exit(1)
     positional, options = parse_args(argv)
+    if argv[2] == "stylize-frames":
+        return frames_main(positional, options, mode)
     content, style = positional[0], positional[1]
     output = options["-o"]
     problem = region_problem(positional[1:], options)
@@ -206,6 +220,83 @@ def main():
     sys.exit(0)
 
 
+def frames_main(positional, options, mode):
+    """stylize-frames FRAME... STYLE -o FOLDER: the frames' events, then the results (PROTOCOL.md
+    "Frames")."""
+    frames, style, folder = positional[:-1], positional[-1], os.path.abspath(options["-o"])
+    sys.stderr.write("fake engine: %d frames + %s -> %s\n" % (len(frames), style, folder))
+    if mode == "silent":
+        sys.exit(0)
+    if mode in EXIT_CODES:
+        emit("error", code=mode, exit_code=EXIT_CODES[mode],
+             message="Fake engine failure: %s (expected file /nowhere/vgg19.pth)" % mode)
+        sys.exit(EXIT_CODES[mode])
+    if mode == "crash":
+        sys.stderr.write("Traceback (most recent call last):\nRuntimeError: fake engine crashed\n")
+        sys.exit(1)
+    from PIL import Image
+    images = []
+    for frame in frames:
+        image = Image.open(frame)
+        image.load()
+        images.append(image)
+    Image.open(style).load()
+    if len(set(image.size for image in images)) > 1:
+        emit("error", code="bad_input", exit_code=2, message="all frames must have one size")
+        sys.exit(2)
+    hang_frame = int(os.environ.get("FAKE_ENGINE_HANG_FRAME", "2")) if mode == "hang" else None
+    count = len(frames)
+    previews = Previews(options, folder)
+    frame_stats, stopped = [], False
+    for number, (frame, image) in enumerate(zip(frames, images), start=1):
+        size = list(image.size)
+        later = "first" if number == 1 else "flow"
+        emit("frame_start", frame=number, frames=count, source=frame, mode=later,
+             reliable_share=None if number == 1 else 0.9)
+        emit("start", protocol=int(os.environ.get("FAKE_ENGINE_PROTOCOL", "1")), version="0.0-fake",
+             device="cpu", backbone="vgg19", weights="fake weights (none loaded)", content_size=size,
+             working_size=size, iterations=3, scales=[size], upscale="none")
+        if number == 1 and os.environ.get("FAKE_ENGINE_WARN"):
+            emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+        steps = 1 if number == hang_frame else 3
+        for iteration in range(1, steps + 1):
+            fraction = iteration / 3.0
+            eta = None if iteration == 1 else 0.01 * (3 - iteration)
+            sequence_eta = None if number == 1 or eta is None else eta + 0.03 * (count - number)
+            emit("progress", iteration=iteration, total=3, fraction=fraction, phase="stylize",
+                 scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0, tv_loss=0.0,
+                 ssim_factors=[0.2], elapsed=0.01 * iteration, eta=eta, frame=number, frames=count,
+                 sequence_fraction=(number - 1 + fraction) / count, sequence_eta=sequence_eta)
+            previews.send(image, iteration)
+            time.sleep(0.01)
+        if number == hang_frame:
+            wait_for_stop(os.environ.get("FAKE_ENGINE_MARKER"))  # exits on cancel
+            stopped = True
+        frame_stat = dict(stats(size, iterations=steps), frame=number, frame_mode=later)
+        frame_stat["stop_reason"] = "stopped" if stopped else "max_iterations"
+        frame_stats.append(frame_stat)
+        emit("frame_done", frame=number, frames=count, steps=steps, seconds=0.03,
+             stop_reason=frame_stat["stop_reason"], sequence_fraction=number / float(count),
+             sequence_eta=0.03 * (count - number))
+        if stopped:
+            break
+    previews.remove()
+    if stdin_closed():
+        emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
+        sys.exit(4)
+    if not os.path.isdir(folder):
+        os.mkdir(folder)
+    outputs = []
+    for frame, image in zip(frames, images[:len(frame_stats)]):
+        outputs.append(os.path.join(folder, os.path.splitext(os.path.basename(frame))[0] + ".png"))
+        if mode != "no_output":
+            write_result(image, outputs[-1])
+    emit("done", output=folder, outputs=outputs, stats={
+        "frames": frame_stats, "frames_done": len(outputs), "frames_given": count,
+        "stop_reason": "stopped" if stopped else "done", "seconds": 0.03 * len(outputs)})
+    sys.exit(0)
+
+
 class Previews(object):
     """The `preview` events of --preview-every: one per progress event (the fake is fast)."""
 
@@ -218,7 +309,8 @@ class Previews(object):
         if not self.wanted:
             return
         from PIL import ImageEnhance
-        path = os.path.join(self.folder, ".result.preview-%d-%d.png" % (os.getpid(), iteration))
+        path = os.path.join(self.folder, ".result.preview-%d-%d.png" % (os.getpid(),
+                                                                       len(self.written) + 1))
         darker = ImageEnhance.Brightness(image.convert("RGBA")).enhance(1.0 - 0.25 * iteration)
         darker.save(path + ".part", "PNG")
         os.rename(path + ".part", path)

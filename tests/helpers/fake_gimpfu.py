@@ -2,9 +2,10 @@
 
 It offers what the plug-in imports from gimpfu (register, main, pdb, gimp, fail, PF_*) over a small
 model of GIMP: images with a layer tree, layers with pixels (PIL images), offsets, visibility, masks,
-layer groups, channels, a selection, undo groups, progress and messages. The pdb functions keep
-GIMP's rules that matter here (an item belongs to one image, a mask to one layer, undo groups nest)
-and raise when a call breaks them, so a plug-in bug shows as a test failure, not as a silent pass.
+layer groups, channels, a selection, undo groups, displays, progress and messages. The pdb functions
+keep GIMP's rules that matter here (an item belongs to one image, a mask to one layer, undo groups
+nest, an image with a display goes with it) and raise when a call breaks them, so a plug-in bug
+shows as a test failure, not as a silent pass.
 
     world = FakeGimp()
     module = world.as_module()           # install as sys.modules["gimpfu"]
@@ -57,11 +58,18 @@ class FakeImage(object):
         self.undo_depth = 0
         self.undo_groups_closed = 0
         self.undo_steps = 0
+        self.undo_enabled = True
         self.deleted = False
         self.channels = []
 
     def __repr__(self):
         return "<FakeImage %d %dx%d>" % (self.id, self.width, self.height)
+
+
+class FakeDisplay(object):
+    def __init__(self, image):
+        self.id = next(_ids)
+        self.image = image
 
 
 class FakeItem(object):
@@ -116,6 +124,8 @@ class FakePdb(object):
 
     def gimp_image_delete(self, image):
         self._world.check_image(image)
+        if any(display.image is image for display in self._world.displays):
+            raise FakeGimpError("%r has a display: delete the display" % image)
         image.deleted = True
         self._world.images.remove(image)
 
@@ -158,6 +168,29 @@ class FakePdb(object):
         image.undo_groups_closed += 1
         if image.undo_depth == 0:
             image.undo_steps += 1  # what one Edit > Undo takes back
+
+    def gimp_image_undo_disable(self, image):
+        self._world.check_image(image).undo_enabled = False
+
+    def gimp_image_undo_enable(self, image):
+        self._world.check_image(image).undo_enabled = True
+
+    def gimp_image_is_valid(self, image):
+        return int(isinstance(image, FakeImage) and not image.deleted and image in self._world.images)
+
+    def gimp_display_new(self, image):
+        self._world.check_image(image)
+        if self._world.headless:
+            raise FakeGimpError("no display in batch mode")
+        display = FakeDisplay(image)
+        self._world.displays.append(display)
+        return display
+
+    def gimp_display_delete(self, display):
+        """As GIMP's: the image goes with its last display."""
+        self._world.displays.remove(display)
+        if not [other for other in self._world.displays if other.image is display.image]:
+            self.gimp_image_delete(display.image)
 
     def gimp_selection_is_empty(self, image):
         return int(self._world.check_image(image).selection is None)
@@ -377,6 +410,8 @@ class FakeGimp(object):
 
     def __init__(self):
         self.images = []
+        self.displays = []
+        self.headless = False  # True: gimp_display_new fails, as in GIMP's batch mode
         self.registrations = []
         self.progress_texts = []
         self.progress_values = []

@@ -19,6 +19,9 @@ PLUGIN_MODULES = tuple(sorted(path.stem for path in PLUGIN_SOURCE.glob("*.py")))
 GIMP3_ARGUMENTS = ("style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
                    "preserve-colors", "seed", "device", "region", "region-item", "region-weight",
                    "region2", "region2-item", "region2-style", "region2-weight")
+# ... and those of the animation's procedure (plugin/nst_animation.py).
+GIMP3_FRAMES_ARGUMENTS = ("style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
+                          "preserve-colors", "seed", "device", "temporal-weight")
 
 
 def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", service="off"):

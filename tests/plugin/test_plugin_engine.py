@@ -209,6 +209,8 @@ def test_failure_message_of_a_cancelled_run_says_the_image_is_unchanged():
         {"event": "error", "code": "cancelled", "message": "cancelled (SIGTERM)"}, 4, "/l.log",
         [], "/py")
     assert code == "cancelled" and "the image was not changed" in message
+    # the engine's words end without a full stop: one is put before the advice
+    assert message.startswith("cancelled (SIGTERM). The engine was stopped before it finished;")
 
 
 def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():

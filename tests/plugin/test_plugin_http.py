@@ -194,6 +194,107 @@ def test_a_service_that_dies_mid_run_is_a_lost_connection(images, tmp_path):
     assert not (tmp_path / "result.png").exists()
 
 
+# ----- an animation's frames: one job per frame of a sequence -------------------------------------
+
+def frames_job(images, tmp_path, options=QUICK, count=3):
+    """count frames of a small scene moving right, as files in tmp_path/run; results in run/styled."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    scene = make_content(width=112, height=64)
+    frames = []
+    for index in range(count):
+        frames.append(str(folder / ("frame-%03d.png" % (index + 1))))
+        scene.crop((2 * index, 0, 2 * index + 96, 64)).save(frames[-1])
+    return nst_protocol.FramesJob(frames, str(images / "style.png"), str(folder / "styled"), options,
+                                  temporal_weight=50.0, preview_every=0.0)
+
+
+def test_frames_go_as_one_job_each_and_arrive_as_stylize_frames_sends_them(service, images, tmp_path):
+    the_job = frames_job(images, tmp_path)
+    events = []
+    done = engine_for(service, tmp_path).run(the_job, events.append)
+    kinds = [e["event"] for e in events if e["event"] in ("frame_start", "start", "frame_done", "done")]
+    assert kinds == ["frame_start", "start", "frame_done"] * 3 + ["done"]
+    starts = [e for e in events if e["event"] == "frame_start"]
+    assert [(e["frame"], e["frames"]) for e in starts] == [(1, 3), (2, 3), (3, 3)]
+    assert [e["mode"] for e in starts][0] == "first" and set(e["mode"] for e in starts[1:]) <= {"flow", "previous"}
+    progress = [e for e in events if e["event"] == "progress"]
+    assert all(e["frames"] == 3 and 0.0 <= e["sequence_fraction"] <= 1.0 for e in progress)
+    # the service cannot know the time left for the sequence: the client reckons it once a frame is done
+    later = [e for e in progress if e["frame"] > 1 and e.get("eta") is not None]
+    assert later and all(isinstance(e["sequence_eta"], float) for e in later)
+    # the device is the service's: said once, not once per frame
+    assert len([e for e in events if e["event"] == "warning" and "does not apply" in e["message"]]) == 1
+    assert [os.path.basename(path) for path in done["outputs"]] == ["frame-001.png", "frame-002.png",
+                                                                    "frame-003.png"]
+    for path in done["outputs"]:
+        with Image.open(path) as result:
+            assert result.size == (96, 64)
+    assert done["stats"]["frames_done"] == 3 and done["stats"]["stop_reason"] == "done"
+    assert [stats["frame"] for stats in done["stats"]["frames"]] == [1, 2, 3]
+    assert events[-1]["event"] == "done" and events[-1]["outputs"] == done["outputs"]
+    assert done["log_path"] and log_text(tmp_path).count("outcome: done via %s" % service.url) == 3
+    previews = [e for e in events if e["event"] == "preview"]
+    assert previews and all(os.path.dirname(e["path"]) == str(tmp_path / "run") for e in previews)
+    assert sorted(os.listdir(tmp_path / "run" / "styled")) == ["frame-001.png", "frame-002.png",
+                                                               "frame-003.png"]
+    assert service.wait_idle()["sequences"] >= 1
+
+
+def test_stop_during_a_frame_keeps_the_frames_so_far_and_sends_no_more(service, images, tmp_path):
+    the_job = frames_job(images, tmp_path)
+    engine = engine_for(service, tmp_path)
+    asked = []
+
+    def on_event(event):
+        if event["event"] == "frame_start" and event["frame"] == 2:
+            asked.append(engine.stop())
+    done = engine.run(the_job, on_event)
+    assert asked == [True]
+    # the frame under way is kept (stopped, or done if its two steps ended first); no third job
+    assert [os.path.basename(path) for path in done["outputs"]] == ["frame-001.png", "frame-002.png"]
+    assert done["stats"]["stop_reason"] == "stopped" and done["stats"]["frames_given"] == 3
+    assert len([e for e in log_text(tmp_path).splitlines() if "outcome: done via" in e]) == 2
+    assert engine.stop() is False
+
+
+def test_cancel_during_a_later_frame_keeps_no_frame(service, images, tmp_path):
+    the_job = frames_job(images, tmp_path, nst_protocol.engine_options(
+        preset="fast", iterations=2, size=64, use_ssim=False))
+    engine = engine_for(service, tmp_path)
+
+    def on_event(event):
+        if event["event"] == "frame_start" and event["frame"] == 2:
+            assert engine.cancel() is True
+    with pytest.raises(EngineError) as caught:
+        engine.run(the_job, on_event)
+    assert caught.value.code == "cancelled"
+    assert not os.path.exists(the_job.output)
+    assert engine.cancel() is False  # nothing runs any more
+
+
+def test_the_local_service_gets_the_whole_job_less_its_device(tmp_path, monkeypatch):
+    """The warm service runs on the job's device, so that option stays home; the rest of the job
+    (a FramesJob's frames and temporal weight, a Job's region masks) goes as it is."""
+    config = nst_engine.EngineConfig("/env/python", str(tmp_path / "logs"), "", "test")
+    engine = nst_local_service.LocalServiceEngine(config, str(tmp_path))
+    monkeypatch.setattr(nst_local_service.LocalService, "address",
+                        lambda self: ("http://127.0.0.1:1", None))
+    sent = []
+    monkeypatch.setattr(nst_http.HttpEngine, "run", lambda self, job, on_event=None: sent.append(job))
+    frames = nst_protocol.FramesJob(["/r/a.png", "/r/b.png"], "/r/s.png", "/r/out",
+                                    {"preset": "fast", "device": "cpu"}, temporal_weight=7.0)
+    regions = Job("/r/c.png", ["/r/s1.png", "/r/s2.png"], "/r/r.png", {"device": "cpu"},
+                  masks=["/r/m.png", nst_protocol.REST_MASK], region_weights=[1.0, 2.0])
+    engine.run(frames)
+    engine.run(regions)
+    assert isinstance(sent[0], nst_protocol.FramesJob)
+    assert (sent[0].frames, sent[0].temporal_weight, sent[0].options) == (
+        ["/r/a.png", "/r/b.png"], 7.0, {"preset": "fast"})
+    assert (sent[1].masks, sent[1].region_weights, sent[1].options) == (
+        ["/r/m.png", "rest"], [1.0, 2.0], {})
+
+
 def test_job_params_are_the_command_line_options_by_name():
     params, device = nst_http.job_params(nst_protocol.engine_options(
         preset="standard", iterations=7, size=96, style_strength=6.5, use_ssim=False, preserve_colors=True,

@@ -22,6 +22,7 @@ LAYERS = [
     ["nst_gimpfu3"],  # the gimpfu surface on GIMP 3
     ["nst_gimp3_ui"],  # the plug-in's own GIMP 3 UI (run window, previews on the canvas)
     ["nst_regions"],  # regions: channels, layer masks, alpha, the selection as mask PNGs
+    ["nst_animation"],  # the animation's procedure, on the plug-in's surface (handed over, not imported)
     ["nst_style_transfer"],  # the plug-in: dialog values, layers, the run
 ]
 LAYER_OF = dict((name, index) for index, names in enumerate(LAYERS) for name in names)

@@ -55,8 +55,9 @@ def snapshot(world, image):
 # registration
 
 
-def test_registers_one_procedure_in_filters_artistic(harness):
-    (registration,) = harness.world.registrations
+def test_registers_the_procedure_in_filters_artistic(harness):
+    # the animation's procedure, the second: tests/plugin/test_plugin_animation.py
+    registration = harness.world.registrations[0]
     assert registration["proc_name"] == PROC
     assert registration["menu"] == "<Image>/Filters/Artistic"
     assert registration["label"] == "Neural Style Transfer..."
@@ -616,7 +617,7 @@ def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
     harness.monkeypatch.delenv("NST_PREVIEW_EVERY")
     shown = []
 
-    def fake_run_in_dialog(title, engine, job, on_event, describe, hand_over):
+    def fake_run_in_dialog(title, engine, job, on_event, describe, hand_over, hint=None):
         shown.append((title, job.preview_every))
 
         def described(event):
@@ -638,7 +639,7 @@ def test_a_cancel_from_the_run_dialog_is_no_error(harness):
     world, image, target, style, before = cancelled_after_a_preview(harness)
     harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
     harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
-                                lambda title, engine, job, on_event, describe, hand_over:
+                                lambda title, engine, job, on_event, describe, hand_over, hint=None:
                                 engine.run(job, on_event))
     run(harness, image, target, style)  # no fail(): the user asked for it
     assert snapshot(world, image) == before and world.messages == []

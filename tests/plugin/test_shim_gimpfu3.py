@@ -11,6 +11,7 @@ import nst_gimpfu3 as shim
 from helpers.fake_gimpfu import FakeGimp, FakeGimpModule, FakePdb
 from helpers.plugin_setup import (
     GIMP3_ARGUMENTS,
+    GIMP3_FRAMES_ARGUMENTS,
     PluginHarness,
     forget_plugin_modules,
     import_installed_plugin,
@@ -45,8 +46,12 @@ def public_methods(cls):
     return set(name for name in vars(cls) if not name.startswith("_") and callable(vars(cls)[name]))
 
 
+# The modules that call gimpfu's pdb and gimp (the other two on the plug-in's, handed to them).
+GIMPFU_USERS = ("nst_style_transfer.py", "nst_animation.py", "nst_regions.py")
+
+
 def names_used_by_plugin(prefix):
-    source = (PLUGIN_DIR / "nst_style_transfer.py").read_text()
+    source = "\n".join((PLUGIN_DIR / name).read_text() for name in GIMPFU_USERS)
     return set(re.findall(r"\b%s\.(\w+)\(" % prefix, source))
 
 
@@ -208,12 +213,18 @@ def test_without_gimpfu_the_plugin_registers_through_the_shim(plugin_on_shim):
     plugin, used_shim = plugin_on_shim
     assert Path(used_shim.__file__).parent == Path(plugin.__file__).parent
     assert plugin.register is used_shim.register and plugin.pdb is used_shim.pdb
-    assert [r.name for r in used_shim.REGISTRATIONS] == ["python-fu-nst-style-transfer"]
+    assert [r.name for r in used_shim.REGISTRATIONS] == ["python-fu-nst-style-transfer",
+                                                         "python-fu-nst-style-transfer-frames"]
+
+
+def registration_of(used_shim, name):
+    (registration,) = [r for r in used_shim.REGISTRATIONS if r.name == name]
+    return registration
 
 
 def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     _plugin, used_shim = plugin_on_shim
-    (registration,) = used_shim.REGISTRATIONS
+    registration = registration_of(used_shim, "python-fu-nst-style-transfer")
     assert registration.function.__name__ == "style_transfer"
     procedure = Recorder()
     used_shim.configure_procedure(procedure, registration, FakeGimpNamespace, FakeGObject)
@@ -248,6 +259,60 @@ def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     assert preset[0] == "add_choice_argument" and preset[5] == "standard"
     assert [call[1:3] for call in preset[4].calls] == [("standard", 0), ("fast", 1),
                                                       ("paper", 2)]
+
+
+def test_the_animations_registration_is_described_on_its_own_gimp3_procedure(plugin_on_shim):
+    plugin, used_shim = plugin_on_shim
+    registration = registration_of(used_shim, "python-fu-nst-style-transfer-frames")
+    assert registration.function is plugin.style_transfer_frames
+    procedure = Recorder()
+    used_shim.configure_procedure(procedure, registration, FakeGimpNamespace, FakeGObject)
+    calls = dict((call[0], call[1:]) for call in procedure.calls if not call[0].startswith("add_")
+                 or call[0] == "add_menu_path")
+    assert calls["set_image_types"] == ("RGB*, GRAY*",)
+    assert calls["set_menu_label"] == ("Neural Style Transfer (frames)...",)
+    assert calls["add_menu_path"] == ("<Image>/Filters/Animation",)
+    # One layer selected: every layer is a frame; several: those are.
+    assert calls["set_sensitivity_mask"] == (FakeGimpNamespace.ProcedureSensitivityMask.DRAWABLE
+                                             | FakeGimpNamespace.ProcedureSensitivityMask.DRAWABLES,)
+    assert calls["set_documentation"][2] == "python-fu-nst-style-transfer-frames"
+    arguments = [call for call in procedure.calls if call[0].startswith("add_")
+                 and call[0].endswith("_argument") and not call[0].endswith("_aux_argument")]
+    assert [call[1] for call in arguments] == list(GIMP3_FRAMES_ARGUMENTS)
+    by_name = dict((call[1], call) for call in arguments)
+    assert by_name["temporal-weight"][0] == "add_double_argument"
+    assert by_name["temporal-weight"][4:] == (0.0, 1000.0, 100.0, "READWRITE")
+    assert "flicker" in by_name["temporal-weight"][3]
+    # The shared arguments are the one-picture procedure's, tooltips and all (the style's apart).
+    single = Recorder()
+    used_shim.configure_procedure(single, registration_of(used_shim, "python-fu-nst-style-transfer"),
+                                  FakeGimpNamespace, FakeGObject)
+    single_by_name = dict((call[1], call) for call in single.calls if call[0].endswith("_argument"))
+
+    def comparable(call):  # a choice argument's Gimp.Choice by the choices added to it
+        return [part.calls if isinstance(part, Recorder) else part for part in call]
+    for name in GIMP3_FRAMES_ARGUMENTS[1:-1]:
+        assert comparable(by_name[name]) == comparable(single_by_name[name]), name
+    assert "not one of the frames" in by_name["style-layer"][3]
+    aux = [call[1] for call in procedure.calls if call[0] == "add_string_aux_argument"]
+    assert aux == ["style-layer-last-id"]
+    assert registration.dialog.help_page == plugin.HELP_PAGE
+    assert registration.dialog.on_shown is plugin.warm_up_engine
+    assert "not one of the frames" in registration.dialog.required_layers["style_layer"]
+
+
+def test_the_animations_gimp3_values_become_its_functions_arguments(plugin_on_shim):
+    plugin, used_shim = plugin_on_shim
+    registration = registration_of(used_shim, "python-fu-nst-style-transfer-frames")
+    specs = used_shim.argument_specs(registration.params)
+    assert [spec.name for spec in specs] == list(GIMP3_FRAMES_ARGUMENTS)
+    layer = object()
+    values = {"style-layer": layer, "preset": "fast", "iterations": 40, "size": 128,
+              "style-strength": 6.0, "use-ssim": False, "preserve-colors": True, "seed": 2,
+              "device": "cpu", "temporal-weight": 250.0}
+    assert used_shim.function_args(specs, values) == [layer, 1, 40, 128, 6.0, False, True, 2, 1, 250.0]
+    defaults = dict((spec.name, spec.default) for spec in specs)
+    assert used_shim.function_args(specs, defaults) == [param[3] for param in registration.params[2:]]
 
 
 # ---------------------------------------------------------------------------------------------
