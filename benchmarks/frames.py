@@ -4,7 +4,7 @@
                                 [--animation benchmarks/frames.webp] [--weights FILE] [--threads N]
 
 On the synthetic pan with a slow zoom of tests/helpers/animation.py (known motion), with the real
-VGG-16 and the fast preset, it prints for each way: the flicker (mean absolute difference, grey levels,
+VGG-16 and the standard preset (--preset), it prints for each way: the flicker (mean absolute difference, grey levels,
 between styled frame t and styled frame t-1 carried along the true motion, over pixels visible in
 both), the steps and seconds of each frame, the total time, and the share of frames in the evaluator's
 good region (benchmarks/evaluate.py). With ``--animation`` it writes both sequences side by side
@@ -66,6 +66,7 @@ def main(argv=None):
     parser.add_argument("--style", default="great_wave.jpg", help="an example style (examples/)")
     parser.add_argument("--pan", type=float, default=3.0, help="photo pixels per frame")
     parser.add_argument("--zoom", type=float, default=0.99, help="scale factor per frame")
+    parser.add_argument("--preset", default="standard", choices=["standard", "fast"])
     parser.add_argument("--temporal-weight", type=float, default=None)
     parser.add_argument("--animation", help="write both sequences side by side here (.webp or .gif)")
     parser.add_argument("--delay", type=int, default=120, help="ms per frame of the animation")
@@ -90,10 +91,10 @@ def main(argv=None):
     pictures, path = make_animation(os.path.join(examples, args.photo), size, args.frames, args.pan, args.zoom)
     engine = Stylizer("vgg16", weights, "caffe", "cpu")
     judge = evaluate.Evaluator(weights)
-    params = StyleParams.preset("fast", size=args.size)
+    params = StyleParams.preset(args.preset, size=args.size)
     weight = DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
     print(f"{args.frames} frames {size[0]}x{size[1]} ({args.photo}, pan {args.pan:g} px/frame, zoom "
-          f"{args.zoom:g}/frame), style {args.style}, fast preset, temporal weight {weight:g}, "
+          f"{args.zoom:g}/frame), style {args.style}, {args.preset} preset, temporal weight {weight:g}, "
           f"{torch.get_num_threads()} thread(s)")
     rows, sequences = [], {}
     for name, coherent in (("independent", False), ("coherent", True)):
