@@ -23,9 +23,7 @@ import json
 import os
 import time
 
-import nst_engine
-import nst_protocol
-import nst_runfiles
+from nst_client import engine_config, protocol, run_folders
 
 PROCEDURE_NAME = "python-fu-nst-style-transfer-frames"
 LABEL = "Neural Style Transfer (frames)..."
@@ -40,7 +38,7 @@ SHARED_PARAMETERS = ("style_layer", "preset", "iterations", "size", "style_stren
 TEMPORAL_WEIGHT_TOOLTIP = (
     "How strongly each frame holds to the styled frame before it, carried along the motion: higher "
     "is steadier (less flicker) where the picture moves little, 0 only starts each frame from the "
-    "one before. %g is the engine's default; it costs no time." % nst_protocol.TEMPORAL_WEIGHT_DEFAULT)
+    "one before. %g is the engine's default; it costs no time." % protocol.TEMPORAL_WEIGHT_DEFAULT)
 
 HELP = """Paints the frames of an animation in the style of the style layer, coherently: frame 1 is styled
 as Filters > Artistic > Neural Style Transfer would, each later one starts from the styled frame before
@@ -56,7 +54,7 @@ by frame, Stop and keep ends the frame under way and keeps the frames done, Canc
 image. Parameters: those of python-fu-nst-style-transfer (without the regions), and temporal-weight:
 0 to %g, %g = the engine's default, higher = steadier, 0 = each frame only starts from the one before.
 The same engine, config and log as that procedure; its help page is the plug-in's %s.""" % (
-    nst_protocol.TEMPORAL_WEIGHT_MAX, nst_protocol.TEMPORAL_WEIGHT_DEFAULT, "nst_help.html")
+    protocol.TEMPORAL_WEIGHT_MAX, protocol.TEMPORAL_WEIGHT_DEFAULT, "nst_help.html")
 
 # What the run window's buttons do in a frames run.
 RUN_HINT = ("Stop and keep: finish the frame under way and make the new image of the frames done so "
@@ -72,8 +70,8 @@ def frames_parameters(plugin):
             + [by_name[name] for name in SHARED_PARAMETERS]
             + [(plugin.PF_SLIDER, "temporal_weight",
                 "Temporal _weight (higher = steadier, less flicker; 0 = free)",
-                nst_protocol.TEMPORAL_WEIGHT_DEFAULT,
-                (0.0, nst_protocol.TEMPORAL_WEIGHT_MAX, 10.0))])
+                protocol.TEMPORAL_WEIGHT_DEFAULT,
+                (0.0, protocol.TEMPORAL_WEIGHT_MAX, 10.0))])
 
 
 def frames_tooltips(plugin):
@@ -92,7 +90,7 @@ def register_procedure(plugin):
 
     def style_transfer_frames(image, drawable, style_layer, preset, iterations, size,
                               style_strength, use_ssim, preserve_colors, seed, device,
-                              temporal_weight=nst_protocol.TEMPORAL_WEIGHT_DEFAULT):
+                              temporal_weight=protocol.TEMPORAL_WEIGHT_DEFAULT):
         """The registered procedure: checks, runs the engine, makes the new image, or fails
         clearly. drawable is one layer, or (GIMP 3, several layers selected) a list of them."""
         selected = list(drawable) if isinstance(drawable, (list, tuple)) else [drawable]
@@ -100,7 +98,7 @@ def register_procedure(plugin):
             settings = plugin.StyleTransferSettings(preset, iterations, size, style_strength,
                                                     use_ssim, preserve_colors, seed, device)
             style_frames(plugin, image, selected, style_layer, settings, temporal_weight)
-        except nst_protocol.EngineError as exc:
+        except protocol.EngineError as exc:
             if exc.code == "cancelled" and plugin.run_is_interactive():
                 return  # Cancel in the run window: no new image, nothing to report
             plugin.fail("%s: %s" % (TITLE, exc.message))
@@ -141,7 +139,7 @@ def top_level_layers(image):
 
 
 def bad_input(message):
-    return nst_protocol.EngineError("bad_input", message)
+    return protocol.EngineError("bad_input", message)
 
 
 def frame_layers(plugin, image, selected):
@@ -355,9 +353,9 @@ def style_frames(plugin, image, selected, style_layer, settings, temporal_weight
     problem = frames_problem(plugin, image, frames, style_layer)
     if problem:
         raise bad_input(problem)
-    weight = nst_protocol.check_temporal_weight(temporal_weight)
+    weight = protocol.check_temporal_weight(temporal_weight)
     options = settings.engine_options()
-    config = nst_engine.load_config(plugin.PLUGIN_DIR)
+    config = engine_config.load_config(plugin.PLUGIN_DIR)
     preview_every = plugin.preview_interval()
     runs_root, run_dir = plugin.new_run_folder()
     quicker = plugin.quicker_than(options)
@@ -369,8 +367,8 @@ def style_frames(plugin, image, selected, style_layer, settings, temporal_weight
         style_png = plugin.export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
         frame_pngs = [plugin.export_layer_png(frame, os.path.join(run_dir, "frame-%03d.png" % number))
                       for number, frame in enumerate(frames, start=1)]
-        engine = nst_engine.make_engine(config, runs_root)
-        job = nst_protocol.FramesJob(frame_pngs, style_png, os.path.join(run_dir, "styled"), options,
+        engine = engine_config.make_engine(config, runs_root)
+        job = protocol.FramesJob(frame_pngs, style_png, os.path.join(run_dir, "styled"), options,
                                      weight, preview_every)
         under_way = [1]
 
@@ -388,14 +386,14 @@ def style_frames(plugin, image, selected, style_layer, settings, temporal_weight
                               plugin.EventDescriber(quicker, frames=len(frames)), RUN_HINT)
         outputs = done.get("outputs") or []
         if not outputs:
-            raise nst_protocol.EngineError("protocol", "The engine finished without naming the "
+            raise protocol.EngineError("protocol", "The engine finished without naming the "
                                            "styled frames. Engine log: %s" % done.get("log_path"))
         new_image = result.finish(outputs)
     except BaseException:
         result.discard()
         raise
     finally:
-        nst_runfiles.remove_run_folder(run_dir)
+        run_folders.remove_run_folder(run_dir)
     if result.preview_failure:
         progress.warnings.append(result.preview_failure)
     if len(outputs) < len(frames):

@@ -54,11 +54,8 @@ except ImportError:
 # isort: on
 
 import nst_animation
-import nst_engine
-import nst_local_service
-import nst_protocol
 import nst_regions
-import nst_runfiles
+from nst_client import engine_config, local_service, protocol, run_folders
 
 # Seconds between live previews on the canvas in runs from the dialog (GIMP 3). Scripts get none
 # unless they set NST_PREVIEW_EVERY (seconds, or "off"), which also overrides the dialog's.
@@ -99,8 +96,8 @@ def preset_values_text(key):
 # None when it did not say (an older install), then every device is offered.
 def installed_devices():
     try:
-        config = nst_engine.read_config_file(nst_engine.config_path(PLUGIN_DIR))
-    except nst_protocol.EngineError:
+        config = engine_config.read_config_file(engine_config.config_path(PLUGIN_DIR))
+    except protocol.EngineError:
         return None
     devices = config.get("devices")
     if not isinstance(devices, list):
@@ -125,8 +122,8 @@ def device_label(name, label):
 # Choice lists: gimpfu passes the index into the labels; the engine's names for the choices travel
 # beside them (a sixth element, which GIMP 2.10's gimpfu ignores and the GIMP 3 shim uses as the
 # choice's name, the value a PDB caller passes on GIMP 3).
-PRESET_CHOICES = nst_protocol.PRESET_CHOICES
-DEVICE_CHOICES = tuple((name, device_label(name, label)) for name, label in nst_protocol.DEVICE_CHOICES)
+PRESET_CHOICES = protocol.PRESET_CHOICES
+DEVICE_CHOICES = tuple((name, device_label(name, label)) for name, label in protocol.DEVICE_CHOICES)
 
 
 def choice_labels(choices):
@@ -136,8 +133,8 @@ def choice_labels(choices):
 def choice_names(choices):
     return tuple(name for name, _label in choices)
 
-STYLE_STRENGTH_RANGE = nst_protocol.STYLE_STRENGTH_RANGE
-STYLE_STRENGTH_DEFAULT = nst_protocol.STYLE_STRENGTH_DEFAULT
+STYLE_STRENGTH_RANGE = protocol.STYLE_STRENGTH_RANGE
+STYLE_STRENGTH_DEFAULT = protocol.STYLE_STRENGTH_DEFAULT
 
 # Mnemonics (the underlined letters) are unique and differ from those of GIMP's own dialog buttons
 # (Help, Reset, Cancel, OK, Load Saved Settings, Save Settings): tests/plugin/test_plugin_dialog.py.
@@ -241,7 +238,7 @@ class StyleTransferSettings(object):
         self.preserve_colors = bool(preserve_colors)
 
     def engine_options(self):
-        return nst_protocol.engine_options(
+        return protocol.engine_options(
             preset=self.preset, iterations=self.iterations, size=self.size,
             style_strength=self.style_strength, use_ssim=self.use_ssim,
             preserve_colors=self.preserve_colors, seed=self.seed, device=self.device)
@@ -254,7 +251,7 @@ def choice_name(choices, index, what):
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(choices):
-        raise nst_protocol.EngineError(
+        raise protocol.EngineError(
             "bad_parameter", "The %s must be a number from 0 to %d (got %r)."
             % (what, len(choices) - 1, index))
     return choices[index][0]
@@ -381,7 +378,7 @@ def preview_interval(environ=None):
     except ValueError:
         seconds = -1.0
     if not seconds >= 0:
-        raise nst_protocol.EngineError(
+        raise protocol.EngineError(
             "bad_parameter", "%s is %r: set it to the seconds between live previews (for example "
             "1), or to off." % (PREVIEW_EVERY_ENV, text))
     return seconds
@@ -513,7 +510,7 @@ def style_transfer(image, drawable, style_layer, preset, iterations, size, style
         add_styled_layers(image, targets, style_layer, StyleTransferSettings(
             preset, iterations, size, style_strength, use_ssim, preserve_colors, seed, device),
             regions)
-    except nst_protocol.EngineError as exc:
+    except protocol.EngineError as exc:
         if exc.code == "cancelled" and run_is_interactive():
             return  # the user pressed Cancel in the run dialog: the image is as it was
         fail("Neural Style Transfer: " + exc.message)
@@ -576,14 +573,14 @@ def uses_run_dialog():
 
 class EventDescriber(object):
     """(text, fraction) of each event of one run, for the run dialog and GIMP's status bar; a
-    slow CPU run's note (nst_protocol.SlowRunNote) stays after the progress once it is known, on
+    slow CPU run's note (protocol.SlowRunNote) stays after the progress once it is known, on
     a line of its own unless note_separator says otherwise. frames: the number of frames of a
-    frames run (nst_protocol.FramesProgress: "Frame k of n", the whole sequence's time left)."""
+    frames run (protocol.FramesProgress: "Frame k of n", the whole sequence's time left)."""
 
     def __init__(self, quicker=None, note_separator="\n", frames=None):
-        self.slow_run = nst_protocol.SlowRunNote(quicker or QUICKER)
+        self.slow_run = protocol.SlowRunNote(quicker or QUICKER)
         self.note_separator = note_separator
-        self.frames = nst_protocol.FramesProgress(frames) if frames else None
+        self.frames = protocol.FramesProgress(frames) if frames else None
 
     def __call__(self, event):
         if self.frames is not None:
@@ -598,11 +595,11 @@ class EventDescriber(object):
             return text, fraction
         fraction = None
         if event.get("event") == "progress":
-            fraction = nst_protocol.progress_fraction(event)
+            fraction = protocol.progress_fraction(event)
         elif event.get("event") == "done":
             fraction = 1.0
         note = self.slow_run.update(event)
-        text = nst_protocol.progress_text(event)
+        text = protocol.progress_text(event)
         if text and note:
             text += self.note_separator + note
         return text, fraction
@@ -611,12 +608,12 @@ class EventDescriber(object):
 def new_run_folder():
     """(the parent of the run folders, a fresh run folder of this run), the stale folders of
     runs GIMP killed swept first."""
-    runs_root = nst_runfiles.runs_root()
-    nst_runfiles.sweep_stale_runs(runs_root)
+    runs_root = run_folders.runs_root()
+    run_folders.sweep_stale_runs(runs_root)
     try:
-        return runs_root, nst_runfiles.make_run_folder(runs_root)
+        return runs_root, run_folders.make_run_folder(runs_root)
     except (IOError, OSError) as exc:
-        raise nst_protocol.EngineError(
+        raise protocol.EngineError(
             "bad_input", "Could not create a temporary folder in %s (%s). Free some disk space, "
             "or point the TMPDIR (Windows: TEMP) environment variable to a writable folder."
             % (runs_root, exc))
@@ -637,16 +634,16 @@ def add_styled_layers(image, targets, style_layer, settings, regions=None):
         if problem:
             if len(targets) > 1 and target is not None:
                 problem = "Layer '%s': %s" % (item_name(target), problem)
-            raise nst_protocol.EngineError("bad_input", problem)
+            raise protocol.EngineError("bad_input", problem)
     regions = regions or []
     if regions:
         def region_style_problem(layer):
             return next((p for p in (style_problem(layer, t) for t in targets) if p), None)
         problem = nst_regions.rows_problem(pdb, image, regions, region_style_problem)
         if problem:
-            raise nst_protocol.EngineError("bad_input", problem)
+            raise protocol.EngineError("bad_input", problem)
     options = settings.engine_options()
-    config = nst_engine.load_config(PLUGIN_DIR)
+    config = engine_config.load_config(PLUGIN_DIR)
     preview_every = preview_interval()
 
     runs_root, run_dir = new_run_folder()
@@ -665,7 +662,7 @@ def add_styled_layers(image, targets, style_layer, settings, regions=None):
         style_pngs = [style_png] + [
             export_layer_png(region.style_layer, os.path.join(run_dir, "style-%d.png" % index))
             for index, region in enumerate(regions) if index > 0]
-        engine = nst_engine.make_engine(config, runs_root)
+        engine = engine_config.make_engine(config, runs_root)
         for index, target in enumerate(targets):
             if results and results[-1].stopped:
                 not_styled.append(target)
@@ -687,7 +684,7 @@ def add_styled_layers(image, targets, style_layer, settings, regions=None):
                     if event.get("snapshot"):
                         remove_quietly(event["path"])
             progress.say("Neural Style Transfer: %sstarting the engine" % prefix)
-            done = run_job(engine, nst_protocol.Job(
+            done = run_job(engine, protocol.Job(
                 content_png, style_pngs, result_png, options, preview_every, masks=masks,
                 region_weights=[region.weight for region in regions] if regions else None),
                            on_event, "Neural Style Transfer: %s" % item_name(target))
@@ -705,7 +702,7 @@ def add_styled_layers(image, targets, style_layer, settings, regions=None):
         raise
     finally:
         undo_step.close()
-        nst_runfiles.remove_run_folder(run_dir)
+        run_folders.remove_run_folder(run_dir)
     gimp.displays_flush()
     if not_styled:
         progress.warnings.append("Stopped early: the result so far was kept; not styled: %s."
@@ -720,12 +717,12 @@ def warm_up_engine():
     that torch and the network load while the artist chooses settings, not after OK. Only for
     engine_service "local"; the run reuses the service (or starts its own and logs why)."""
     try:
-        config = nst_engine.load_config(PLUGIN_DIR)
-    except nst_protocol.EngineError:
+        config = engine_config.load_config(PLUGIN_DIR)
+    except protocol.EngineError:
         return None  # the run says what is wrong with the installation
-    if config.service != nst_engine.SERVICE_LOCAL:
+    if config.service != engine_config.SERVICE_LOCAL:
         return None
-    engine = nst_local_service.LocalServiceEngine(config, nst_runfiles.runs_root())
+    engine = local_service.LocalServiceEngine(config, run_folders.runs_root())
     device = choice_name(DEVICE_CHOICES, 0, "device")  # the dialog's default device
     worker = threading.Thread(target=engine.warm_up, args=(device,))
     worker.daemon = True  # a cancelled dialog does not wait; the service exits when idle

@@ -244,7 +244,7 @@ def test_engine_warnings_are_shown_after_success(harness, monkeypatch):
 
 
 def test_stale_run_folders_of_dead_runs_are_swept(harness):
-    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.run_folders.safe_user_name())
     dead = root / "run-999999999-abcdef"
     dead.mkdir(parents=True)
     (dead / "content.png").write_bytes(b"left over")
@@ -319,7 +319,7 @@ def test_unconfigured_plugin_says_to_run_the_installer(harness):
 
 
 def test_unwritable_temp_folder_is_reported(harness):
-    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.run_folders.safe_user_name())
     root.write_text("a file where the run folders should go")
     image, target, style = scene(harness.world)
     message = expect_failure(harness, image, target, style)
@@ -677,7 +677,7 @@ def test_the_run_dialog_shows_snapshots_the_engine_cannot_remove_first(harness, 
     run_dir.mkdir()
     engine_file = run_dir / ".result.png.preview-1-1.png"
     engine_file.write_bytes(b"\x89PNG preview one")
-    job = plugin.nst_protocol.Job("c.png", ["s.png"], str(run_dir / "result.png"))
+    job = plugin.protocol.Job("c.png", ["s.png"], str(run_dir / "result.png"))
     snapshots = plugin.PreviewSnapshots(job)
     queued = snapshots({"event": "preview", "path": str(engine_file), "iteration": 3})
     engine_file.unlink()  # the engine moved on before GIMP's thread got to the event
@@ -700,7 +700,7 @@ def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch
     config_path.write_text(json.dumps(dict(config, engine_service="local")))
     asked = []
     # the installed copy, which the plug-in imports too
-    monkeypatch.setattr(harness.plugin.nst_local_service.LocalServiceEngine, "warm_up",
+    monkeypatch.setattr(harness.plugin.local_service.LocalServiceEngine, "warm_up",
                         lambda self, device: asked.append((self.config.engine_python, device)))
     worker = harness.plugin.warm_up_engine()
     worker.join(10)

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 """The protocol half of the nst_core engine client (docs/PROTOCOL.md): what a job is, the interface
 every transport implements (Engine), what the events mean, and what to tell a person about them. No
-transport here: no process, no pipe, no socket, no file; nst_subprocess.py runs jobs in an engine
-process, nst_http.py on an `nst-core serve`, nst_local_service.py on a warm one on this machine.
+transport here: no process, no pipe, no socket, no file; subprocess_engine.py runs jobs in an engine
+process, http_engine.py on an `nst-core serve`, local_service.py on a warm one on this machine.
 
 Imported by the GIMP plug-in (Python 2.7 on GIMP 2.10, Python 3 on GIMP 3) and by the installer's
 demo (Python 3.8+): standard library only, Python 2.7-compatible, no torch. Where a fact of the

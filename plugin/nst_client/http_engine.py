@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 """The HTTP transport of the nst_core engine client: jobs sent to an `nst-core serve` (docs/PROTOCOL.md
 "HTTP transport", docs/SERVICE.md) at a given address (this machine's or a GPU machine's), behind
-nst_protocol.Engine's interface (HttpEngine). The job's options become the JSON `params` of the job.
+protocol.Engine's interface (HttpEngine). The job's options become the JSON `params` of the job.
 
 Standard library only and Python 2.7-compatible (GIMP 2.10); no torch. What the events mean lives in
-nst_protocol.py; the log in nst_engine_log.py.
+protocol.py; the log in engine_log.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,9 +28,9 @@ try:
 except ImportError:  # a Python built without OpenSSL: https:// addresses cannot work
     ssl = None
 
-from nst_engine_log import log_line, log_to, open_log
-from nst_process import remove_quietly, replace_file, to_bytes
-from nst_protocol import (
+from .engine_log import log_line, log_to, open_log
+from .process import remove_quietly, replace_file, to_bytes
+from .protocol import (
     CONFIG_FILE_NAME,
     REST_MASK,
     Engine,
@@ -298,7 +298,7 @@ class FrameEvents(object):
 class HttpEngine(Engine):
     """Runs each job on the nst-core serve at `url`, with the token in `token_file`.
 
-    The interface is nst_protocol.Engine's. run() uploads the job's images, hands on every event of
+    The interface is protocol.Engine's. run() uploads the job's images, hands on every event of
     the stream (the service's `accepted` and `queued` too), downloads the result to job.output (a
     .png, written atomically) and returns the `done` event with "output" (job.output) and
     "log_path"; the log (nst_engine.log in log_dir, else fallback_log_dir) gets a line per run and
