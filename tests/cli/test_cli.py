@@ -532,7 +532,8 @@ def dialog_cases():
     from helpers.plugin_setup import forget_plugin_modules, import_plugin
 
     try:
-        parameters = import_plugin(REPO / "plugin", FakeGimp()).PARAMETERS
+        import_plugin(REPO / "plugin", FakeGimp())
+        parameters = sys.modules["nst_styled_layers"].PARAMETERS  # the one-layer procedure's
     finally:
         forget_plugin_modules()
     by_name = {param[1]: param for param in parameters}

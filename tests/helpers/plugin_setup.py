@@ -91,8 +91,19 @@ class PluginHarness(object):
         self.monkeypatch = monkeypatch
         self.folder = install_plugin_copy(self.tmp_path / "plug-ins", self.engine, self.log_dir)
         self.world = FakeGimp()
-        self.plugin = import_plugin(self.folder, self.world)
+        self.reimport()
+
+    def reimport(self):
+        """A fresh import of the installed plug-in (after a test changed its config, say)."""
+        self.plugin = import_plugin(self.folder, self.world)  # the entry file: the registered functions
         self.gimpfu = sys.modules["gimpfu"]
+        # The plug-in's modules, as the entry file imported them: the GIMP 3 hooks are looked up on
+        # nst_gimp, the run machinery on nst_run, so that tests replace them there.
+        self.nst_gimp = sys.modules["nst_gimp"]
+        self.nst_settings = sys.modules["nst_settings"]
+        self.nst_run = sys.modules["nst_run"]
+        self.nst_styled_layers = sys.modules["nst_styled_layers"]
+        self.nst_animation = sys.modules["nst_animation"]
 
     def engine_mode(self, mode):
         self.monkeypatch.setenv("FAKE_ENGINE_MODE", mode)

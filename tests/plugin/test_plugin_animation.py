@@ -87,10 +87,9 @@ def test_registers_a_second_procedure_in_filters_animation(harness):
 
 
 def test_the_shared_parameters_are_the_one_picture_procedures_own(harness):
-    plugin = harness.plugin
     frames_params = dict((param[1], param) for param in
                          dict((r["proc_name"], r) for r in harness.world.registrations)[PROC]["params"])
-    for param in plugin.PARAMETERS:
+    for param in harness.nst_styled_layers.PARAMETERS:
         if param[1] in frames_params and param[1] != "drawable":
             assert frames_params[param[1]] is param, param[1]
     weight = frames_params["temporal_weight"]
@@ -98,12 +97,10 @@ def test_the_shared_parameters_are_the_one_picture_procedures_own(harness):
 
 
 def test_its_labels_have_their_own_mnemonics_and_tooltips_that_say_more(harness):
-    from nst_animation import frames_parameters, frames_tooltips
-    plugin = harness.plugin
-    params = frames_parameters(plugin)[2:]
+    params = harness.nst_animation.PARAMETERS[2:]
     labels = [param[2] for param in params]
     assert all(mnemonics.mnemonic(label) for label in labels) and mnemonics.mnemonic_clashes(labels) == []
-    tooltips = frames_tooltips(plugin)
+    tooltips = harness.nst_animation.TOOLTIPS
     for param in params:
         assert len(tooltips[param[1]].split()) >= 12, param[1]
     assert "not one of the frames" in tooltips["style_layer"]
@@ -301,7 +298,7 @@ def asking_at_frame(harness, action, frame=2):
     (the fake engine waits there: hang mode)."""
     harness.engine_mode("hang")
     harness.monkeypatch.setenv("FAKE_ENGINE_HANG_FRAME", str(frame))
-    real_run_job = harness.plugin.run_job
+    real_run_job = harness.nst_run.run_job
     asked = []
 
     def run_job(engine, job, on_event, title, describe=None, hint=None):
@@ -310,7 +307,7 @@ def asking_at_frame(harness, action, frame=2):
             if event.get("event") == "progress" and event.get("frame") == frame and not asked:
                 asked.append(getattr(engine, action)())
         return real_run_job(engine, job, watching, title, describe, hint)
-    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    harness.monkeypatch.setattr(harness.nst_run, "run_job", run_job)
     return asked
 
 
@@ -347,8 +344,8 @@ def test_a_cancel_from_the_run_window_is_no_error(harness):
     world = harness.world
     image, frames, style = animation(world)
     images_before = list(world.images)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog",
                                 lambda title, engine, job, on_event, describe, hand_over, hint=None:
                                 engine.run(job, on_event))
     asking_at_frame(harness, "cancel", frame=1)
@@ -380,7 +377,7 @@ def live_preview(harness):
         assert picture.size == (layer.width, layer.height)
         layer.pixels = picture
         replaced.append((layer.name, picture.tobytes()))
-    harness.monkeypatch.setattr(harness.plugin, "replace_layer_pixels", fake_replace_layer_pixels)
+    harness.monkeypatch.setattr(harness.nst_gimp, "replace_layer_pixels", fake_replace_layer_pixels)
     return replaced
 
 
@@ -390,12 +387,12 @@ def test_the_frame_under_way_forms_in_the_new_image(harness):
     images_before = list(world.images)
     replaced = live_preview(harness)
     shown = []
-    real_show = harness.plugin.nst_animation.FramesImage.show_preview
+    real_show = harness.nst_animation.FramesImage.show_preview
 
     def show_preview(self, number, path):
         real_show(self, number, path)
         shown.append((number, [layer.name for layer in self.image.layers]))
-    harness.monkeypatch.setattr(harness.plugin.nst_animation.FramesImage, "show_preview", show_preview)
+    harness.monkeypatch.setattr(harness.nst_animation.FramesImage, "show_preview", show_preview)
     run(harness, image, frames[0], style)
     # 3 previews a frame: the first makes the frame's layer (on top), the next two replace it
     assert [number for number, _names in shown] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
@@ -447,12 +444,12 @@ def test_dialog_runs_show_the_frames_progress_in_the_run_window(harness):
             seen.append(describe(event))
             on_event(event)
         return engine.run(job, described)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog", fake_run_in_dialog)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog", fake_run_in_dialog)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
     run(harness, image, frames[0], style)
     title, preview_every, hint = seen[0]
     assert title == "Neural Style Transfer (frames): 4 frames"
-    assert preview_every == harness.plugin.LIVE_PREVIEW_SECONDS
+    assert preview_every == harness.nst_run.LIVE_PREVIEW_SECONDS
     assert "frames done so far" in hint and "no new image" in hint
     texts = [text for text, _fraction in seen[1:] if text]
     assert any(text.startswith("Frame 3 of 4: iteration 2 of 3, about") for text in texts)
@@ -469,7 +466,7 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
     for index, frame in enumerate(frames):
         paths.append(str(tmp_path / ("styled-%d.png" % index)))
         styled(frame).save(paths[-1])
-    result = harness.plugin.nst_animation.FramesImage(harness.plugin, image, frames, display=False)
+    result = harness.nst_animation.FramesImage(image, frames, display=False)
     result.show_preview(1, paths[0])
     result.show_preview(3, paths[2])
     new = result.finish(paths[:2])
@@ -478,7 +475,7 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
 
 
 def test_a_slow_cpu_sequence_says_so_as_soon_as_frame_1_gives_an_estimate(harness):
-    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than({"preset": "standard"}),
+    describe = harness.nst_run.EventDescriber(harness.nst_run.quicker_than({"preset": "standard"}),
                                              frames=6)
     describe({"event": "frame_start", "frame": 1, "frames": 6, "mode": "first"})
     describe({"event": "start", "device": "cpu", "working_size": [512, 340]})

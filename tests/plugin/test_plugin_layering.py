@@ -24,9 +24,12 @@ LAYERS = [
     [CLIENT + ".engine_config"],  # configuration and the transport factory
     ["nst_gimpfu3"],  # the gimpfu surface on GIMP 3
     ["nst_gimp3_ui"],  # the plug-in's own GIMP 3 UI (run window, previews on the canvas)
-    ["nst_regions"],  # regions: channels, layer masks, alpha, the selection as mask PNGs
-    ["nst_animation"],  # the animation's procedure, on the plug-in's surface (handed over, not imported)
-    ["nst_style_transfer"],  # the plug-in: dialog values, layers, the run
+    ["nst_gimp"],  # which GIMP runs: gimpfu 2.10, or the shim and the GIMP 3 UI
+    ["nst_settings"],  # presets, devices, the shared dialog parameters, the dialog's values
+    ["nst_source_layers", "nst_regions"],  # the layers a run reads; regions as mask PNGs
+    ["nst_run"],  # a run from GIMP: run folder, previews, progress, the run window
+    ["nst_styled_layers", "nst_animation"],  # the two procedures, each knowing nothing of the other
+    ["nst_style_transfer"],  # the entry file GIMP runs: it registers the procedures, nothing imports it
 ]
 LAYER_OF = dict((name, index) for index, names in enumerate(LAYERS) for name in names)
 GIMP_MODULES = {"gimpfu", "gi", "gimp", "gimpenums"}
@@ -141,6 +144,19 @@ def test_the_transports_build_on_each_other_only_as_intended():
 def test_the_shim_knows_nothing_of_the_plugin():
     assert plugin_imports("nst_gimpfu3") == set()
     assert plugin_imports("nst_gimp3_ui") == {"nst_gimpfu3"}
+
+
+def test_the_entry_file_only_registers_and_nothing_imports_it():
+    """GIMP 3 runs it as __main__; the procedures are modules of their own, and no module is handed
+    to another."""
+    assert plugin_imports("nst_style_transfer") == {"nst_styled_layers", "nst_animation", "nst_gimp"}
+    assert [name for name in plugin_modules() if "nst_style_transfer" in plugin_imports(name)] == []
+
+
+def test_only_nst_gimp_chooses_the_gimp():
+    choosers = sorted(name for name in plugin_modules()
+                      if top_level(imports_of(name)) & ({"gimpfu"} | {"nst_gimpfu3", "nst_gimp3_ui"}))
+    assert choosers == ["nst_gimp", "nst_gimp3_ui"]  # the UI builds on the shim
 
 
 def with_extra_import(monkeypatch, importer, imported):
