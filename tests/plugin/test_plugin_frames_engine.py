@@ -1,6 +1,7 @@
-"""The engine client's frames jobs (plugin/nst_client/protocol.py FramesJob, FramesProgress, SequenceClock;
-plugin/nst_client/subprocess_engine.py's `stylize-frames` process) against docs/PROTOCOL.md "Frames" and the fake
-engine. The same jobs through the HTTP service: tests/plugin/test_plugin_http.py."""
+"""The engine client's frames jobs (plugin/nst_client/protocol.py FramesJob, FramesProgress; the HTTP
+transport's time left for a sequence, http_engine.SentSequence; subprocess_engine.py's `stylize-frames`
+process) against docs/PROTOCOL.md "Frames" and the fake engine. The same jobs through the HTTP
+service: tests/plugin/test_plugin_http.py."""
 
 import os
 
@@ -9,7 +10,7 @@ from PIL import Image
 
 from helpers.fake_engine import write_fake_engine
 from helpers.protocol_checks import documented_events, documented_frame_events
-from nst_client import process, protocol, subprocess_engine
+from nst_client import http_engine, process, protocol, subprocess_engine
 from nst_client.protocol import EngineError, FramesJob
 
 FRAMES = 4
@@ -124,7 +125,7 @@ def test_the_bar_follows_the_whole_sequence():
 
 def test_the_sequence_clock_counts_the_later_frames_at_their_own_pace():
     now = [100.0]
-    clock = protocol.SequenceClock(4, clock=lambda: now[0])
+    clock = http_engine.SentSequence(4, clock=lambda: now[0])
     assert clock.estimate(1, 0.5, 10.0) == (0.125, None)  # no frame done: no forecast yet
     now[0] = 120.0
     clock.finished(20.0)
