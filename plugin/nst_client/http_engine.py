@@ -486,16 +486,20 @@ class HttpEngine(Engine):
                     else "error %s" % outcome, self.url, job_id, record.seconds(),
                     record.steps_text())))
 
+    def _refusal(self, address, response):
+        """The EngineError for a response other than 200, with the service's JSON answer if any."""
+        try:
+            answer = json.loads(response.read().decode("utf-8"))
+        except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
+            answer = None
+        return address.refusal(response.status, answer, self.token_file)
+
     def _run(self, sent, job, body, content_type, device, record, on_event, log_path):
         address = sent.address
         connection, response = address.request("POST", API + "/jobs", body, content_type)
         try:
             if response.status != 200:
-                try:
-                    answer = json.loads(response.read().decode("utf-8"))
-                except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
-                    answer = None
-                raise address.refusal(response.status, answer, self.token_file)
+                raise self._refusal(address, response)
             if device not in (None, "auto"):
                 self._warn_device(device, address, on_event)
             end = self._follow(sent, response, record, on_event, job)
@@ -641,11 +645,7 @@ class HttpEngine(Engine):
         partial = "%s.part-%d" % (output, os.getpid())
         try:
             if response.status != 200:
-                try:
-                    answer = json.loads(response.read().decode("utf-8"))
-                except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
-                    answer = None
-                raise address.refusal(response.status, answer, self.token_file)
+                raise self._refusal(address, response)
             first = True
             with io.open(partial, "wb") as handle:
                 while True:

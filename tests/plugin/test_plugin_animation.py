@@ -5,10 +5,11 @@ stop, cancel, the progress text and the live preview. In a real GIMP 3: tests/gi
 """
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import ImageChops
 
 from helpers import mnemonics
 from helpers.fake_gimpfu import INDEXED, error
+from helpers.plugin_runs import add_style_image, call_procedure, live_preview, registered, snapshot, watch_runs
 from helpers.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer-frames"
@@ -36,21 +37,12 @@ def animation(world, names=FRAME_NAMES, base_type=0):
     for index, name in enumerate(names):
         frames.append(world.add_layer(image, name, FRAME_SIZE[0], FRAME_SIZE[1], offsets=FRAME_OFFSETS,
                                       color=(40 + 50 * index, 200 - 40 * index, 90, 255)))
-    style_image = world.new_image(64, 64)
-    style = world.add_layer(style_image, "Great Wave", 64, 64, color=(20, 60, 200, 255))
-    return image, frames, style
+    return image, frames, add_style_image(world)
 
 
 def run(harness, image, drawable, style, **overrides):
-    values = dict(DEFAULTS, **overrides)
-    return harness.plugin.style_transfer_frames(
-        image, drawable, style, values["preset"], values["iterations"], values["size"],
-        values["style_strength"], values["use_ssim"], values["preserve_colors"], values["seed"],
-        values["device"], values["temporal_weight"])
-
-
-def snapshot(world, image):
-    return world.layer_stack(image), [item.pixels.tobytes() for item in world.all_items(image)]
+    return call_procedure(harness.plugin.style_transfer_frames, image, drawable, style, DEFAULTS,
+                          overrides)
 
 
 def new_images(world, before):
@@ -74,13 +66,10 @@ def test_registers_a_second_procedure_in_filters_animation(harness):
     by_name = dict((r["proc_name"], r) for r in harness.world.registrations)
     assert sorted(by_name) == ["python-fu-nst-style-transfer", PROC]
     registration = by_name[PROC]
-    assert registration["menu"] == "<Image>/Filters/Animation"
-    assert registration["label"] == "Neural Style Transfer (frames)..."
-    assert registration["imagetypes"] == "RGB*, GRAY*"
-    names = [param[1] for param in registration["params"]]
-    assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_strength", "use_ssim", "preserve_colors", "seed", "device",
-                     "temporal_weight"]
+    assert registered(registration) == (
+        "<Image>/Filters/Animation", "Neural Style Transfer (frames)...", "RGB*, GRAY*",
+        ["image", "drawable", "style_layer", "preset", "iterations", "size", "style_strength", "use_ssim",
+         "preserve_colors", "seed", "device", "temporal_weight"])
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
     assert defaults == dict(DEFAULTS, style_layer=None)
     assert registration["function"] is harness.plugin.style_transfer_frames
@@ -113,8 +102,7 @@ def test_its_labels_have_their_own_mnemonics_and_tooltips_that_say_more(harness)
 def test_the_frames_become_a_new_image_with_one_layer_each(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
 
     run(harness, image, frames[-1], style)
 
@@ -214,8 +202,7 @@ def test_progress_says_which_frame_and_the_time_left_for_all_frames(harness):
 
 def expect_refusal(harness, image, drawable, style, **overrides):
     world = harness.world
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     with pytest.raises(error) as caught:
         run(harness, image, drawable, style, **overrides)
     assert snapshot(world, image) == before
@@ -298,24 +285,19 @@ def asking_at_frame(harness, action, frame=2):
     (the fake engine waits there: hang mode)."""
     harness.engine_mode("hang")
     harness.monkeypatch.setenv("FAKE_ENGINE_HANG_FRAME", str(frame))
-    real_run_job = harness.nst_run.run_job
     asked = []
 
-    def run_job(engine, job, on_event, title, describe=None, hint=None):
-        def watching(event):
-            on_event(event)
-            if event.get("event") == "progress" and event.get("frame") == frame and not asked:
-                asked.append(getattr(engine, action)())
-        return real_run_job(engine, job, watching, title, describe, hint)
-    harness.monkeypatch.setattr(harness.nst_run, "run_job", run_job)
+    def watch(engine, job, event):
+        if event.get("event") == "progress" and event.get("frame") == frame and not asked:
+            asked.append(getattr(engine, action)())
+    watch_runs(harness, watch)
     return asked
 
 
 def test_stop_keeps_the_frames_done_in_the_new_image(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     asked = asking_at_frame(harness, "stop", frame=2)
     run(harness, image, frames[0], style)
     assert asked == [True]
@@ -330,8 +312,7 @@ def test_stop_keeps_the_frames_done_in_the_new_image(harness):
 def test_cancel_makes_no_image(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     asked = asking_at_frame(harness, "cancel", frame=3)
     with pytest.raises(error) as caught:
         run(harness, image, frames[0], style)
@@ -368,24 +349,17 @@ def test_an_engine_failure_makes_no_image_and_says_why(harness):
 # the run window and the live preview (GIMP 3's replace_layer_pixels played by a fake)
 
 
-def live_preview(harness):
-    harness.monkeypatch.setenv("NST_PREVIEW_EVERY", "0")
-    replaced = []
-
-    def fake_replace_layer_pixels(layer, path):
-        picture = Image.open(path).convert("RGBA")
-        assert picture.size == (layer.width, layer.height)
-        layer.pixels = picture
-        replaced.append((layer.name, picture.tobytes()))
-    harness.monkeypatch.setattr(harness.nst_gimp, "replace_layer_pixels", fake_replace_layer_pixels)
-    return replaced
+def previewed_animation(harness):
+    """An animation to be run with live previews: (image, frames, style, the images open before,
+    the previews' pixel copies)."""
+    image, frames, style = animation(harness.world)
+    images_before = list(harness.world.images)
+    return image, frames, style, images_before, live_preview(harness)
 
 
 def test_the_frame_under_way_forms_in_the_new_image(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    replaced = live_preview(harness)
+    image, frames, style, images_before, replaced = previewed_animation(harness)
     shown = []
     real_show = harness.nst_animation.FramesImage.show_preview
 
@@ -409,9 +383,7 @@ def test_the_frame_under_way_forms_in_the_new_image(harness):
 
 def test_cancel_after_previews_takes_the_new_image_and_its_display_away(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    live_preview(harness)
+    image, frames, style, images_before, _replaced = previewed_animation(harness)
     asking_at_frame(harness, "cancel", frame=3)
     with pytest.raises(error):
         run(harness, image, frames[0], style)
@@ -420,9 +392,7 @@ def test_cancel_after_previews_takes_the_new_image_and_its_display_away(harness)
 
 def test_stop_after_previews_keeps_only_the_frames_done(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    live_preview(harness)
+    image, frames, style, images_before, _replaced = previewed_animation(harness)
     asking_at_frame(harness, "stop", frame=3)
     run(harness, image, frames[0], style)
     (new,) = new_images(world, images_before)

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from helpers.fake_engine import write_fake_engine
 from helpers.protocol_checks import check_event, documented_events
 from helpers.python27 import plugin_environment
 from nst_client import engine_config, process, protocol, subprocess_engine
@@ -221,13 +220,6 @@ def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
 
 # ---------------------------------------------------------------------------------------------
 # running the (fake) engine
-
-
-@pytest.fixture
-def fake_engine(tmp_path, monkeypatch):
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    return write_fake_engine(str(tmp_path / "fake-python"))
 
 
 @pytest.fixture

@@ -8,20 +8,11 @@ import os
 import pytest
 from PIL import Image
 
-from helpers.fake_engine import write_fake_engine
 from helpers.protocol_checks import documented_events, documented_frame_events
 from nst_client import http_engine, process, protocol, subprocess_engine
 from nst_client.protocol import EngineError, FramesJob
 
 FRAMES = 4
-
-
-@pytest.fixture
-def fake_engine(tmp_path, monkeypatch):
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    monkeypatch.delenv("FAKE_ENGINE_HANG_FRAME", raising=False)
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    return write_fake_engine(str(tmp_path / "fake-python"))
 
 
 @pytest.fixture

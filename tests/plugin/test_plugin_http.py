@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers.fake_engine import write_fake_engine
+from helpers.fake_engine import fake_engine_in, write_fake_engine
 from helpers.pictures import make_content, make_style
 from helpers.python27 import find_python27, plugin_environment
 from helpers.repo import REPO
@@ -462,9 +462,7 @@ def test_two_threads_writing_the_state_file_at_once_both_succeed(tmp_path):
 
 def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp_path, monkeypatch):
     # The fake engine knows only `stylize`: `serve` exits with an error at once.
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    engine = local_engine(tmp_path, write_fake_engine(str(tmp_path / "fake-python")))
+    engine = local_engine(tmp_path, fake_engine_in(tmp_path, monkeypatch))
     done = engine.run(job(images, tmp_path))
     assert done["event"] == "done" and (tmp_path / "result.png").is_file()
     log = log_text(tmp_path)

@@ -1,4 +1,5 @@
-"""The plug-in (plugin/nst_style_transfer.py) against the in-memory gimpfu and the fake engine.
+"""The plug-in's one-layer procedure (plugin/nst_styled_layers.py, Filters > Artistic > Neural Style
+Transfer...) against the in-memory gimpfu and the fake engine.
 
 The plug-in is installed into a test folder the way the installer does it (its files plus
 nst_config.json naming the fake engine) and imported with helpers/fake_gimpfu.py as its gimpfu.
@@ -11,6 +12,7 @@ import pytest
 from PIL import ImageChops
 
 from helpers.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
+from helpers.plugin_runs import add_style_image, call_procedure, live_preview, registered, snapshot, watch_runs
 from helpers.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer"
@@ -32,23 +34,11 @@ def scene(world, base_type=0):
     world.add_layer(image, "Background", 200, 150, color=(250, 250, 250, 255))
     target = world.add_layer(image, "Photo", 90, 60, offsets=(30, 40), color=(200, 40, 40, 255))
     world.add_layer(image, "Top", 50, 50, offsets=(0, 0), color=(0, 0, 0, 128))
-    style_image = world.new_image(64, 64)
-    style = world.add_layer(style_image, "Great Wave", 64, 64, color=(20, 60, 200, 255))
-    return image, target, style
+    return image, target, add_style_image(world)
 
 
 def run(harness, image, drawable, style, **overrides):
-    values = dict(DEFAULTS, **overrides)
-    return harness.plugin.style_transfer(
-        image, drawable, style, values["preset"], values["iterations"], values["size"],
-        values["style_strength"], values["use_ssim"], values["preserve_colors"], values["seed"],
-        values["device"])
-
-
-def snapshot(world, image):
-    stack = world.layer_stack(image)
-    pixels = [item.pixels.tobytes() for item in world.all_items(image)]
-    return stack, pixels
+    return call_procedure(harness.plugin.style_transfer, image, drawable, style, DEFAULTS, overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,14 +49,11 @@ def test_registers_the_procedure_in_filters_artistic(harness):
     # the animation's procedure, the second: tests/plugin/test_plugin_animation.py
     registration = harness.world.registrations[0]
     assert registration["proc_name"] == PROC
-    assert registration["menu"] == "<Image>/Filters/Artistic"
-    assert registration["label"] == "Neural Style Transfer..."
-    assert registration["imagetypes"] == "RGB*, GRAY*"
-    names = [param[1] for param in registration["params"]]
-    assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_strength", "use_ssim", "preserve_colors", "seed", "device",
-                     "region", "region_item", "region_weight",
-                     "region2", "region2_item", "region2_style", "region2_weight"]
+    assert registered(registration) == (
+        "<Image>/Filters/Artistic", "Neural Style Transfer...", "RGB*, GRAY*",
+        ["image", "drawable", "style_layer", "preset", "iterations", "size", "style_strength", "use_ssim",
+         "preserve_colors", "seed", "device", "region", "region_item", "region_weight",
+         "region2", "region2_item", "region2_style", "region2_weight"])
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
     assert defaults == dict(DEFAULTS, style_layer=None, region=0, region_item=None, region_weight=1.0,
                             region2=0, region2_item=None, region2_style=None, region2_weight=1.0)
@@ -424,40 +411,17 @@ def test_the_fake_pdb_catches_rule_breaking():
 # a fake that copies the file into the fake layer, as the shim does in a real GIMP 3)
 
 
-def live_preview(harness, seconds="0"):
-    """Previews on (as in a GIMP 3 dialog run): NST_PREVIEW_EVERY and a fake pixel copy that
-    records each replacement (layer, its pixels' checksum)."""
-    from PIL import Image
-    harness.monkeypatch.setenv("NST_PREVIEW_EVERY", seconds)
-    replaced = []
-
-    def fake_replace_layer_pixels(layer, path):
-        picture = Image.open(path).convert("RGBA")
-        assert picture.size == (layer.width, layer.height)
-        layer.pixels = picture
-        replaced.append((layer, picture.tobytes()))
-    harness.monkeypatch.setattr(harness.nst_gimp, "replace_layer_pixels", fake_replace_layer_pixels)
-    return replaced
-
-
 def control_run(harness, action, after_previews=1):
-    """Plays the run dialog's Stop or Cancel: asks the engine once this many previews were shown."""
-    real_run_job = harness.nst_run.run_job
-    jobs = []
+    """Plays the run dialog's Stop or Cancel: asks the engine once this many previews of a job were
+    shown; returns the jobs run."""
+    previews = {}
 
-    def run_job(engine, job, on_event, title):
-        jobs.append(job)
-        seen = []
-
-        def watching(event):
-            on_event(event)
-            if event.get("event") == "preview":
-                seen.append(event)
-                if len(seen) == after_previews:
-                    getattr(engine, action)()
-        return real_run_job(engine, job, watching, title)
-    harness.monkeypatch.setattr(harness.nst_run, "run_job", run_job)
-    return jobs
+    def watch(engine, job, event):
+        if event.get("event") == "preview":
+            previews[id(job)] = previews.get(id(job), 0) + 1
+            if previews[id(job)] == after_previews:
+                getattr(engine, action)()
+    return watch_runs(harness, watch)
 
 
 def styled_layers(world, image):
