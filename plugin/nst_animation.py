@@ -333,7 +333,7 @@ def style_frames(image, selected, style_layer, settings, temporal_weight):
     runs_root, run_dir = nst_run.new_run_folder()
     quicker = nst_run.quicker_than(options)
     progress = nst_run.ProgressReporter(show_in_gimp=not nst_run.uses_run_dialog(), quicker=quicker,
-                                       frames=len(frames))
+                                        frames=len(frames))
     result = FramesImage(image, frames, shows_new_image())
     try:
         progress.begin("%s: exporting the frames" % TITLE)
@@ -342,7 +342,7 @@ def style_frames(image, selected, style_layer, settings, temporal_weight):
                       for number, frame in enumerate(frames, start=1)]
         engine = engine_config.make_engine(config, runs_root)
         job = protocol.FramesJob(frame_pngs, style_png, os.path.join(run_dir, "styled"), options,
-                                     weight, preview_every)
+                                 weight, preview_every)
         under_way = [1]
 
         def on_event(event):
@@ -360,7 +360,7 @@ def style_frames(image, selected, style_layer, settings, temporal_weight):
         outputs = done.get("outputs") or []
         if not outputs:
             raise protocol.EngineError("protocol", "The engine finished without naming the "
-                                           "styled frames. Engine log: %s" % done.get("log_path"))
+                                       "styled frames. Engine log: %s" % done.get("log_path"))
         new_image = result.finish(outputs)
     except BaseException:
         result.discard()

@@ -446,7 +446,7 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
 
 def test_a_slow_cpu_sequence_says_so_as_soon_as_frame_1_gives_an_estimate(harness):
     describe = harness.nst_run.EventDescriber(harness.nst_run.quicker_than({"preset": "standard"}),
-                                             frames=6)
+                                              frames=6)
     describe({"event": "frame_start", "frame": 1, "frames": 6, "mode": "first"})
     describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
     text, _fraction = describe({"event": "progress", "frame": 1, "iteration": 2, "total": 500,

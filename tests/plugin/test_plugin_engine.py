@@ -64,7 +64,7 @@ def test_nonsense_values_are_refused_with_a_message(kwargs, words):
 
 def test_command_line_follows_the_protocol():
     command = subprocess_engine.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
-                                       {"preset": "fast"})
+                                              {"preset": "fast"})
     assert command == ["/env/bin/python", "-m", "nst_core", "stylize", "/t/c.png", "/t/s.png",
                        "-o", "/t/r.png", "--progress", "jsonl", "--preset", "fast"]
 
@@ -238,13 +238,13 @@ def fake_client(engine, tmp_path, mode=None, env_extra=None):
         env["FAKE_ENGINE_MODE"] = mode
     env.update(env_extra or {})
     return subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
-                                       env)
+                                              env)
 
 
 def fake_job(pictures):
     content, style, result = pictures
     return protocol.Job(content, [style], result,
-                            protocol.engine_options(size=64, iterations=2))
+                        protocol.engine_options(size=64, iterations=2))
 
 
 def run_fake(engine, pictures, tmp_path, mode=None, env_extra=None, on_event=None):
@@ -563,7 +563,7 @@ def test_command_line_asks_for_previews_only_when_the_job_does():
 def test_previews_arrive_as_local_files_in_the_run_folder(fake_engine, pictures, tmp_path):
     content, style, result = pictures
     job = protocol.Job(content, [style], result,
-                           protocol.engine_options(size=64, iterations=2), preview_every=1.0)
+                       protocol.engine_options(size=64, iterations=2), preview_every=1.0)
     seen, events = [], []
 
     def on_event(event):

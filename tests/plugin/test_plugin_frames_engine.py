@@ -35,7 +35,7 @@ def client(engine, tmp_path, mode=None):
     if mode:
         env["FAKE_ENGINE_MODE"] = mode
     return subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
-                                           env)
+                                              env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def test_a_nonsense_temporal_weight_is_refused_with_what_to_give(weight):
 
 def test_a_job_keeps_its_regions_when_its_options_change():
     job = protocol.Job("c.png", ["s1.png", "s2.png"], "r.png", {"device": "cpu"}, 1.0,
-                           masks=["m.png", "rest"], region_weights=[1.0, 2.0])
+                       masks=["m.png", "rest"], region_weights=[1.0, 2.0])
     other = job.with_options({})
     assert (other.masks, other.region_weights, other.preview_every) == (["m.png", "rest"],
                                                                          [1.0, 2.0], 1.0)

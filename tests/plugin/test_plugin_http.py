@@ -49,7 +49,7 @@ def service(tmp_path_factory):
 
 def engine_for(service, tmp_path, token_file=None):
     return http_engine.HttpEngine(service.url, str(token_file or service.token_file), str(tmp_path / "logs"),
-                               str(tmp_path))
+                                  str(tmp_path))
 
 
 def job(images, tmp_path, options=QUICK, name="result.png"):
@@ -201,7 +201,7 @@ def frames_job(images, tmp_path, options=QUICK, count=3):
         frames.append(str(folder / ("frame-%03d.png" % (index + 1))))
         scene.crop((2 * index, 0, 2 * index + 96, 64)).save(frames[-1])
     return protocol.FramesJob(frames, str(images / "style.png"), str(folder / "styled"), options,
-                                  temporal_weight=50.0, preview_every=0.0)
+                              temporal_weight=50.0, preview_every=0.0)
 
 
 def test_frames_go_as_one_job_each_and_arrive_as_stylize_frames_sends_them(service, images, tmp_path):
@@ -278,7 +278,7 @@ def test_the_local_service_gets_the_whole_job_less_its_device(tmp_path, monkeypa
     sent = []
     monkeypatch.setattr(http_engine.HttpEngine, "run", lambda self, job, on_event=None: sent.append(job))
     frames = protocol.FramesJob(["/r/a.png", "/r/b.png"], "/r/s.png", "/r/out",
-                                    {"preset": "fast", "device": "cpu"}, temporal_weight=7.0)
+                                {"preset": "fast", "device": "cpu"}, temporal_weight=7.0)
     regions = Job("/r/c.png", ["/r/s1.png", "/r/s2.png"], "/r/r.png", {"device": "cpu"},
                   masks=["/r/m.png", protocol.REST_MASK], region_weights=[1.0, 2.0])
     engine.run(frames)
@@ -326,7 +326,7 @@ def local_setup(tmp_path, monkeypatch):
 
 def local_engine(tmp_path, engine_python, idle_minutes=15):
     config = engine_config.EngineConfig(engine_python, str(tmp_path / "logs"), "", "test",
-                                     service_idle_minutes=idle_minutes)
+                                        service_idle_minutes=idle_minutes)
     return engine_config.make_engine(config, str(tmp_path))
 
 

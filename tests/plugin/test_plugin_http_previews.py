@@ -89,9 +89,9 @@ def test_previews_are_local_files_and_a_failed_download_is_left_out(stand_in, tm
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     engine = http_engine.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
-                                 str(tmp_path))
+                                    str(tmp_path))
     job = protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(run_dir / "result.png"), {"preset": "fast"}, preview_every=0.5)
+                       str(run_dir / "result.png"), {"preset": "fast"}, preview_every=0.5)
     shown = []
 
     def on_event(event):
@@ -114,8 +114,8 @@ def test_a_job_without_previews_does_not_ask_for_them(stand_in, tmp_path):
     for name in ("content.png", "style.png"):
         Image.new("RGB", (12, 8)).save(str(tmp_path / name))
     engine = http_engine.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
-                                 str(tmp_path))
+                                    str(tmp_path))
     job = protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(tmp_path / "result.png"), {"preset": "fast"})
+                       str(tmp_path / "result.png"), {"preset": "fast"})
     engine.run(job)
     assert b"preview-every" not in StandIn.received[0]

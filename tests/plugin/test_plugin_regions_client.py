@@ -58,8 +58,8 @@ def test_regions_the_engine_would_refuse_are_refused_in_the_job(masks, weights, 
 
 def test_the_command_line_carries_one_mask_per_style_and_the_weights():
     command = subprocess_engine.build_command("/p", "/t/c.png", ["/t/a.png", "/t/b.png"], "/t/r.png",
-                                           {"preset": "fast"}, masks=["/t/m.png", REST_MASK],
-                                           region_weights=[1.0, 0.5])
+                                              {"preset": "fast"}, masks=["/t/m.png", REST_MASK],
+                                              region_weights=[1.0, 0.5])
     assert command[command.index("--style-mask"):] == ["--style-mask", "/t/m.png", "rest",
                                                        "--region-weight", "1.0", "0.5"]
     plain = subprocess_engine.build_command("/p", "/t/c.png", ["/t/a.png"], "/t/r.png", {})
@@ -107,8 +107,8 @@ def parts_of(body, content_type):
 
 def test_the_multipart_body_has_a_mask_part_per_style_in_order(files):
     body, content_type = http_engine.multipart_body({"size": "64"}, str(files / "content.png"),
-                                                 [str(files / "a.png"), str(files / "b.png")],
-                                                 [str(files / "left.png"), REST_MASK])
+                                                    [str(files / "a.png"), str(files / "b.png")],
+                                                    [str(files / "left.png"), REST_MASK])
     parts = parts_of(body, content_type)
     assert [name for name, _data in parts] == ["params", "content", "style", "style", "mask", "mask"]
     assert parts[4][1] == (files / "left.png").read_bytes() and parts[5][1] == b"rest"
