@@ -11,36 +11,34 @@ only read.
 The frames are the image's top-level layers in GIMP's animation order (the bottom layer is frame 1),
 or, with several layers selected (GIMP 3), those, bottom first.
 
-nst_style_transfer.py registers this procedure (register_procedure) and lends it its gimpfu surface,
-dialog parameters, checks, layer export, progress and run window: GIMP runs that file as __main__,
-so this module cannot import it, and everything is looked up on it when the procedure runs. Python
-2.7-compatible like the rest of the plug-in; no torch.
+nst_style_transfer.py registers this procedure (register_procedure). It shares the one-layer
+procedure's settings (nst_settings), layer checks and export (nst_source_layers) and run machinery
+(nst_run: progress, run window, previews). Python 2.7-compatible like the rest of the plug-in; no
+torch.
 """
 
 from __future__ import absolute_import, division, print_function
 
-import json
 import os
-import time
 
-import nst_engine
-import nst_protocol
-import nst_runfiles
+import nst_gimp
+import nst_run
+import nst_settings
+from nst_client import engine_config, protocol, run_folders
+from nst_client.process import remove_quietly
+from nst_gimp import PF_DRAWABLE, PF_SLIDER, gimp, pdb
+from nst_settings import IMAGE_PARAMETER, STYLE_PARAMETERS, STYLE_TOOLTIPS
+from nst_source_layers import export_layer_png, item_name, style_problem, target_problem
 
 PROCEDURE_NAME = "python-fu-nst-style-transfer-frames"
 LABEL = "Neural Style Transfer (frames)..."
 MENU = "<Image>/Filters/Animation"
 TITLE = "Neural Style Transfer (frames)"
 
-# The one-picture procedure's parameters that mean the same for a sequence, in its order; regions do
-# not (stylize-frames takes one style and no masks).
-SHARED_PARAMETERS = ("style_layer", "preset", "iterations", "size", "style_strength", "use_ssim",
-                     "preserve_colors", "seed", "device")
-
 TEMPORAL_WEIGHT_TOOLTIP = (
     "How strongly each frame holds to the styled frame before it, carried along the motion: higher "
     "is steadier (less flicker) where the picture moves little, 0 only starts each frame from the "
-    "one before. %g is the engine's default; it costs no time." % nst_protocol.TEMPORAL_WEIGHT_DEFAULT)
+    "one before. %g is the engine's default; it costs no time." % protocol.TEMPORAL_WEIGHT_DEFAULT)
 
 HELP = """Paints the frames of an animation in the style of the style layer, coherently: frame 1 is styled
 as Filters > Artistic > Neural Style Transfer would, each later one starts from the styled frame before
@@ -56,56 +54,46 @@ by frame, Stop and keep ends the frame under way and keeps the frames done, Canc
 image. Parameters: those of python-fu-nst-style-transfer (without the regions), and temporal-weight:
 0 to %g, %g = the engine's default, higher = steadier, 0 = each frame only starts from the one before.
 The same engine, config and log as that procedure; its help page is the plug-in's %s.""" % (
-    nst_protocol.TEMPORAL_WEIGHT_MAX, nst_protocol.TEMPORAL_WEIGHT_DEFAULT, "nst_help.html")
+    protocol.TEMPORAL_WEIGHT_MAX, protocol.TEMPORAL_WEIGHT_DEFAULT, "nst_help.html")
 
 # What the run window's buttons do in a frames run.
 RUN_HINT = ("Stop and keep: finish the frame under way and make the new image of the frames done so "
             "far. Cancel: end now; no new image is made.")
 
 
-def frames_parameters(plugin):
-    """The gimpfu parameters: the one-picture procedure's own definitions for those it shares, a
-    frames drawable, and the temporal weight."""
-    by_name = dict((param[1], param) for param in plugin.PARAMETERS)
-    return ([by_name["image"],
-             (plugin.PF_DRAWABLE, "drawable", "Frames (the selected layers, or all)", None)]
-            + [by_name[name] for name in SHARED_PARAMETERS]
-            + [(plugin.PF_SLIDER, "temporal_weight",
-                "Temporal _weight (higher = steadier, less flicker; 0 = free)",
-                nst_protocol.TEMPORAL_WEIGHT_DEFAULT,
-                (0.0, nst_protocol.TEMPORAL_WEIGHT_MAX, 10.0))])
+# The gimpfu parameters: the one-layer procedure's style parameters (not its regions: stylize-frames
+# takes one style and no masks) after a frames drawable, and the temporal weight.
+PARAMETERS = ([IMAGE_PARAMETER, (PF_DRAWABLE, "drawable", "Frames (the selected layers, or all)", None)]
+              + STYLE_PARAMETERS
+              + [(PF_SLIDER, "temporal_weight", "Temporal _weight (higher = steadier, less flicker; 0 = free)",
+                  protocol.TEMPORAL_WEIGHT_DEFAULT, (0.0, protocol.TEMPORAL_WEIGHT_MAX, 10.0))])
+TOOLTIPS = dict(
+    STYLE_TOOLTIPS,
+    style_layer="The picture whose style is copied: a layer of any open image that is not one of the "
+                "frames (open the painting as a second image). Its size matters little.",
+    temporal_weight=TEMPORAL_WEIGHT_TOOLTIP)
 
 
-def frames_tooltips(plugin):
-    tooltips = dict((name, plugin.TOOLTIPS[name]) for name in SHARED_PARAMETERS
-                    if name in plugin.TOOLTIPS)
-    tooltips["style_layer"] = (
-        "The picture whose style is copied: a layer of any open image that is not one of the "
-        "frames (open the painting as a second image). Its size matters little.")
-    tooltips["temporal_weight"] = TEMPORAL_WEIGHT_TOOLTIP
-    return tooltips
-
-
-def register_procedure(plugin):
-    """Registers the procedure on the plug-in's gimpfu (GIMP 2.10's, or the shim on GIMP 3), with
-    plugin (the nst_style_transfer module) lending it the rest; returns the registered function."""
+def register_procedure():
+    """Registers the procedure on the plug-in's gimpfu (GIMP 2.10's, or the shim on GIMP 3); returns
+    the registered function."""
 
     def style_transfer_frames(image, drawable, style_layer, preset, iterations, size,
                               style_strength, use_ssim, preserve_colors, seed, device,
-                              temporal_weight=nst_protocol.TEMPORAL_WEIGHT_DEFAULT):
+                              temporal_weight=protocol.TEMPORAL_WEIGHT_DEFAULT):
         """The registered procedure: checks, runs the engine, makes the new image, or fails
         clearly. drawable is one layer, or (GIMP 3, several layers selected) a list of them."""
         selected = list(drawable) if isinstance(drawable, (list, tuple)) else [drawable]
         try:
-            settings = plugin.StyleTransferSettings(preset, iterations, size, style_strength,
-                                                    use_ssim, preserve_colors, seed, device)
-            style_frames(plugin, image, selected, style_layer, settings, temporal_weight)
-        except nst_protocol.EngineError as exc:
-            if exc.code == "cancelled" and plugin.run_is_interactive():
+            settings = nst_settings.StyleTransferSettings(preset, iterations, size, style_strength,
+                                                          use_ssim, preserve_colors, seed, device)
+            style_frames(image, selected, style_layer, settings, temporal_weight)
+        except protocol.EngineError as exc:
+            if exc.code == "cancelled" and nst_gimp.run_is_interactive():
                 return  # Cancel in the run window: no new image, nothing to report
-            plugin.fail("%s: %s" % (TITLE, exc.message))
+            nst_gimp.fail("%s: %s" % (TITLE, exc.message))
 
-    plugin.register(
+    nst_gimp.register(
         PROCEDURE_NAME,
         "Paint the frames of an animation in the style of a layer, without flicker, into a new image",
         HELP,
@@ -114,18 +102,18 @@ def register_procedure(plugin):
         "2026",
         LABEL,
         "RGB*, GRAY*",
-        frames_parameters(plugin),
+        PARAMETERS,
         [],
         style_transfer_frames,
         menu=MENU,
     )
-    if plugin.set_dialog_options is not None:
-        plugin.set_dialog_options(
-            PROCEDURE_NAME, tooltips=frames_tooltips(plugin), help_page=plugin.HELP_PAGE,
-            unavailable_choices={"device": plugin.MISSING_DEVICES},
+    if nst_gimp.set_dialog_options is not None:
+        nst_gimp.set_dialog_options(
+            PROCEDURE_NAME, tooltips=TOOLTIPS, help_page=nst_settings.HELP_PAGE,
+            unavailable_choices={"device": nst_settings.MISSING_DEVICES},
             required_layers={"style_layer": "Choose a style layer: the picture whose style to copy, "
                              "a layer of any open image that is not one of the frames."},
-            several_drawables=True, on_shown=plugin.warm_up_engine)
+            several_drawables=True, on_shown=nst_run.warm_up_engine)
     return style_transfer_frames
 
 
@@ -141,20 +129,19 @@ def top_level_layers(image):
 
 
 def bad_input(message):
-    return nst_protocol.EngineError("bad_input", message)
+    return protocol.EngineError("bad_input", message)
 
 
-def frame_layers(plugin, image, selected):
+def frame_layers(image, selected):
     """The frames in animation order, frame 1 first: the selected layers when there are several
     (bottom first; they must sit side by side in one level of the stack), else every top-level
     layer of the image (GIMP plays the bottom one first). EngineError with what to do otherwise."""
-    pdb = plugin.pdb
     if len(selected) < 2:
         return list(reversed(top_level_layers(image)))
     for layer in selected:
         if layer is not None and pdb.gimp_item_is_layer(layer) and pdb.gimp_item_is_group(layer):
-            raise group_problem(plugin, layer)
-        problem = plugin.target_problem(image, layer)
+            raise group_problem(layer)
+        problem = target_problem(image, layer)
         if problem:
             raise bad_input(problem)
     parents = [pdb.gimp_item_get_parent(layer) for layer in selected]
@@ -167,20 +154,19 @@ def frame_layers(plugin, image, selected):
     return sorted(selected, key=lambda layer: -pdb.gimp_image_get_item_position(image, layer))
 
 
-def group_problem(plugin, layer):
+def group_problem(layer):
     return bad_input(
         "'%s' is a layer group, and each frame must be a single layer. Merge the group "
         "(Layer > Merge Layer Group), or select only the frame layers, and run the filter again."
-        % plugin.item_name(layer))
+        % item_name(layer))
 
 
-def frames_problem(plugin, image, frames, style_layer):
+def frames_problem(image, frames, style_layer):
     """Why these frames and this style cannot make an animation, or None when they can."""
-    pdb = plugin.pdb
     for frame in frames:
         if pdb.gimp_item_is_group(frame):
-            return group_problem(plugin, frame).message
-        problem = plugin.target_problem(image, frame)  # of these, only an indexed image's applies
+            return group_problem(frame).message
+        problem = target_problem(image, frame)  # of these, only an indexed image's applies
         if problem:
             return problem
     if len(frames) < 2:
@@ -189,15 +175,15 @@ def frames_problem(plugin, image, frames, style_layer):
                 "style a single picture with Filters > Artistic > Neural Style Transfer."
                 % ("one layer" if frames else "no layer"))
     first = frames[0]
-    placement = frame_placement(plugin, first)
+    placement = frame_placement(first)
     for number, frame in enumerate(frames[1:], start=2):
-        if frame_placement(plugin, frame) != placement:
+        if frame_placement(frame) != placement:
             return ("All frames must have one size and position, and frame %d ('%s') is %s where "
                     "frame 1 ('%s') is %s. Make them alike (for example Layer > Layer to Image "
                     "Size on each frame) and run the filter again."
-                    % (number, plugin.item_name(frame), placement_text(frame_placement(plugin, frame)),
-                       plugin.item_name(first), placement_text(placement)))
-    problem = plugin.style_problem(style_layer, None)
+                    % (number, item_name(frame), placement_text(frame_placement(frame)),
+                       item_name(first), placement_text(placement)))
+    problem = style_problem(style_layer, None)
     if problem:
         return problem
     for number, frame in enumerate(frames, start=1):
@@ -206,12 +192,11 @@ def frames_problem(plugin, image, frames, style_layer):
             # suggestion, a layer of this image, was kept by accident.
             return ("The style layer '%s' is frame %d of the animation. Choose a layer that is not "
                     "a frame as the style, for example a painting opened as a second image (or, "
-                    "in this image, select just the frame layers)." % (plugin.item_name(frame), number))
+                    "in this image, select just the frame layers)." % (item_name(frame), number))
     return None
 
 
-def frame_placement(plugin, layer):
-    pdb = plugin.pdb
+def frame_placement(layer):
     return (pdb.gimp_drawable_width(layer), pdb.gimp_drawable_height(layer),
             tuple(pdb.gimp_drawable_offsets(layer)))
 
@@ -232,8 +217,7 @@ class FramesImage(object):
     one by one) or, without previews, at the end; undo is off while it is built, so that its history
     starts with the finished animation. discard() takes it away again (a cancel, a failure)."""
 
-    def __init__(self, plugin, source, frames, display):
-        self.plugin = plugin
+    def __init__(self, source, frames, display):
         self.source = source
         self.frames = frames
         self.display_wanted = display
@@ -244,7 +228,6 @@ class FramesImage(object):
         self.preview_failure = None
 
     def _make_image(self):
-        pdb = self.plugin.pdb
         if self.image is None:
             self.image = pdb.gimp_image_new(pdb.gimp_image_width(self.source),
                                             pdb.gimp_image_height(self.source),
@@ -255,17 +238,16 @@ class FramesImage(object):
 
     def _show(self):
         try:
-            self.display = self.plugin.pdb.gimp_display_new(self.image)
+            self.display = pdb.gimp_display_new(self.image)
         except Exception:  # no user interface (GIMP 2.10 in batch mode): the image is there anyway
             self.display = None
 
     def _put(self, number, path, what):
         """Frame `number`'s picture from path: into its layer, made when missing."""
         self._make_image()
-        pdb = self.plugin.pdb
         layer = self.layers.get(number)
         if layer is not None:
-            self.plugin.replace_layer_pixels(layer, path)
+            nst_gimp.replace_layer_pixels(layer, path)
         else:
             frame = self.frames[number - 1]
             layer = pdb.gimp_file_load_layer(self.image, path)
@@ -277,21 +259,12 @@ class FramesImage(object):
                 pdb.gimp_item_delete(layer)
                 raise
             self.layers[number] = layer
-            pdb.gimp_item_set_name(layer, self.plugin.item_name(frame))
-            width, height, (offset_x, offset_y) = frame_placement(self.plugin, frame)
+            pdb.gimp_item_set_name(layer, item_name(frame))
+            width, height, (offset_x, offset_y) = frame_placement(frame)
             if (pdb.gimp_drawable_width(layer), pdb.gimp_drawable_height(layer)) != (width, height):
                 pdb.gimp_layer_scale(layer, width, height, False)
             pdb.gimp_layer_set_offsets(layer, offset_x, offset_y)
-        self._log(what, number, layer)
-
-    def _log(self, what, number, layer):
-        log_path = os.environ.get(self.plugin.PREVIEW_LOG_ENV)
-        if log_path and self.plugin.layer_fingerprint is not None:
-            layer_id, checksum, layer_count = self.plugin.layer_fingerprint(self.image, layer)
-            with open(log_path, "a") as handle:
-                handle.write(json.dumps({"what": what, "time": time.time(), "frame": number,
-                                         "layer": layer_id, "sha1": checksum,
-                                         "layers": layer_count}) + "\n")
+        nst_run.log_shown(what, self.image, layer, frame=number)
 
     def show_preview(self, number, path):
         """Best effort: a preview that cannot be shown ends the previews, not the run."""
@@ -308,14 +281,13 @@ class FramesImage(object):
                                     % exc)
             return
         self.previews_shown += 1
-        self.plugin.gimp.displays_flush()
+        gimp.displays_flush()
 
     def finish(self, paths):
         """The styled frames, one file per frame done, in order: each into its frame's layer; a
         layer of a frame not done goes again. Returns the image."""
         for number, path in enumerate(paths, start=1):
             self._put(number, path, "result")
-        pdb = self.plugin.pdb
         for number in sorted(n for n in self.layers if n > len(paths)):
             pdb.gimp_image_remove_layer(self.image, self.layers.pop(number))
         pdb.gimp_image_undo_enable(self.image)
@@ -326,7 +298,6 @@ class FramesImage(object):
     def discard(self):
         if self.image is None:
             return
-        pdb = self.plugin.pdb
         image, self.image, self.layers = self.image, None, {}
         if self.display is not None:
             display, self.display = self.display, None
@@ -339,39 +310,39 @@ class FramesImage(object):
 # The run
 
 
-def shows_new_image(plugin):
+def shows_new_image():
     """Whether the new image gets a display: on GIMP 3 in runs from the dialog; GIMP 2.10's gimpfu
     does not say how the procedure was called, so there always (a batch GIMP has none to give)."""
-    return plugin.run_is_interactive() or plugin.run_in_dialog is None
+    return nst_gimp.run_is_interactive() or nst_gimp.run_in_dialog is None
 
 
-def style_frames(plugin, image, selected, style_layer, settings, temporal_weight):
+def style_frames(image, selected, style_layer, settings, temporal_weight):
     """Checks everything that can be checked before the engine starts, styles the frames in one
     engine job, in a run folder of its own, and returns the new image with the styled frames. Stop
     keeps the frames done (the new image has those only); a cancel or a failure leaves no new image
     and the source image as it was (it is only read). Raises EngineError with a message for the
     user."""
-    frames = frame_layers(plugin, image, selected)
-    problem = frames_problem(plugin, image, frames, style_layer)
+    frames = frame_layers(image, selected)
+    problem = frames_problem(image, frames, style_layer)
     if problem:
         raise bad_input(problem)
-    weight = nst_protocol.check_temporal_weight(temporal_weight)
+    weight = protocol.check_temporal_weight(temporal_weight)
     options = settings.engine_options()
-    config = nst_engine.load_config(plugin.PLUGIN_DIR)
-    preview_every = plugin.preview_interval()
-    runs_root, run_dir = plugin.new_run_folder()
-    quicker = plugin.quicker_than(options)
-    progress = plugin.ProgressReporter(show_in_gimp=not plugin.uses_run_dialog(), quicker=quicker,
-                                       frames=len(frames))
-    result = FramesImage(plugin, image, frames, shows_new_image(plugin))
+    config = engine_config.load_config(nst_settings.PLUGIN_DIR)
+    preview_every = nst_run.preview_interval()
+    runs_root, run_dir = nst_run.new_run_folder()
+    quicker = nst_run.quicker_than(options)
+    progress = nst_run.ProgressReporter(show_in_gimp=not nst_run.uses_run_dialog(), quicker=quicker,
+                                        frames=len(frames))
+    result = FramesImage(image, frames, shows_new_image())
     try:
         progress.begin("%s: exporting the frames" % TITLE)
-        style_png = plugin.export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
-        frame_pngs = [plugin.export_layer_png(frame, os.path.join(run_dir, "frame-%03d.png" % number))
+        style_png = export_layer_png(style_layer, os.path.join(run_dir, "style.png"))
+        frame_pngs = [export_layer_png(frame, os.path.join(run_dir, "frame-%03d.png" % number))
                       for number, frame in enumerate(frames, start=1)]
-        engine = nst_engine.make_engine(config, runs_root)
-        job = nst_protocol.FramesJob(frame_pngs, style_png, os.path.join(run_dir, "styled"), options,
-                                     weight, preview_every)
+        engine = engine_config.make_engine(config, runs_root)
+        job = protocol.FramesJob(frame_pngs, style_png, os.path.join(run_dir, "styled"), options,
+                                 weight, preview_every)
         under_way = [1]
 
         def on_event(event):
@@ -382,27 +353,27 @@ def style_frames(plugin, image, selected, style_layer, settings, temporal_weight
             elif kind == "preview" and event.get("path"):
                 result.show_preview(under_way[0], event["path"])
                 if event.get("snapshot"):
-                    plugin.remove_quietly(event["path"])
+                    remove_quietly(event["path"])
         progress.say("%s: starting the engine" % TITLE)
-        done = plugin.run_job(engine, job, on_event, "%s: %d frames" % (TITLE, len(frames)),
-                              plugin.EventDescriber(quicker, frames=len(frames)), RUN_HINT)
+        done = nst_run.run_job(engine, job, on_event, "%s: %d frames" % (TITLE, len(frames)),
+                               nst_run.EventDescriber(quicker, frames=len(frames)), RUN_HINT)
         outputs = done.get("outputs") or []
         if not outputs:
-            raise nst_protocol.EngineError("protocol", "The engine finished without naming the "
-                                           "styled frames. Engine log: %s" % done.get("log_path"))
+            raise protocol.EngineError("protocol", "The engine finished without naming the "
+                                       "styled frames. Engine log: %s" % done.get("log_path"))
         new_image = result.finish(outputs)
     except BaseException:
         result.discard()
         raise
     finally:
-        nst_runfiles.remove_run_folder(run_dir)
+        run_folders.remove_run_folder(run_dir)
     if result.preview_failure:
         progress.warnings.append(result.preview_failure)
     if len(outputs) < len(frames):
         progress.warnings.append(
             "Stopped early: %d of %d frames were styled; the new image holds those."
             % (len(outputs), len(frames)))
-    plugin.gimp.displays_flush()
+    gimp.displays_flush()
     if progress.warnings:
-        plugin.gimp.message("%s finished, with notes:\n%s" % (TITLE, "\n".join(progress.warnings)))
+        gimp.message("%s finished, with notes:\n%s" % (TITLE, "\n".join(progress.warnings)))
     return new_image

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 """A gimpfu-compatible surface on GIMP 3, for plug-ins written against GIMP 2.10's gimpfu.
 
-GIMP 3 has no gimpfu. This module offers the part of it that nst_style_transfer.py uses: register(),
-main(), fail(), error, the PF_* constants, and `pdb` / `gimp` objects whose methods have GIMP 2.10's
-names and return conventions but call GIMP 3's API (Gimp 3.0, GimpUi 3.0, Gio, GLib, Gegl).
+GIMP 3 has no gimpfu. This module offers the part of it that the plug-in uses (nst_gimp.py chooses
+between the two): register(), main(), fail(), error, the PF_* constants, and `pdb` / `gimp` objects
+whose methods have GIMP 2.10's names and return conventions but call GIMP 3's API (Gimp 3.0,
+GimpUi 3.0, Gio, GLib, Gegl).
 
 register() takes the plain gimpfu description. main() turns it into a Gimp.PlugIn subclass with one
 Gimp.ImageProcedure per registration: each PF_* parameter becomes a GIMP 3 argument named like the

@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 import os
 
-import nst_protocol
+from nst_client import protocol
 
 # (name, label) of a region row's source; the names are what a script passes on GIMP 3.
 SOURCE_OFF, SOURCE_ITEM, SOURCE_ALPHA, SOURCE_SELECTION, SOURCE_REST = (
@@ -102,7 +102,7 @@ def source_name(index, what):
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(SOURCE_CHOICES):
-        raise nst_protocol.EngineError(
+        raise protocol.EngineError(
             "bad_parameter", "The %s must be a number from 0 to %d (got %r)."
             % (what, len(SOURCE_CHOICES) - 1, index))
     return SOURCE_CHOICES[index][0]
@@ -190,7 +190,7 @@ def export_region_png(pdb, image, region, target, path):
     region's item does not reach), and returns its path; REST_MASK for the rest. The user's image
     is not changed: the pixels are copied into a throw-away image."""
     if region.source == SOURCE_REST:
-        return nst_protocol.REST_MASK
+        return protocol.REST_MASK
     width = pdb.gimp_drawable_width(target)
     height = pdb.gimp_drawable_height(target)
     target_x, target_y = pdb.gimp_drawable_offsets(target)
@@ -203,7 +203,7 @@ def export_region_png(pdb, image, region, target, path):
         flat = pdb.gimp_image_flatten(scratch)
         mean = pdb.gimp_drawable_histogram(flat, HISTOGRAM_VALUE, 0.0, 1.0)[0]
         if not mean > 0:
-            raise nst_protocol.EngineError(
+            raise protocol.EngineError(
                 "bad_input", "%s (%s) does not cover any of the layer '%s': move or redraw the "
                 "region so that it covers part of the layer, or set the row Off."
                 % (region.label, describe(pdb, region), pdb.gimp_item_get_name(target)))

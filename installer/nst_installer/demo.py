@@ -1,12 +1,14 @@
 """``--demo``: one small run of the installed engine on the sample images, with a progress bar.
 
-The run goes through the plug-in's own engine client (plugin/nst_engine.py and nst_protocol.py in this
-checkout), so the protocol is read in one place: events, progress text, failure messages, cancelling.
+The run goes through the plug-in's own engine client (the package plugin/nst_client/ in this checkout,
+which the installer also copies into the plug-in folder), so the protocol is read in one place: events,
+progress text, failure messages, cancelling.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -16,14 +18,25 @@ from typing import Dict, Optional, TextIO, Tuple
 from .errors import ExitCode, InstallError
 from .plan import DemoPlan
 
-CLIENT_DIR = Path(__file__).resolve().parents[2] / "plugin"  # the checkout's plug-in source
+CLIENT_PACKAGE = "nst_client"
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "plugin" / CLIENT_PACKAGE  # the checkout's
 
 
-def load_client() -> Tuple[ModuleType, ModuleType]:
-    """The engine client from the checkout's plugin/ folder: (nst_protocol, nst_engine)."""
-    if str(CLIENT_DIR) not in sys.path:
-        sys.path.insert(0, str(CLIENT_DIR))
-    return importlib.import_module("nst_protocol"), importlib.import_module("nst_engine")
+def load_client(client_dir: Path = CLIENT_DIR) -> Tuple[ModuleType, ModuleType]:
+    """The engine client package from ``client_dir``: (its protocol, its engine_config). It is imported
+    as the package it is, without putting the plug-in's folder (and its GIMP modules) on sys.path."""
+    if CLIENT_PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            CLIENT_PACKAGE, str(client_dir / "__init__.py"), submodule_search_locations=[str(client_dir)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[CLIENT_PACKAGE] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules[CLIENT_PACKAGE]
+            raise
+    return (importlib.import_module(CLIENT_PACKAGE + ".protocol"),
+            importlib.import_module(CLIENT_PACKAGE + ".engine_config"))
 
 
 class ProgressBar:

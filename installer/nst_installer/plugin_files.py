@@ -1,5 +1,6 @@
-"""The plug-in folder ``plug-ins/nst_style_transfer/``: its contents, and putting it in place so that
-GIMP sees it complete or not at all.
+"""The plug-in folder ``plug-ins/nst_style_transfer/``: its contents (the plug-in's files and its package
+folders, such as the engine client ``nst_client/``), and putting it in place so that GIMP sees it
+complete or not at all.
 
 Each folder is built in a hidden sibling (``.nst_style_transfer.staging-*``) and renamed into place. With
 several GIMP profiles the swap is a transaction: if one fails, the folders already swapped get their
@@ -16,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set
 
 PLUGIN_NAME = "nst_style_transfer"
 MAIN_FILE = PLUGIN_NAME + ".py"
@@ -30,10 +31,29 @@ FILE_MODE = 0o644
 FOLDER_MODE = 0o755
 
 
-def plugin_sources(source_dir: Path) -> List[Path]:
-    """Every ``*.py`` of the plug-in's source folder (the main file and its helper modules), and its
-    help page (``*.html``, opened by the dialog's Help button)."""
-    return sorted(p for p in source_dir.iterdir() if p.is_file() and p.suffix in (".py", ".html"))
+class PluginSource(NamedTuple):
+    """A file of the plug-in: where it is, and its name inside the plug-in folder (``/``-separated,
+    ``nst_client/protocol.py`` for a module of a package folder)."""
+
+    path: Path
+    name: str
+
+
+def plugin_sources(source_dir: Path) -> List[PluginSource]:
+    """Every ``*.py`` of the plug-in's source folder (the main file and its helper modules), its help
+    page (``*.html``, opened by the dialog's Help button), and every ``*.py`` of its package folders
+    (a folder with an ``__init__.py``, and the packages inside those)."""
+    sources = [PluginSource(p, p.name) for p in source_dir.iterdir()
+               if p.is_file() and p.suffix in (".py", ".html")]
+    packages = [p for p in source_dir.iterdir() if (p / "__init__.py").is_file()]
+    while packages:
+        package = packages.pop()
+        for entry in package.iterdir():
+            if entry.is_file() and entry.suffix == ".py":
+                sources.append(PluginSource(entry, entry.relative_to(source_dir).as_posix()))
+            elif (entry / "__init__.py").is_file():
+                packages.append(entry)
+    return sorted(sources, key=lambda source: source.name)
 
 
 def with_shebang(source: bytes, shebang: str) -> bytes:
@@ -65,16 +85,23 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     os.chmod(str(path), mode)
 
 
-def build_plugin_folder(folder: Path, sources: Sequence[Path], shebang: str,
+def build_plugin_folder(folder: Path, sources: Sequence[PluginSource], shebang: str,
                         config: Dict[str, object]) -> List[str]:
     """Fill the (empty, existing) ``folder``; return the names written, for the manifest."""
     written = []
     for source in sources:
-        data = source.read_bytes()
+        data = source.path.read_bytes()
+        target = folder / source.name
+        parts = source.name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):  # a package's folder, made at its first file
+            package = folder.joinpath(*parts[:depth])
+            if not package.is_dir():
+                package.mkdir()
+                os.chmod(str(package), FOLDER_MODE)
         if source.name == MAIN_FILE:
-            _write_file(folder / source.name, with_shebang(data, shebang), EXECUTABLE_MODE)
+            _write_file(target, with_shebang(data, shebang), EXECUTABLE_MODE)
         else:
-            _write_file(folder / source.name, data, FILE_MODE)
+            _write_file(target, data, FILE_MODE)
         written.append(source.name)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     _write_file(folder / CONFIG_FILE, text.encode("utf-8"), FILE_MODE)
@@ -83,56 +110,73 @@ def build_plugin_folder(folder: Path, sources: Sequence[Path], shebang: str,
     return sorted(written)
 
 
-def _is_bytecode_of(relative: str, module_stems: Set[str]) -> bool:
-    """``__pycache__/helper.cpython-312.pyc`` (Python 3) or ``helper.pyc`` (GIMP 2.10's Python 2)."""
-    parts = relative.replace("\\", "/").split("/")
-    if len(parts) == 2 and parts[0] == "__pycache__":
-        return parts[1].endswith(".pyc") and parts[1].split(".", 1)[0] in module_stems
-    if len(parts) == 1:
-        stem, _, extension = parts[0].rpartition(".")
-        return extension in ("pyc", "pyo") and stem in module_stems
-    return False
+def _module_names(installed_files: Iterable[str]) -> Set[str]:
+    """The modules among the installed files, by their names without ``.py``: ``nst_client/protocol``."""
+    return {name[:-3] for name in installed_files if name.endswith(".py")}
+
+
+def _is_bytecode_of(relative: str, modules: Set[str]) -> bool:
+    """``__pycache__/helper.cpython-312.pyc`` (Python 3) or ``helper.pyc`` (GIMP 2.10's Python 2), in
+    the plug-in folder or in a package folder of it."""
+    folder, _, name = relative.replace("\\", "/").rpartition("/")
+    if folder == "__pycache__" or folder.endswith("/__pycache__"):
+        folder = folder[:-len("__pycache__")].rstrip("/")
+        return name.endswith(".pyc") and "/".join(filter(None, [folder, name.split(".", 1)[0]])) in modules
+    stem, _, extension = name.rpartition(".")
+    return extension in ("pyc", "pyo") and "/".join(filter(None, [folder, stem])) in modules
+
+
+def _installed_folders(installed_files: Iterable[str]) -> Set[str]:
+    """The package folders the installer made for its files (``nst_client``), and their caches."""
+    folders = set()
+    for name in installed_files:
+        parts = name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folders.add("/".join(parts[:depth]))
+    return folders | {"/".join(filter(None, [folder, "__pycache__"])) for folder in folders | {""}}
 
 
 def foreign_entries(folder: Path, installed_files: Iterable[str]) -> List[str]:
     """Files in ``folder`` the installer did not write (bytecode of its modules counts as its own)."""
     known = set(installed_files)
-    stems = {name[:-3] for name in known if name.endswith(".py")}
+    modules = _module_names(known)
+    ours = _installed_folders(known)
     foreign = []
     for root, dirs, files in os.walk(str(folder)):
         for name in files:
             relative = os.path.relpath(os.path.join(root, name), str(folder)).replace(os.sep, "/")
-            if relative not in known and not _is_bytecode_of(relative, stems):
+            if relative not in known and not _is_bytecode_of(relative, modules):
                 foreign.append(relative)
         for name in dirs:
             relative = os.path.relpath(os.path.join(root, name), str(folder)).replace(os.sep, "/")
-            if relative != "__pycache__" and not os.listdir(os.path.join(root, name)):
+            if relative not in ours and not os.listdir(os.path.join(root, name)):
                 foreign.append(relative + "/")  # an empty folder someone made
     return sorted(foreign)
 
 
 def remove_installed_files(folder: Path, installed_files: Iterable[str]) -> List[str]:
-    """Delete what the installer wrote (and its bytecode), then the folder if that left it empty.
-    Return what is left (files someone else put there), which is kept."""
+    """Delete what the installer wrote (and its bytecode, and its package folders that this empties),
+    then the folder if that left it empty. Return what is left (files someone else put there), which
+    is kept."""
     names = list(installed_files)
-    stems = {name[:-3] for name in names if name.endswith(".py")}
+    modules = _module_names(names)
     for name in names:
         path = folder / name
         if path.is_file() or path.is_symlink():
             path.unlink()
-    for entry in list(folder.iterdir()) if folder.is_dir() else []:
-        if entry.is_file() and _is_bytecode_of(entry.name, stems):
-            entry.unlink()
-    cache = folder / "__pycache__"
-    if cache.is_dir():
-        for entry in list(cache.iterdir()):
-            if _is_bytecode_of("__pycache__/" + entry.name, stems):
-                entry.unlink()
-        if not any(cache.iterdir()):
-            cache.rmdir()
+    for root, _dirs, files in os.walk(str(folder)):
+        for name in files:
+            relative = os.path.relpath(os.path.join(root, name), str(folder)).replace(os.sep, "/")
+            if _is_bytecode_of(relative, modules):
+                os.remove(os.path.join(root, name))
+    # deepest first, so that a package's emptied cache goes before the package itself
+    for relative in sorted(_installed_folders(names), key=lambda name: name.count("/"), reverse=True):
+        path = folder / relative
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
     if not folder.is_dir():
         return []
-    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    left = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
     if not left:
         folder.rmdir()
     return left
@@ -191,7 +235,7 @@ class _Swap:
     swapped: bool = False
 
 
-def install_plugin_folders(targets: Sequence, sources: Sequence[Path], config: Dict[str, object],
+def install_plugin_folders(targets: Sequence, sources: Sequence[PluginSource], config: Dict[str, object],
                            previous_files: Dict[str, List[str]], backup_root: Path,
                            created_dirs: List[Path]) -> List[FolderInstall]:
     """Put a complete plug-in folder into each target's plug-ins folder, all or none.

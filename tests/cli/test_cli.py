@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nst_protocol  # the plug-in's protocol client: a copy of some contract facts
-import nst_subprocess  # ... and its command line
 from helpers.engine_runs import (
     EXIT_NAMES,
     LONG,
@@ -45,6 +43,10 @@ from helpers.protocol_checks import (
     parse_jsonl,
 )
 from helpers.repo import REPO, engine_command
+from nst_client import (
+    protocol,  # the plug-in's protocol client: a copy of some contract facts
+    subprocess_engine,  # ... and its command line
+)
 from nst_core import errors
 
 
@@ -488,7 +490,7 @@ def test_exit_code_copies_are_the_engines():
     from helpers import fake_engine
     from nst_installer import engine as installer_engine
 
-    assert nst_protocol.EXIT_CODE_NAMES == EXIT_NAMES
+    assert protocol.EXIT_CODE_NAMES == EXIT_NAMES
     assert fake_engine.EXIT_CODES == {name: code for code, name in EXIT_NAMES.items() if code != 0}
     assert installer_engine.WEIGHTS_MISSING == errors.WeightsMissing.exit_code
 
@@ -496,31 +498,31 @@ def test_exit_code_copies_are_the_engines():
 def test_plugin_presets_are_the_engines():
     from nst_core.params import PRESETS
 
-    assert nst_protocol.PRESETS == tuple(PRESETS) == stylize_choices("--preset")
+    assert protocol.PRESETS == tuple(PRESETS) == stylize_choices("--preset")
     # The presets whose loss weights are part of their definition (the plug-in sends none for them).
     fixed = {name for name, values in PRESETS.items() if {"content_weight", "style_weight"} <= set(values)}
-    assert set(nst_protocol.PRESETS_WITH_FIXED_WEIGHTS) == fixed
+    assert set(protocol.PRESETS_WITH_FIXED_WEIGHTS) == fixed
 
 
 def test_plugin_devices_are_the_engines():
-    assert nst_protocol.DEVICES == stylize_choices("--device")
+    assert protocol.DEVICES == stylize_choices("--device")
     from nst_core.engine import devices
 
     if hasattr(devices, "DEVICES"):  # the engine's own list, where it keeps one
-        assert nst_protocol.DEVICES == tuple(devices.DEVICES)
+        assert protocol.DEVICES == tuple(devices.DEVICES)
 
 
 def test_plugin_choices_are_explicit_pairs():
-    for choices in (nst_protocol.PRESET_CHOICES, nst_protocol.DEVICE_CHOICES):
+    for choices in (protocol.PRESET_CHOICES, protocol.DEVICE_CHOICES):
         assert all(len(pair) == 2 and pair[0] and pair[1] for pair in choices)
         assert len({name for name, _ in choices}) == len(choices)
 
 
 def test_plugin_protocol_version_is_the_documented_one(jsonl_run):
-    assert nst_protocol.PROTOCOL_VERSION == documented_protocol_version()
+    assert protocol.PROTOCOL_VERSION == documented_protocol_version()
     start = next(e for e in parse_jsonl(jsonl_run["proc"].stdout) if e["event"] == "start")
-    assert start["protocol"] == nst_protocol.PROTOCOL_VERSION
-    nst_protocol.check_protocol(start)  # the client accepts what the engine sends
+    assert start["protocol"] == protocol.PROTOCOL_VERSION
+    protocol.check_protocol(start)  # the client accepts what the engine sends
 
 
 def dialog_cases():
@@ -530,7 +532,8 @@ def dialog_cases():
     from helpers.plugin_setup import forget_plugin_modules, import_plugin
 
     try:
-        parameters = import_plugin(REPO / "plugin", FakeGimp()).PARAMETERS
+        import_plugin(REPO / "plugin", FakeGimp())
+        parameters = sys.modules["nst_styled_layers"].PARAMETERS  # the one-layer procedure's
     finally:
         forget_plugin_modules()
     by_name = {param[1]: param for param in parameters}
@@ -542,8 +545,8 @@ def dialog_cases():
         cases += [dict(defaults, **{name: low}), dict(defaults, **{name: high})]
     cases.append(dict(defaults, use_ssim=False, preserve_colors=True))
     return [dict(case, preset=preset, device=device) for case in cases
-            for preset in nst_protocol.PRESETS for device in nst_protocol.DEVICES[:2]] + \
-        [dict(defaults, preset="standard", device=device) for device in nst_protocol.DEVICES]
+            for preset in protocol.PRESETS for device in protocol.DEVICES[:2]] + \
+        [dict(defaults, preset="standard", device=device) for device in protocol.DEVICES]
 
 
 def test_plugin_options_are_stylize_options_with_valid_values():
@@ -553,7 +556,7 @@ def test_plugin_options_are_stylize_options_with_valid_values():
     cases = dialog_cases()
     assert len(cases) > 30
     for values in cases:
-        options = nst_subprocess.command_line_options(nst_protocol.engine_options(**values))
+        options = subprocess_engine.command_line_options(protocol.engine_options(**values))
         assert {word for word in options if word.startswith("--")} <= known, options
         args = stylize_parser().parse_args(["c.png", "s.png", "-o", "r.png"] + options)
         params = params_from_args(args)  # raises BadInput on a value StyleParams refuses
@@ -563,16 +566,16 @@ def test_plugin_options_are_stylize_options_with_valid_values():
                 assert getattr(params, name) == values[name]
         assert (params.seed, params.use_ssim) == (values["seed"], values["use_ssim"])
         assert params.preserve_colors == ("luminance" if values["preserve_colors"] else None)
-        if values["preset"] not in nst_protocol.PRESETS_WITH_FIXED_WEIGHTS:
+        if values["preset"] not in protocol.PRESETS_WITH_FIXED_WEIGHTS:
             assert params.style_strength == values["style_strength"]
 
 
 # (masks, region weights) as the plug-in's region rows give them: a region and the rest, two regions
 # (one of them off: weight 0), the most the engine takes.
 REGION_CASES = [
-    (["/t/region-0.png", nst_protocol.REST_MASK], [1.0, 0.5]),
+    (["/t/region-0.png", protocol.REST_MASK], [1.0, 0.5]),
     (["/t/region-0.png", "/t/region-1.png"], [0.0, 4.0]),
-    (["/t/region-%d.png" % index for index in range(nst_protocol.MAX_REGIONS)], None),
+    (["/t/region-%d.png" % index for index in range(protocol.MAX_REGIONS)], None),
 ]
 
 
@@ -582,8 +585,8 @@ def test_plugin_regions_are_the_command_line_the_engine_takes(masks, weights):
     from nst_core.options import check_style_masks, params_from_args
 
     styles = ["/t/style-%d.png" % index for index in range(len(masks))]
-    command = nst_subprocess.build_command(
-        "/p", "/t/c.png", styles, "/t/r.png", nst_protocol.engine_options(preset="fast", size=64),
+    command = subprocess_engine.build_command(
+        "/p", "/t/c.png", styles, "/t/r.png", protocol.engine_options(preset="fast", size=64),
         masks=masks, region_weights=weights)
     args = stylize_parser().parse_args(command[command.index("stylize") + 1:])
     assert args.styles == styles and args.style_masks == masks
@@ -597,13 +600,13 @@ def test_plugin_region_facts_are_the_engines():
     from nst_core.engine.regions import MAX_REGIONS
     from nst_core.options import REST_MASK
 
-    assert (nst_protocol.REST_MASK, nst_protocol.MAX_REGIONS) == (REST_MASK, MAX_REGIONS)
+    assert (protocol.REST_MASK, protocol.MAX_REGIONS) == (REST_MASK, MAX_REGIONS)
 
 
 def test_plugin_temporal_weight_default_is_the_engines():
     from nst_core.params import DEFAULT_TEMPORAL_WEIGHT
 
-    assert nst_protocol.TEMPORAL_WEIGHT_DEFAULT == DEFAULT_TEMPORAL_WEIGHT
+    assert protocol.TEMPORAL_WEIGHT_DEFAULT == DEFAULT_TEMPORAL_WEIGHT
 
 
 def test_the_entry_point_makes_idle_threads_sleep_before_torch_loads():

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import pytest
 
-import nst_http
-import nst_local_service
 from helpers.checks import check, failed_labels
 from helpers.fake_engine import write_fake_engine
 from helpers.plugin_setup import GIMP3_ARGUMENTS, GIMP3_FRAMES_ARGUMENTS
 from helpers.real_gimp import bind_paths, choose_engine, engine_python_for_this_checkout, install_plugin, locate_gimp
 from helpers.repo import REPO
+from nst_client import http_engine, local_service
 
 BATCH_RUNNER = REPO / "tests" / "gimp3" / "gimp3-batch.sh"
 BATCH_CODE = REPO / "tests" / "gimp3" / "e2e_batch.py"
@@ -289,8 +288,8 @@ def test_plugin_styles_a_layer_through_a_local_service_in_real_gimp3(gimp_sessio
                   log.split("started the engine service")[-1]),
         ]
         if state.get("url"):
-            token = (log_dir / nst_local_service.LOCAL_TOKEN_FILE).read_text().strip()
-            health = nst_http.ServiceAddress(url, token).health()
+            token = (log_dir / local_service.LOCAL_TOKEN_FILE).read_text().strip()
+            health = http_engine.ServiceAddress(url, token).health()
             results.append(check("the service is still there, warm, with 2 jobs done",
                                  health["stats"]["jobs_done"] == 2, str(health["stats"])))
         failed = failed_labels(results)

@@ -59,6 +59,15 @@ def write_fake_engine(path, python=None):
     return path
 
 
+def fake_engine_in(folder, monkeypatch):
+    """For a test: the fake engine in folder, recording its call to folder/record.json, in its
+    default mode whatever the test's environment says."""
+    for name in ("FAKE_ENGINE_MODE", "FAKE_ENGINE_HANG_FRAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FAKE_ENGINE_RECORD", os.path.join(str(folder), "record.json"))
+    return write_fake_engine(os.path.join(str(folder), "fake-python"))
+
+
 def emit(event, **fields):
     fields["event"] = event
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -142,6 +151,51 @@ def wait_for_stop(marker):
     sys.exit(4)
 
 
+def fail_as_asked(mode):
+    """The modes that fail before any work: without a word (silent), with the protocol's error event
+    and exit code, or with a traceback and no event (crash). Returns in every other mode."""
+    if mode == "silent":
+        sys.exit(0)
+    if mode in EXIT_CODES:
+        emit("error", code=mode, exit_code=EXIT_CODES[mode],
+             message="Fake engine failure: %s (expected file /nowhere/vgg19.pth)" % mode)
+        sys.exit(EXIT_CODES[mode])
+    if mode == "crash":
+        sys.stderr.write("Traceback (most recent call last):\n  File \"fake\", line 1\n"
+                         "RuntimeError: fake engine crashed on purpose\n")
+        sys.exit(1)
+
+
+def loaded(path):
+    from PIL import Image  # only the modes that make a picture need pillow
+    image = Image.open(path)
+    image.load()
+    return image
+
+
+def emit_start(size, warn=True):
+    """The run's (or a frame's) start event, and FAKE_ENGINE_WARN's warning when warn."""
+    emit("start", protocol=int(os.environ.get("FAKE_ENGINE_PROTOCOL", "1")), version="0.0-fake",
+         device="cpu", backbone="vgg19", weights="fake weights (none loaded)", content_size=size,
+         working_size=size, iterations=3, scales=[size], upscale="none")
+    if warn and os.environ.get("FAKE_ENGINE_WARN"):
+        emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+
+
+def emit_progress(iteration, eta, **fields):
+    """Step `iteration` of 3 (fields: a frame's and its sequence's)."""
+    emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0, phase="stylize",
+         scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0, tv_loss=0.0,
+         ssim_factors=[0.2], elapsed=0.01 * iteration, eta=eta, **fields)
+
+
+def exit_if_stdin_closed():
+    """The protocol: a closed stdin means the caller died, so the run ends as cancelled."""
+    if stdin_closed():
+        emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
+        sys.exit(4)
+
+
 def main():
     argv = sys.argv[1:]
     mode = os.environ.get("FAKE_ENGINE_MODE", "ok")
@@ -168,27 +222,11 @@ def main():
         emit("error", code="bad_input", exit_code=2, message=problem)
         sys.exit(2)
     sys.stderr.write("fake engine: %s + %s -> %s\n" % (content, style, output))
-    if mode == "silent":
-        sys.exit(0)
-    if mode in EXIT_CODES:
-        emit("error", code=mode, exit_code=EXIT_CODES[mode],
-             message="Fake engine failure: %s (expected file /nowhere/vgg19.pth)" % mode)
-        sys.exit(EXIT_CODES[mode])
-    if mode == "crash":
-        sys.stderr.write("Traceback (most recent call last):\n  File \"fake\", line 1\n"
-                         "RuntimeError: fake engine crashed on purpose\n")
-        sys.exit(1)
-
-    from PIL import Image  # only the modes that make a picture need pillow
-    image = Image.open(content)
-    image.load()
-    Image.open(style).load()
+    fail_as_asked(mode)
+    image = loaded(content)
+    loaded(style)
     size = list(image.size)
-    emit("start", protocol=int(os.environ.get("FAKE_ENGINE_PROTOCOL", "1")), version="0.0-fake",
-         device="cpu", backbone="vgg19", weights="fake weights (none loaded)", content_size=size,
-         working_size=size, iterations=3, scales=[size], upscale="none")
-    if os.environ.get("FAKE_ENGINE_WARN"):
-        emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+    emit_start(size)
     previews = Previews(options, output)
     if mode == "hang":
         emit("progress", iteration=1, total=3, fraction=0.3, phase="stylize", scale=0,
@@ -203,17 +241,12 @@ def main():
         emit("done", output=os.path.abspath(output), stats=stopped)
         sys.exit(0)
     for iteration in (1, 2, 3):
-        emit("progress", iteration=iteration, total=3, fraction=iteration / 3.0,
-             phase="stylize", scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0,
-             tv_loss=0.0, ssim_factors=[0.2], elapsed=0.01 * iteration,
-             eta=None if iteration == 1 else float(os.environ.get("FAKE_ENGINE_ETA",
-                                                                  0.01 * (3 - iteration))))
+        emit_progress(iteration, None if iteration == 1 else float(os.environ.get(
+            "FAKE_ENGINE_ETA", 0.01 * (3 - iteration))))
         previews.send(image, iteration)
         time.sleep(0.01)
     previews.remove()
-    if stdin_closed():
-        emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
-        sys.exit(4)
+    exit_if_stdin_closed()
     if mode != "no_output":
         write_result(image, output)
     emit("done", output=os.path.abspath(output), stats=stats(size, iterations=3))
@@ -225,22 +258,9 @@ def frames_main(positional, options, mode):
     "Frames")."""
     frames, style, folder = positional[:-1], positional[-1], os.path.abspath(options["-o"])
     sys.stderr.write("fake engine: %d frames + %s -> %s\n" % (len(frames), style, folder))
-    if mode == "silent":
-        sys.exit(0)
-    if mode in EXIT_CODES:
-        emit("error", code=mode, exit_code=EXIT_CODES[mode],
-             message="Fake engine failure: %s (expected file /nowhere/vgg19.pth)" % mode)
-        sys.exit(EXIT_CODES[mode])
-    if mode == "crash":
-        sys.stderr.write("Traceback (most recent call last):\nRuntimeError: fake engine crashed\n")
-        sys.exit(1)
-    from PIL import Image
-    images = []
-    for frame in frames:
-        image = Image.open(frame)
-        image.load()
-        images.append(image)
-    Image.open(style).load()
+    fail_as_asked(mode)
+    images = [loaded(frame) for frame in frames]
+    loaded(style)
     if len(set(image.size for image in images)) > 1:
         emit("error", code="bad_input", exit_code=2, message="all frames must have one size")
         sys.exit(2)
@@ -253,20 +273,14 @@ def frames_main(positional, options, mode):
         later = "first" if number == 1 else "flow"
         emit("frame_start", frame=number, frames=count, source=frame, mode=later,
              reliable_share=None if number == 1 else 0.9)
-        emit("start", protocol=int(os.environ.get("FAKE_ENGINE_PROTOCOL", "1")), version="0.0-fake",
-             device="cpu", backbone="vgg19", weights="fake weights (none loaded)", content_size=size,
-             working_size=size, iterations=3, scales=[size], upscale="none")
-        if number == 1 and os.environ.get("FAKE_ENGINE_WARN"):
-            emit("warning", message=os.environ["FAKE_ENGINE_WARN"])
+        emit_start(size, warn=number == 1)
         steps = 1 if number == hang_frame else 3
         for iteration in range(1, steps + 1):
-            fraction = iteration / 3.0
             eta = None if iteration == 1 else 0.01 * (3 - iteration)
             sequence_eta = None if number == 1 or eta is None else eta + 0.03 * (count - number)
-            emit("progress", iteration=iteration, total=3, fraction=fraction, phase="stylize",
-                 scale=0, loss=3.0 / iteration, content_loss=1.0, style_loss=1.0, tv_loss=0.0,
-                 ssim_factors=[0.2], elapsed=0.01 * iteration, eta=eta, frame=number, frames=count,
-                 sequence_fraction=(number - 1 + fraction) / count, sequence_eta=sequence_eta)
+            emit_progress(iteration, eta, frame=number, frames=count,
+                          sequence_fraction=(number - 1 + iteration / 3.0) / count,
+                          sequence_eta=sequence_eta)
             previews.send(image, iteration)
             time.sleep(0.01)
         if number == hang_frame:
@@ -281,9 +295,7 @@ def frames_main(positional, options, mode):
         if stopped:
             break
     previews.remove()
-    if stdin_closed():
-        emit("error", code="cancelled", exit_code=4, message="stdin closed before the end")
-        sys.exit(4)
+    exit_if_stdin_closed()
     if not os.path.isdir(folder):
         os.mkdir(folder)
     outputs = []

@@ -128,13 +128,18 @@ FAKE_PLUGIN_MAIN = (
 
 
 def write_fake_plugin_source(folder: Path) -> Path:
-    """A plug-in source folder shaped like plugin/: the main file (with a shebang to be replaced) and
-    two helpers."""
+    """A plug-in source folder shaped like plugin/: the main file (with a shebang to be replaced), two
+    helpers and a package folder of two modules."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nst_style_transfer.py").write_text(FAKE_PLUGIN_MAIN)
     (folder / "nst_engine.py").write_text("ENGINE = 1\n")
     (folder / "nst_gimpfu3.py").write_text("#!/usr/bin/env python3\nSHIM = 1\n")
     (folder / "README.txt").write_text("not a .py file: not installed\n")
+    (folder / "nst_client").mkdir(exist_ok=True)
+    (folder / "nst_client" / "__init__.py").write_text("")
+    (folder / "nst_client" / "protocol.py").write_text("PROTOCOL = 1\n")
+    (folder / "notes").mkdir(exist_ok=True)
+    (folder / "notes" / "draft.py").write_text("not a package (no __init__.py): not installed\n")
     return folder
 
 

@@ -3,17 +3,19 @@
 import importlib.util
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from helpers.fake_engine import write_fake_engine
 from helpers.fake_gimpfu import FakeGimp
+from nst_installer.plugin_files import build_plugin_folder, plugin_sources
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO / "plugin"
-# Every module of the plug-in, as GIMP imports them from its folder.
-PLUGIN_MODULES = tuple(sorted(path.stem for path in PLUGIN_SOURCE.glob("*.py")))
+# Every module of the plug-in, as GIMP imports them from its folder: its files beside the main file,
+# and its packages (nst_client) with their modules.
+PLUGIN_MODULES = tuple(sorted(source.name[:-len(".py")].replace("/__init__", "").replace("/", ".")
+                              for source in plugin_sources(PLUGIN_SOURCE) if source.name.endswith(".py")))
 # The style-transfer procedure's arguments in GIMP 3 after run-mode, image and drawables, as the
 # shim should register them (written out: the tests check the registration against it).
 GIMP3_ARGUMENTS = ("style-layer", "preset", "iterations", "size", "style-strength", "use-ssim",
@@ -25,18 +27,16 @@ GIMP3_FRAMES_ARGUMENTS = ("style-layer", "preset", "iterations", "size", "style-
 
 
 def install_plugin_copy(plug_ins_dir, engine_python, log_dir, version="0.1.0", service="off"):
-    """What the installer does: plugin/*.py into plug-ins/nst_style_transfer/ plus the config.
+    """What the installer does: the plug-in's files and package folders into
+    plug-ins/nst_style_transfer/ (the installer's own code), plus the config.
 
     service: the config's engine_service; "off" (an engine process per run, which the fake engine
     plays) unless a test is about the service (tests/plugin/test_plugin_http.py)."""
     folder = Path(plug_ins_dir) / "nst_style_transfer"
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in PLUGIN_SOURCE.glob("*.py"):
-        shutil.copy2(source, folder / source.name)
-    (folder / "nst_style_transfer.py").chmod(0o755)
+    folder.mkdir(parents=True)
     config = {"engine_python": str(engine_python), "log_dir": str(log_dir), "version": version,
               "engine_service": service}
-    (folder / "nst_config.json").write_text(json.dumps(config))
+    build_plugin_folder(folder, plugin_sources(PLUGIN_SOURCE), "#!/usr/bin/env python3", config)
     return folder
 
 
@@ -91,8 +91,19 @@ class PluginHarness(object):
         self.monkeypatch = monkeypatch
         self.folder = install_plugin_copy(self.tmp_path / "plug-ins", self.engine, self.log_dir)
         self.world = FakeGimp()
-        self.plugin = import_plugin(self.folder, self.world)
+        self.reimport()
+
+    def reimport(self):
+        """A fresh import of the installed plug-in (after a test changed its config, say)."""
+        self.plugin = import_plugin(self.folder, self.world)  # the entry file: the registered functions
         self.gimpfu = sys.modules["gimpfu"]
+        # The plug-in's modules, as the entry file imported them: the GIMP 3 hooks are looked up on
+        # nst_gimp, the run machinery on nst_run, so that tests replace them there.
+        self.nst_gimp = sys.modules["nst_gimp"]
+        self.nst_settings = sys.modules["nst_settings"]
+        self.nst_run = sys.modules["nst_run"]
+        self.nst_styled_layers = sys.modules["nst_styled_layers"]
+        self.nst_animation = sys.modules["nst_animation"]
 
     def engine_mode(self, mode):
         self.monkeypatch.setenv("FAKE_ENGINE_MODE", mode)

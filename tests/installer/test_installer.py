@@ -27,7 +27,8 @@ from nst_installer.torch_choice import PYTORCH_CPU_INDEX, PYTORCH_CUDA_INDEX, ch
 INSTALLER = REPO / "installer" / "install.py"
 
 PLUGIN = "nst_style_transfer"
-HELPERS = ["nst_engine.py", "nst_gimpfu3.py"]
+# The fake plug-in's helpers: modules beside the main file and a package folder's modules.
+HELPERS = ["nst_client/__init__.py", "nst_client/protocol.py", "nst_engine.py", "nst_gimpfu3.py"]
 INSTALLED = sorted(["nst_config.json", "nst_style_transfer.py"] + HELPERS)
 
 
@@ -83,8 +84,14 @@ def linux_profiles(machine):
     }
 
 
+def installed_files(folder: Path):
+    """The files in ``folder`` and its subfolders, by their ``/``-separated names inside it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def assert_plugin_folder(folder: Path, shebang: str, engine_python: Path, log_dir: Path):
-    assert sorted(p.name for p in folder.iterdir()) == INSTALLED
+    assert installed_files(folder) == INSTALLED
+    assert stat.S_IMODE((folder / "nst_client").stat().st_mode) == 0o755
     main = folder / "nst_style_transfer.py"
     lines = main.read_text().splitlines()
     assert lines[0] == shebang
@@ -257,6 +264,30 @@ def test_bytecode_of_installed_modules_counts_as_ours(tmp_path):
     assert not (folder / "nst_engine.pyc").exists() and not (folder / "nst_engine.py").exists()
 
 
+def test_a_package_folder_goes_with_its_bytecode_and_keeps_what_is_not_ours(tmp_path):
+    """A package folder of the plug-in (nst_client/): its modules' bytecode (in its own __pycache__, or
+    beside them from GIMP 2.10's Python) is ours; the folder goes once empty, unless something else is
+    in it."""
+    folder = tmp_path / PLUGIN
+    ours = ["nst_client/__init__.py", "nst_client/protocol.py", "nst_style_transfer.py"]
+    bytecode = ["nst_client/__pycache__/protocol.cpython-313.pyc", "nst_client/protocol.pyc",
+                "nst_client/__pycache__/__init__.cpython-313.pyc"]
+    for name in ours + bytecode + ["nst_client/__pycache__/mine.cpython-313.pyc"]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    (folder / "nst_client" / "empty").mkdir()
+    assert plugin_files.foreign_entries(folder, ours) == ["nst_client/__pycache__/mine.cpython-313.pyc",
+                                                          "nst_client/empty/"]
+    assert plugin_files.remove_installed_files(folder, ours) == [
+        "nst_client", "nst_client/__pycache__", "nst_client/__pycache__/mine.cpython-313.pyc",
+        "nst_client/empty"]
+    (folder / "nst_client" / "__pycache__" / "mine.cpython-313.pyc").unlink()
+    (folder / "nst_client" / "empty").rmdir()
+    (folder / "nst_client" / "protocol.py").write_text("x")
+    assert plugin_files.remove_installed_files(folder, ours) == []
+    assert not folder.exists()
+
+
 def test_a_failure_in_the_second_folder_rolls_back_the_first(machine, monkeypatch):
     """All or none across GIMP profiles: the first folder gets its previous contents back."""
     from nst_installer.plan import PluginTarget
@@ -324,6 +355,9 @@ def test_reinstall_replaces_in_place_and_uninstall_restores_the_home_exactly(mac
     (target / "nst_engine.py").write_text("stale\n")  # an older release's file
     (target / "__pycache__").mkdir()
     (target / "__pycache__" / "nst_engine.cpython-313.pyc").write_bytes(b"cache")  # written by GIMP's Python
+    (target / "nst_client" / "__pycache__").mkdir()
+    (target / "nst_client" / "__pycache__" / "protocol.cpython-313.pyc").write_bytes(b"cache")
+    (target / "nst_client" / "protocol.pyc").write_bytes(b"cache")  # GIMP 2.10's Python 2
 
     again = machine.run()
     assert again.returncode == 0, again.stderr
@@ -814,8 +848,9 @@ def test_the_real_plugin_source_installs(machine):
     result = subprocess.run(command, env=machine.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    installed = sorted(p.name for p in (plugins / PLUGIN).iterdir())
-    assert installed == sorted([p.name for p in source.glob("*.py")] + ["nst_config.json", "nst_help.html"])
+    installed = installed_files(plugins / PLUGIN)
+    assert installed == sorted([p.name for p in source.glob("*.py")] + ["nst_config.json", "nst_help.html"]
+                               + ["nst_client/" + p.name for p in (source / "nst_client").glob("*.py")])
     main = (plugins / PLUGIN / "nst_style_transfer.py").read_text().splitlines()
     assert main[0] == "#!/usr/bin/env python3" and not any(line.startswith("#!") for line in main[1:2])
 
@@ -856,15 +891,40 @@ def test_server_options_are_checked_before_anything_is_done(machine, args, words
 
 def test_the_plugin_files_installed_are_every_module_the_plugin_imports():
     """The installer takes the plug-in's files from plugin/: every module any of them imports (the
-    layers of the engine client, the shim, the GIMP 3 UI) is among them, and its help page."""
+    engine client's package and its modules, the shim, the GIMP 3 UI) is among them, and its help
+    page."""
     import ast
 
-    installed = {path.name for path in plugin_files.plugin_sources(REPO / "plugin")}
+    source = REPO / "plugin"
+
+    def files_of(name):
+        """The files that importing `name` (a module, or a name from a module) reads: the module's,
+        and the __init__.py of each package it is in."""
+        parts = name.split(".")
+        while len(parts) > 1 and not any((source / ("/".join(parts) + ending)).is_file()
+                                         for ending in (".py", "/__init__.py")):
+            parts.pop()
+        found = ["/".join(parts[:depth]) + "/__init__.py" for depth in range(1, len(parts))]
+        module = "/".join(parts)
+        return found + [module + "/__init__.py" if (source / module).is_dir() else module + ".py"]
+
+    installed = {path.name for path in plugin_files.plugin_sources(source)}
     imported = set()
-    for path in (REPO / "plugin").glob("*.py"):
+    for path in source.rglob("*.py"):
+        package = ".".join(path.parent.relative_to(source).parts)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-            imported.update(name + ".py" for name in names if name.startswith("nst_"))
-    assert {"nst_style_transfer.py", "nst_help.html", "nst_subprocess.py", "nst_gimp3_ui.py"} <= installed
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # the client imports its own modules relatively (all one level: `from .protocol import`)
+                module = ".".join(filter(None, [package, node.module])) if node.level else node.module
+                names = [module + "." + alias.name for alias in node.names]
+            else:
+                names = []
+            for name in names:
+                if name.startswith("nst_"):
+                    imported.update(files_of(name))
+    assert {"nst_style_transfer.py", "nst_help.html", "nst_client/subprocess_engine.py",
+            "nst_client/__init__.py", "nst_gimp3_ui.py"} <= installed
+    assert {"nst_client/__init__.py", "nst_client/http_engine.py", "nst_regions.py"} <= imported
     assert imported <= installed, imported - installed

@@ -24,8 +24,8 @@ def setup(tmp_path, monkeypatch):
 
 def test_the_demo_uses_the_checkouts_client():
     protocol, client = demo_module.load_client()
-    assert Path(client.__file__).resolve() == REPO / "plugin" / "nst_engine.py"
-    assert Path(protocol.__file__).resolve() == REPO / "plugin" / "nst_protocol.py"
+    assert Path(client.__file__).resolve() == REPO / "plugin" / "nst_client" / "engine_config.py"
+    assert Path(protocol.__file__).resolve() == REPO / "plugin" / "nst_client" / "protocol.py"
 
 
 def test_demo_run_shows_progress_and_logs_the_outcome(setup):

@@ -5,10 +5,11 @@ stop, cancel, the progress text and the live preview. In a real GIMP 3: tests/gi
 """
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import ImageChops
 
 from helpers import mnemonics
 from helpers.fake_gimpfu import INDEXED, error
+from helpers.plugin_runs import add_style_image, call_procedure, live_preview, registered, snapshot, watch_runs
 from helpers.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer-frames"
@@ -36,21 +37,12 @@ def animation(world, names=FRAME_NAMES, base_type=0):
     for index, name in enumerate(names):
         frames.append(world.add_layer(image, name, FRAME_SIZE[0], FRAME_SIZE[1], offsets=FRAME_OFFSETS,
                                       color=(40 + 50 * index, 200 - 40 * index, 90, 255)))
-    style_image = world.new_image(64, 64)
-    style = world.add_layer(style_image, "Great Wave", 64, 64, color=(20, 60, 200, 255))
-    return image, frames, style
+    return image, frames, add_style_image(world)
 
 
 def run(harness, image, drawable, style, **overrides):
-    values = dict(DEFAULTS, **overrides)
-    return harness.plugin.style_transfer_frames(
-        image, drawable, style, values["preset"], values["iterations"], values["size"],
-        values["style_strength"], values["use_ssim"], values["preserve_colors"], values["seed"],
-        values["device"], values["temporal_weight"])
-
-
-def snapshot(world, image):
-    return world.layer_stack(image), [item.pixels.tobytes() for item in world.all_items(image)]
+    return call_procedure(harness.plugin.style_transfer_frames, image, drawable, style, DEFAULTS,
+                          overrides)
 
 
 def new_images(world, before):
@@ -74,23 +66,19 @@ def test_registers_a_second_procedure_in_filters_animation(harness):
     by_name = dict((r["proc_name"], r) for r in harness.world.registrations)
     assert sorted(by_name) == ["python-fu-nst-style-transfer", PROC]
     registration = by_name[PROC]
-    assert registration["menu"] == "<Image>/Filters/Animation"
-    assert registration["label"] == "Neural Style Transfer (frames)..."
-    assert registration["imagetypes"] == "RGB*, GRAY*"
-    names = [param[1] for param in registration["params"]]
-    assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_strength", "use_ssim", "preserve_colors", "seed", "device",
-                     "temporal_weight"]
+    assert registered(registration) == (
+        "<Image>/Filters/Animation", "Neural Style Transfer (frames)...", "RGB*, GRAY*",
+        ["image", "drawable", "style_layer", "preset", "iterations", "size", "style_strength", "use_ssim",
+         "preserve_colors", "seed", "device", "temporal_weight"])
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
     assert defaults == dict(DEFAULTS, style_layer=None)
     assert registration["function"] is harness.plugin.style_transfer_frames
 
 
 def test_the_shared_parameters_are_the_one_picture_procedures_own(harness):
-    plugin = harness.plugin
     frames_params = dict((param[1], param) for param in
                          dict((r["proc_name"], r) for r in harness.world.registrations)[PROC]["params"])
-    for param in plugin.PARAMETERS:
+    for param in harness.nst_styled_layers.PARAMETERS:
         if param[1] in frames_params and param[1] != "drawable":
             assert frames_params[param[1]] is param, param[1]
     weight = frames_params["temporal_weight"]
@@ -98,12 +86,10 @@ def test_the_shared_parameters_are_the_one_picture_procedures_own(harness):
 
 
 def test_its_labels_have_their_own_mnemonics_and_tooltips_that_say_more(harness):
-    from nst_animation import frames_parameters, frames_tooltips
-    plugin = harness.plugin
-    params = frames_parameters(plugin)[2:]
+    params = harness.nst_animation.PARAMETERS[2:]
     labels = [param[2] for param in params]
     assert all(mnemonics.mnemonic(label) for label in labels) and mnemonics.mnemonic_clashes(labels) == []
-    tooltips = frames_tooltips(plugin)
+    tooltips = harness.nst_animation.TOOLTIPS
     for param in params:
         assert len(tooltips[param[1]].split()) >= 12, param[1]
     assert "not one of the frames" in tooltips["style_layer"]
@@ -116,8 +102,7 @@ def test_its_labels_have_their_own_mnemonics_and_tooltips_that_say_more(harness)
 def test_the_frames_become_a_new_image_with_one_layer_each(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
 
     run(harness, image, frames[-1], style)
 
@@ -217,8 +202,7 @@ def test_progress_says_which_frame_and_the_time_left_for_all_frames(harness):
 
 def expect_refusal(harness, image, drawable, style, **overrides):
     world = harness.world
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     with pytest.raises(error) as caught:
         run(harness, image, drawable, style, **overrides)
     assert snapshot(world, image) == before
@@ -301,24 +285,19 @@ def asking_at_frame(harness, action, frame=2):
     (the fake engine waits there: hang mode)."""
     harness.engine_mode("hang")
     harness.monkeypatch.setenv("FAKE_ENGINE_HANG_FRAME", str(frame))
-    real_run_job = harness.plugin.run_job
     asked = []
 
-    def run_job(engine, job, on_event, title, describe=None, hint=None):
-        def watching(event):
-            on_event(event)
-            if event.get("event") == "progress" and event.get("frame") == frame and not asked:
-                asked.append(getattr(engine, action)())
-        return real_run_job(engine, job, watching, title, describe, hint)
-    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    def watch(engine, job, event):
+        if event.get("event") == "progress" and event.get("frame") == frame and not asked:
+            asked.append(getattr(engine, action)())
+    watch_runs(harness, watch)
     return asked
 
 
 def test_stop_keeps_the_frames_done_in_the_new_image(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     asked = asking_at_frame(harness, "stop", frame=2)
     run(harness, image, frames[0], style)
     assert asked == [True]
@@ -333,8 +312,7 @@ def test_stop_keeps_the_frames_done_in_the_new_image(harness):
 def test_cancel_makes_no_image(harness):
     world = harness.world
     image, frames, style = animation(world)
-    before = snapshot(world, image)
-    images_before = list(world.images)
+    before, images_before = snapshot(world, image), list(world.images)
     asked = asking_at_frame(harness, "cancel", frame=3)
     with pytest.raises(error) as caught:
         run(harness, image, frames[0], style)
@@ -347,8 +325,8 @@ def test_a_cancel_from_the_run_window_is_no_error(harness):
     world = harness.world
     image, frames, style = animation(world)
     images_before = list(world.images)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog",
                                 lambda title, engine, job, on_event, describe, hand_over, hint=None:
                                 engine.run(job, on_event))
     asking_at_frame(harness, "cancel", frame=1)
@@ -371,31 +349,24 @@ def test_an_engine_failure_makes_no_image_and_says_why(harness):
 # the run window and the live preview (GIMP 3's replace_layer_pixels played by a fake)
 
 
-def live_preview(harness):
-    harness.monkeypatch.setenv("NST_PREVIEW_EVERY", "0")
-    replaced = []
-
-    def fake_replace_layer_pixels(layer, path):
-        picture = Image.open(path).convert("RGBA")
-        assert picture.size == (layer.width, layer.height)
-        layer.pixels = picture
-        replaced.append((layer.name, picture.tobytes()))
-    harness.monkeypatch.setattr(harness.plugin, "replace_layer_pixels", fake_replace_layer_pixels)
-    return replaced
+def previewed_animation(harness):
+    """An animation to be run with live previews: (image, frames, style, the images open before,
+    the previews' pixel copies)."""
+    image, frames, style = animation(harness.world)
+    images_before = list(harness.world.images)
+    return image, frames, style, images_before, live_preview(harness)
 
 
 def test_the_frame_under_way_forms_in_the_new_image(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    replaced = live_preview(harness)
+    image, frames, style, images_before, replaced = previewed_animation(harness)
     shown = []
-    real_show = harness.plugin.nst_animation.FramesImage.show_preview
+    real_show = harness.nst_animation.FramesImage.show_preview
 
     def show_preview(self, number, path):
         real_show(self, number, path)
         shown.append((number, [layer.name for layer in self.image.layers]))
-    harness.monkeypatch.setattr(harness.plugin.nst_animation.FramesImage, "show_preview", show_preview)
+    harness.monkeypatch.setattr(harness.nst_animation.FramesImage, "show_preview", show_preview)
     run(harness, image, frames[0], style)
     # 3 previews a frame: the first makes the frame's layer (on top), the next two replace it
     assert [number for number, _names in shown] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
@@ -412,9 +383,7 @@ def test_the_frame_under_way_forms_in_the_new_image(harness):
 
 def test_cancel_after_previews_takes_the_new_image_and_its_display_away(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    live_preview(harness)
+    image, frames, style, images_before, _replaced = previewed_animation(harness)
     asking_at_frame(harness, "cancel", frame=3)
     with pytest.raises(error):
         run(harness, image, frames[0], style)
@@ -423,9 +392,7 @@ def test_cancel_after_previews_takes_the_new_image_and_its_display_away(harness)
 
 def test_stop_after_previews_keeps_only_the_frames_done(harness):
     world = harness.world
-    image, frames, style = animation(world)
-    images_before = list(world.images)
-    live_preview(harness)
+    image, frames, style, images_before, _replaced = previewed_animation(harness)
     asking_at_frame(harness, "stop", frame=3)
     run(harness, image, frames[0], style)
     (new,) = new_images(world, images_before)
@@ -447,12 +414,12 @@ def test_dialog_runs_show_the_frames_progress_in_the_run_window(harness):
             seen.append(describe(event))
             on_event(event)
         return engine.run(job, described)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog", fake_run_in_dialog)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog", fake_run_in_dialog)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
     run(harness, image, frames[0], style)
     title, preview_every, hint = seen[0]
     assert title == "Neural Style Transfer (frames): 4 frames"
-    assert preview_every == harness.plugin.LIVE_PREVIEW_SECONDS
+    assert preview_every == harness.nst_run.LIVE_PREVIEW_SECONDS
     assert "frames done so far" in hint and "no new image" in hint
     texts = [text for text, _fraction in seen[1:] if text]
     assert any(text.startswith("Frame 3 of 4: iteration 2 of 3, about") for text in texts)
@@ -469,7 +436,7 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
     for index, frame in enumerate(frames):
         paths.append(str(tmp_path / ("styled-%d.png" % index)))
         styled(frame).save(paths[-1])
-    result = harness.plugin.nst_animation.FramesImage(harness.plugin, image, frames, display=False)
+    result = harness.nst_animation.FramesImage(image, frames, display=False)
     result.show_preview(1, paths[0])
     result.show_preview(3, paths[2])
     new = result.finish(paths[:2])
@@ -478,8 +445,8 @@ def test_a_frame_shown_but_not_done_gets_no_layer(harness, tmp_path):
 
 
 def test_a_slow_cpu_sequence_says_so_as_soon_as_frame_1_gives_an_estimate(harness):
-    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than({"preset": "standard"}),
-                                             frames=6)
+    describe = harness.nst_run.EventDescriber(harness.nst_run.quicker_than({"preset": "standard"}),
+                                              frames=6)
     describe({"event": "frame_start", "frame": 1, "frames": 6, "mode": "first"})
     describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
     text, _fraction = describe({"event": "progress", "frame": 1, "iteration": 2, "total": 500,

@@ -9,7 +9,7 @@ import pytest
 
 import nst_gimpfu3 as shim
 from helpers import mnemonics
-from helpers.plugin_setup import PluginHarness, import_plugin
+from helpers.plugin_setup import PluginHarness
 from helpers.repo import REPO
 
 
@@ -20,8 +20,8 @@ def harness(tmp_path, monkeypatch):
     setup.close()
 
 
-def labels(plugin):
-    return [param[2] for param in plugin.PARAMETERS[2:]]
+def labels(procedure):
+    return [param[2] for param in procedure.PARAMETERS[2:]]
 
 
 def test_gimp3_button_mnemonics_are_gimps_own():
@@ -40,86 +40,89 @@ def test_the_clash_check_finds_the_old_clashes():
 
 
 def test_every_label_has_its_own_mnemonic_not_one_of_gimps_buttons(harness):
-    plugin_labels = labels(harness.plugin)
+    plugin_labels = labels(harness.nst_styled_layers)
     assert all(mnemonics.mnemonic(label) for label in plugin_labels), plugin_labels
     assert mnemonics.mnemonic_clashes(plugin_labels) == []
 
 
 def test_presets_values_in_the_dialog_are_the_engines(harness):
     from nst_core.params import StyleParams
-    plugin = harness.plugin
-    for name, values in plugin.PRESET_DEFAULTS:
+    settings = harness.nst_settings
+    for name, values in settings.PRESET_DEFAULTS:
         params = StyleParams.preset(name)
         assert {"iterations": params.iterations, "size": params.size} == values, name
-    assert [name for name, _values in plugin.PRESET_DEFAULTS] == ["standard", "fast", "paper"]
+    assert [name for name, _values in settings.PRESET_DEFAULTS] == ["standard", "fast", "paper"]
 
 
 def test_labels_show_the_presets_numbers_not_the_presets(harness):
-    plugin = harness.plugin
-    by_name = dict((param[1], param[2]) for param in plugin.PARAMETERS)
+    procedure, settings = harness.nst_styled_layers, harness.nst_settings
+    by_name = dict((param[1], param[2]) for param in procedure.PARAMETERS)
     steps = ", ".join("%s %d" % (name, values["iterations"])
-                      for name, values in plugin.PRESET_DEFAULTS)
+                      for name, values in settings.PRESET_DEFAULTS)
     assert steps in by_name["iterations"]
-    assert "0 = preset: %d" % plugin.PRESET_DEFAULTS[0][1]["size"] in by_name["size"]
-    assert "the preset's" not in " ".join(labels(plugin))
+    assert "0 = preset: %d" % settings.PRESET_DEFAULTS[0][1]["size"] in by_name["size"]
+    assert "the preset's" not in " ".join(labels(procedure))
     assert "5 = balanced, higher = more painterly" in by_name["style_strength"]
 
 
 def test_style_strength_is_one_control_from_0_to_10(harness):
-    strength = [param for param in harness.plugin.PARAMETERS if param[1] == "style_strength"]
+    strength = [param for param in harness.nst_styled_layers.PARAMETERS if param[1] == "style_strength"]
     assert len(strength) == 1
     assert strength[0][3] == 5.0 and tuple(strength[0][4][:2]) == (0.0, 10.0)
-    names = [param[1] for param in harness.plugin.PARAMETERS]
+    names = [param[1] for param in harness.nst_styled_layers.PARAMETERS]
     assert "style_weight" not in names and "content_weight" not in names
 
 
 def test_every_field_has_a_tooltip_that_says_more_than_its_label(harness):
-    plugin = harness.plugin
-    for _type, name, label in [param[:3] for param in plugin.PARAMETERS[2:]]:
-        tooltip = plugin.TOOLTIPS.get(name, "")
+    procedure = harness.nst_styled_layers
+    for _type, name, label in [param[:3] for param in procedure.PARAMETERS[2:]]:
+        tooltip = procedure.TOOLTIPS.get(name, "")
         assert len(tooltip.split()) >= 12, name
         assert tooltip != label.replace("_", "")
     # ... and what it costs, where it costs something.
     for name in ("preset", "iterations", "size"):
-        assert "time" in plugin.TOOLTIPS[name].lower(), name
+        assert "time" in procedure.TOOLTIPS[name].lower(), name
 
 
 def test_tooltips_become_the_gimp3_blurbs(harness):
-    specs = shim.argument_specs(harness.plugin.PARAMETERS, harness.plugin.TOOLTIPS)
+    procedure = harness.nst_styled_layers
+    specs = shim.argument_specs(procedure.PARAMETERS, procedure.TOOLTIPS)
     by_name = dict((spec.name, spec.blurb) for spec in specs)
-    assert by_name["style-strength"] == harness.plugin.TOOLTIPS["style_strength"]
-    assert by_name["device"] == harness.plugin.TOOLTIPS["device"]
+    assert by_name["style-strength"] == procedure.TOOLTIPS["style_strength"]
+    assert by_name["device"] == procedure.TOOLTIPS["device"]
 
 
 def reimport_with_config(harness, **config_fields):
+    """The plug-in imported again with these fields in its config; returns its nst_settings."""
     path = harness.folder / "nst_config.json"
     config = json.loads(path.read_text())
     config.update(config_fields)
     path.write_text(json.dumps(config))
-    return import_plugin(harness.folder, harness.world)
+    harness.reimport()
+    return harness.nst_settings
 
 
 def test_devices_the_installer_did_not_find_are_marked_and_greyed(harness):
-    plugin = reimport_with_config(harness, devices=["cpu"])
-    assert plugin.MISSING_DEVICES == ["cuda", "mps"]
-    assert "not found on this machine" in plugin.DEVICE_CHOICES[2][1]
-    assert "not found on this machine" in plugin.DEVICE_CHOICES[3][1]
-    assert "not found" not in plugin.DEVICE_CHOICES[0][1] + plugin.DEVICE_CHOICES[1][1]
+    settings = reimport_with_config(harness, devices=["cpu"])
+    assert settings.MISSING_DEVICES == ["cuda", "mps"]
+    assert "not found on this machine" in settings.DEVICE_CHOICES[2][1]
+    assert "not found on this machine" in settings.DEVICE_CHOICES[3][1]
+    assert "not found" not in settings.DEVICE_CHOICES[0][1] + settings.DEVICE_CHOICES[1][1]
     # The names scripts pass stay the same on every machine.
-    specs = dict((spec.name, spec) for spec in shim.argument_specs(plugin.PARAMETERS))
+    specs = dict((spec.name, spec) for spec in shim.argument_specs(harness.nst_styled_layers.PARAMETERS))
     assert [nick for nick, _label in specs["device"].choices] == ["auto", "cpu", "cuda", "mps"]
-    assert shim.unavailable_nicks(specs["device"], plugin.MISSING_DEVICES) == ["cuda", "mps"]
-    assert "Found on this machine by the installer: CPU." in plugin.TOOLTIPS["device"]
+    assert shim.unavailable_nicks(specs["device"], settings.MISSING_DEVICES) == ["cuda", "mps"]
+    assert "Found on this machine by the installer: CPU." in harness.nst_styled_layers.TOOLTIPS["device"]
 
 
 def test_a_found_gpu_is_offered(harness):
-    plugin = reimport_with_config(harness, devices=["cpu", "cuda"])
-    assert plugin.MISSING_DEVICES == ["mps"]
-    assert plugin.DEVICE_CHOICES[2][1] == "CUDA (NVIDIA GPU)"
+    settings = reimport_with_config(harness, devices=["cpu", "cuda"])
+    assert settings.MISSING_DEVICES == ["mps"]
+    assert settings.DEVICE_CHOICES[2][1] == "CUDA (NVIDIA GPU)"
 
 
 def test_without_the_installers_word_every_device_is_offered(harness):
-    assert harness.plugin.FOUND_DEVICES is None and harness.plugin.MISSING_DEVICES == []
+    assert harness.nst_settings.FOUND_DEVICES is None and harness.nst_settings.MISSING_DEVICES == []
 
 
 def test_installer_records_the_devices_doctor_found():
@@ -133,13 +136,13 @@ def test_installer_records_the_devices_doctor_found():
 
 
 def test_the_help_page_ships_with_the_plugin(harness):
-    plugin = harness.plugin
-    assert Path(plugin.HELP_PAGE).name == "nst_help.html"
-    assert Path(plugin.HELP_PAGE).parent == harness.folder
+    settings = harness.nst_settings
+    assert Path(settings.HELP_PAGE).name == "nst_help.html"
+    assert Path(settings.HELP_PAGE).parent == harness.folder
     page = " ".join((REPO / "plugin" / "nst_help.html").read_text().split())
     # The page's numbers are the presets' too.
-    for words in ("Style strength", "0 takes the preset's (%s)" % plugin.preset_values_text(
-            "iterations"), "0 takes the preset's (%s)" % plugin.preset_values_text("size"),
+    for words in ("Style strength", "0 takes the preset's (%s)" % settings.preset_values_text(
+            "iterations"), "0 takes the preset's (%s)" % settings.preset_values_text("size"),
             "nst_engine.log"):
         assert words in page
     from nst_installer.plugin_files import plugin_sources

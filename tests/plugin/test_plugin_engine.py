@@ -1,5 +1,5 @@
-"""The engine client (plugin/nst_protocol.py, plugin/nst_engine.py) against docs/PROTOCOL.md and a fake
-engine."""
+"""The engine client (plugin/nst_client/protocol.py, plugin/nst_client/engine_config.py) against
+docs/PROTOCOL.md and a fake engine."""
 
 import json
 import os
@@ -11,40 +11,36 @@ import time
 
 import pytest
 
-import nst_engine
-import nst_process
-import nst_protocol
-import nst_subprocess
-from helpers.fake_engine import write_fake_engine
 from helpers.protocol_checks import check_event, documented_events
 from helpers.python27 import plugin_environment
-from nst_protocol import EngineError
+from nst_client import engine_config, process, protocol, subprocess_engine
+from nst_client.protocol import EngineError
 
 # ---------------------------------------------------------------------------------------------
 # options and command line
 
 
 def test_default_options_are_the_standard_preset_with_the_balanced_strength():
-    assert nst_subprocess.command_line_options(nst_protocol.engine_options()) == [
+    assert subprocess_engine.command_line_options(protocol.engine_options()) == [
         "--preset", "standard", "--style-strength", "5.0", "--ssim", "--seed", "0", "--device", "auto"]
 
 
 def test_size_and_iterations_are_passed_only_when_set():
-    options = nst_subprocess.command_line_options(nst_protocol.engine_options(iterations=120, size=384))
+    options = subprocess_engine.command_line_options(protocol.engine_options(iterations=120, size=384))
     assert options[options.index("--size") + 1] == "384"
     assert options[options.index("--iterations") + 1] == "120"
-    assert "--size" not in nst_subprocess.command_line_options(nst_protocol.engine_options(size=0))
-    assert "--iterations" not in nst_subprocess.command_line_options(nst_protocol.engine_options(iterations=0))
+    assert "--size" not in subprocess_engine.command_line_options(protocol.engine_options(size=0))
+    assert "--iterations" not in subprocess_engine.command_line_options(protocol.engine_options(iterations=0))
 
 
 def test_paper_preset_gets_no_strength():
-    options = nst_subprocess.command_line_options(nst_protocol.engine_options(preset="paper", style_strength=8.0))
+    options = subprocess_engine.command_line_options(protocol.engine_options(preset="paper", style_strength=8.0))
     assert "--style-strength" not in options and "--style-weight" not in options
     assert options[:2] == ["--preset", "paper"]
 
 
 def test_every_switch_maps_to_its_engine_option():
-    options = nst_subprocess.command_line_options(nst_protocol.engine_options(
+    options = subprocess_engine.command_line_options(protocol.engine_options(
         preset="fast", style_strength=7.5, use_ssim=False, preserve_colors=True, seed=42, device="cpu"))
     assert options == ["--preset", "fast", "--style-strength", "7.5",
                        "--no-ssim", "--preserve-colors", "--seed", "42", "--device", "cpu"]
@@ -61,14 +57,14 @@ def test_every_switch_maps_to_its_engine_option():
 ])
 def test_nonsense_values_are_refused_with_a_message(kwargs, words):
     with pytest.raises(EngineError) as caught:
-        nst_protocol.engine_options(**kwargs)
+        protocol.engine_options(**kwargs)
     assert caught.value.code == "bad_parameter"
     assert words in caught.value.message
 
 
 def test_command_line_follows_the_protocol():
-    command = nst_subprocess.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
-                                       {"preset": "fast"})
+    command = subprocess_engine.build_command("/env/bin/python", "/t/c.png", ["/t/s.png"], "/t/r.png",
+                                              {"preset": "fast"})
     assert command == ["/env/bin/python", "-m", "nst_core", "stylize", "/t/c.png", "/t/s.png",
                        "-o", "/t/r.png", "--progress", "jsonl", "--preset", "fast"]
 
@@ -77,7 +73,7 @@ def test_clean_environment_drops_gimps_python_variables_and_keeps_the_rest():
     inherited = {"PYTHONHOME": "/gimp/python", "PYTHONPATH": "/gimp/lib", "PYTHONSTARTUP": "x",
                  "PYTHONNOUSERSITE": "1", "__PYVENV_LAUNCHER__": "/gimp/bin/python",
                  "NST_WEIGHTS": "random", "PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0"}
-    env = nst_process.clean_environment(inherited)
+    env = process.clean_environment(inherited)
     for dropped in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE",
                     "__PYVENV_LAUNCHER__"):
         assert dropped not in env
@@ -92,14 +88,14 @@ def test_clean_environment_drops_gimps_python_variables_and_keeps_the_rest():
 
 
 def write_config(folder, **entries):
-    (folder / nst_engine.CONFIG_FILE_NAME).write_text(json.dumps(entries))
+    (folder / engine_config.CONFIG_FILE_NAME).write_text(json.dumps(entries))
 
 
 def test_config_beside_the_plugin_names_the_engine(tmp_path):
     python = tmp_path / "python"
     python.write_text("")
     write_config(tmp_path, engine_python=str(python), log_dir="/logs", version="0.1.0")
-    config = nst_engine.load_config(str(tmp_path), environ={})
+    config = engine_config.load_config(str(tmp_path), environ={})
     assert (config.engine_python, config.log_dir, config.version) == (str(python), "/logs",
                                                                       "0.1.0")
 
@@ -108,14 +104,14 @@ def test_env_variable_overrides_the_config(tmp_path):
     other = tmp_path / "other-python"
     other.write_text("")
     write_config(tmp_path, engine_python="/nowhere/python", log_dir="/logs")
-    config = nst_engine.load_config(str(tmp_path), environ={"NST_ENGINE_PYTHON": str(other)})
+    config = engine_config.load_config(str(tmp_path), environ={"NST_ENGINE_PYTHON": str(other)})
     assert config.engine_python == str(other)
     assert "NST_ENGINE_PYTHON" in config.source
 
 
 def test_missing_config_says_to_run_the_installer(tmp_path):
     with pytest.raises(EngineError) as caught:
-        nst_engine.load_config(str(tmp_path), environ={})
+        engine_config.load_config(str(tmp_path), environ={})
     assert caught.value.code == "not_configured"
     message = caught.value.message
     assert "does not exist" in message and "installer" in message
@@ -125,16 +121,16 @@ def test_missing_config_says_to_run_the_installer(tmp_path):
 def test_moved_engine_is_reported_with_its_path(tmp_path):
     write_config(tmp_path, engine_python=str(tmp_path / "gone" / "python"), log_dir="")
     with pytest.raises(EngineError) as caught:
-        nst_engine.load_config(str(tmp_path), environ={})
+        engine_config.load_config(str(tmp_path), environ={})
     assert caught.value.code == "engine_missing"
     assert str(tmp_path / "gone" / "python") in caught.value.message
     assert "installer" in caught.value.message
 
 
 def test_broken_config_file_is_reported(tmp_path):
-    (tmp_path / nst_engine.CONFIG_FILE_NAME).write_text("{not json")
+    (tmp_path / engine_config.CONFIG_FILE_NAME).write_text("{not json")
     with pytest.raises(EngineError) as caught:
-        nst_engine.load_config(str(tmp_path), environ={})
+        engine_config.load_config(str(tmp_path), environ={})
     assert "could not be read" in caught.value.message
 
 
@@ -143,61 +139,61 @@ def test_broken_config_file_is_reported(tmp_path):
 
 
 def test_event_lines_are_parsed_and_everything_else_ignored():
-    assert nst_protocol.parse_event_line(b'{"event": "start", "protocol": 1}\n') == {
+    assert protocol.parse_event_line(b'{"event": "start", "protocol": 1}\n') == {
         "event": "start", "protocol": 1}
-    assert nst_protocol.parse_event_line('{"event": "done", "output": "/x.png"}')["output"] == \
+    assert protocol.parse_event_line('{"event": "done", "output": "/x.png"}')["output"] == \
         "/x.png"
     for junk in (b"hello\n", b"", b"{broken", b'{"no_event": 1}', b"[1, 2]", b'{"event": 3}'):
-        assert nst_protocol.parse_event_line(junk) is None
+        assert protocol.parse_event_line(junk) is None
 
 
 def test_a_slow_run_note_is_decided_at_the_first_estimate_and_only_on_the_cpu():
     start = {"event": "start", "device": "cpu"}
     first = {"event": "progress", "iteration": 2, "elapsed": 4.0, "eta": 86.0}
-    note = nst_protocol.SlowRunNote("the Fast preset")
+    note = protocol.SlowRunNote("the Fast preset")
     assert note.update(start) is None
     assert note.update({"event": "progress", "iteration": 1, "elapsed": 2.0, "eta": None}) is None
     text = note.update(first)
     assert text == ("On the CPU this may take more than a minute (up to about 1 min 30 s): the Fast "
                     "preset is quicker.")
     assert note.update(dict(first, eta=5.0)) == text  # decided: later estimates do not flip it
-    quick = nst_protocol.SlowRunNote("x")
+    quick = protocol.SlowRunNote("x")
     quick.update(start)
     assert quick.update(dict(first, eta=30.0)) is None
     assert quick.update(dict(first, eta=300.0)) is None  # the first estimate decides
-    gpu = nst_protocol.SlowRunNote("x")
+    gpu = protocol.SlowRunNote("x")
     gpu.update(dict(start, device="cuda"))
     assert gpu.update(dict(first, eta=300.0)) is None
 
 
 def test_progress_text_shows_iteration_and_time_left():
     event = {"event": "progress", "iteration": 12, "total": 300, "fraction": 0.04, "eta": 80.4}
-    assert nst_protocol.progress_text(event) == \
+    assert protocol.progress_text(event) == \
         "Style transfer: iteration 12 of 300, about 1 min 20 s left"
     event["eta"] = None
-    assert nst_protocol.progress_text(event).endswith("estimating the time left")
-    assert "refining" in nst_protocol.progress_text(dict(event, phase="refine"))
+    assert protocol.progress_text(event).endswith("estimating the time left")
+    assert "refining" in protocol.progress_text(dict(event, phase="refine"))
     start = {"event": "start", "device": "cuda", "working_size": [512, 384]}
-    assert nst_protocol.progress_text(start) == \
+    assert protocol.progress_text(start) == \
         "Style transfer: starting on cuda, working size 512x384"
-    assert nst_protocol.progress_text({"event": "something-new"}) is None
+    assert protocol.progress_text({"event": "something-new"}) is None
 
 
 def test_progress_fraction_is_clamped_and_falls_back_to_iterations():
-    assert nst_protocol.progress_fraction({"fraction": 0.5}) == 0.5
-    assert nst_protocol.progress_fraction({"fraction": 1.7}) == 1.0
-    assert nst_protocol.progress_fraction({"iteration": 3, "total": 12}) == 0.25
-    assert nst_protocol.progress_fraction({}) is None
+    assert protocol.progress_fraction({"fraction": 0.5}) == 0.5
+    assert protocol.progress_fraction({"fraction": 1.7}) == 1.0
+    assert protocol.progress_fraction({"iteration": 3, "total": 12}) == 0.25
+    assert protocol.progress_fraction({}) is None
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 s"), (59.4, "59 s"), (61, "1 min 01 s"),
                                            (3725, "1 h 02 min")])
 def test_durations_read_naturally(seconds, text):
-    assert nst_protocol.format_duration(seconds) == text
+    assert protocol.format_duration(seconds) == text
 
 
 def test_failure_message_uses_the_engines_words_and_names_the_log():
-    code, message = nst_protocol.failure_message(
+    code, message = protocol.failure_message(
         {"event": "error", "code": "out_of_memory", "message": "CUDA ran out of memory."}, 5,
         "/logs/nst_engine.log", [], "/env/bin/python")
     assert code == "out_of_memory"
@@ -205,7 +201,7 @@ def test_failure_message_uses_the_engines_words_and_names_the_log():
 
 
 def test_failure_message_of_a_cancelled_run_says_the_image_is_unchanged():
-    code, message = nst_protocol.failure_message(
+    code, message = protocol.failure_message(
         {"event": "error", "code": "cancelled", "message": "cancelled (SIGTERM)"}, 4, "/l.log",
         [], "/py")
     assert code == "cancelled" and "the image was not changed" in message
@@ -214,23 +210,16 @@ def test_failure_message_of_a_cancelled_run_says_the_image_is_unchanged():
 
 
 def test_failure_without_event_maps_the_exit_code_and_quotes_the_log():
-    code, message = nst_protocol.failure_message(None, 3, "/l/x.log", ["no weights here"], "/py")
+    code, message = protocol.failure_message(None, 3, "/l/x.log", ["no weights here"], "/py")
     assert code == "weights_missing"
     assert "exit code 3" in message and "no weights here" in message
     assert '"/py" -m nst_core weights fetch' in message
-    code, message = nst_protocol.failure_message(None, 5, "/l/x.log", [], "/py")
+    code, message = protocol.failure_message(None, 5, "/l/x.log", [], "/py")
     assert code == "out_of_memory" and "smaller working size" in message
 
 
 # ---------------------------------------------------------------------------------------------
 # running the (fake) engine
-
-
-@pytest.fixture
-def fake_engine(tmp_path, monkeypatch):
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    return write_fake_engine(str(tmp_path / "fake-python"))
 
 
 @pytest.fixture
@@ -244,18 +233,18 @@ def pictures(tmp_path):
 
 
 def fake_client(engine, tmp_path, mode=None, env_extra=None):
-    env = nst_process.clean_environment(os.environ)
+    env = process.clean_environment(os.environ)
     if mode:
         env["FAKE_ENGINE_MODE"] = mode
     env.update(env_extra or {})
-    return nst_subprocess.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
-                                       env)
+    return subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
+                                              env)
 
 
 def fake_job(pictures):
     content, style, result = pictures
-    return nst_protocol.Job(content, [style], result,
-                            nst_protocol.engine_options(size=64, iterations=2))
+    return protocol.Job(content, [style], result,
+                        protocol.engine_options(size=64, iterations=2))
 
 
 def run_fake(engine, pictures, tmp_path, mode=None, env_extra=None, on_event=None):
@@ -367,14 +356,14 @@ def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, t
     script = tmp_path / "plugin_stand_in.py"
     script.write_text(textwrap.dedent("""
         import os
-        import nst_process, nst_protocol, nst_subprocess
-        env = nst_process.clean_environment(os.environ)
+        from nst_client import process, protocol, subprocess_engine
+        env = process.clean_environment(os.environ)
         env["FAKE_ENGINE_MODE"] = "hang"
         env["FAKE_ENGINE_MARKER"] = %r
         def on_event(event):
             print(event["event"], flush=True)
-        engine = nst_subprocess.SubprocessEngine(%r, %r, %r, env)
-        engine.run(nst_protocol.Job(%r, [%r], %r), on_event)
+        engine = subprocess_engine.SubprocessEngine(%r, %r, %r, env)
+        engine.run(protocol.Job(%r, [%r], %r), on_event)
     """ % (str(marker), fake_engine, str(tmp_path / "logs"),
            str(tmp_path / "fb"), pictures[0], pictures[1], pictures[2])))
     stand_in = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=plugin_environment())
@@ -399,12 +388,12 @@ def test_engine_stops_when_the_plugin_process_is_killed(fake_engine, pictures, t
 
 @pytest.mark.parametrize("version", [1, 1.0])
 def test_the_known_protocol_is_accepted(version):
-    nst_protocol.check_protocol({"event": "start", "protocol": version})
+    protocol.check_protocol({"event": "start", "protocol": version})
 
 
 def test_a_newer_protocol_says_to_update_the_plugin():
     with pytest.raises(EngineError) as caught:
-        nst_protocol.check_protocol({"event": "start", "protocol": 2, "version": "9.0"})
+        protocol.check_protocol({"event": "start", "protocol": 2, "version": "9.0"})
     assert caught.value.code == "protocol"
     assert "protocol version 2" in caught.value.message and "nst-core 9.0" in caught.value.message
     assert "update the plug-in" in caught.value.message and "installer" in caught.value.message
@@ -413,7 +402,7 @@ def test_a_newer_protocol_says_to_update_the_plugin():
 @pytest.mark.parametrize("version", [0, None, "1", True])
 def test_an_unknown_protocol_says_to_reinstall(version):
     with pytest.raises(EngineError) as caught:
-        nst_protocol.check_protocol({"event": "start", "protocol": version})
+        protocol.check_protocol({"event": "start", "protocol": version})
     assert caught.value.code == "protocol" and "run the installer again" in caught.value.message
 
 
@@ -546,7 +535,7 @@ def test_caller_exception_is_in_the_log(fake_engine, pictures, tmp_path):
 
 def test_run_record_outcome_says_how_long_and_how_far():
     now = [100.0]
-    record = nst_protocol.RunRecord(clock=lambda: now[0])
+    record = protocol.RunRecord(clock=lambda: now[0])
     assert record.outcome(3) == "error weights_missing (exit code 3) after 0.0 s, no step done"
     record.add({"event": "start", "protocol": 1})
     record.add({"event": "progress", "iteration": 40, "total": 300})
@@ -565,16 +554,16 @@ def test_run_record_outcome_says_how_long_and_how_far():
 
 
 def test_command_line_asks_for_previews_only_when_the_job_does():
-    plain = nst_subprocess.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {})
+    plain = subprocess_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {})
     assert "--preview-every" not in plain and "--preview-dir" not in plain
-    command = nst_subprocess.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {}, 0.5, "/t")
+    command = subprocess_engine.build_command("/p", "/t/c.png", ["/t/s.png"], "/t/r.png", {}, 0.5, "/t")
     assert command[-4:] == ["--preview-every", "0.5", "--preview-dir", "/t"]
 
 
 def test_previews_arrive_as_local_files_in_the_run_folder(fake_engine, pictures, tmp_path):
     content, style, result = pictures
-    job = nst_protocol.Job(content, [style], result,
-                           nst_protocol.engine_options(size=64, iterations=2), preview_every=1.0)
+    job = protocol.Job(content, [style], result,
+                       protocol.engine_options(size=64, iterations=2), preview_every=1.0)
     seen, events = [], []
 
     def on_event(event):

@@ -1,28 +1,18 @@
-"""The engine client's frames jobs (plugin/nst_protocol.py FramesJob, FramesProgress, SequenceClock;
-plugin/nst_subprocess.py's `stylize-frames` process) against docs/PROTOCOL.md "Frames" and the fake
-engine. The same jobs through the HTTP service: tests/plugin/test_plugin_http.py."""
+"""The engine client's frames jobs (plugin/nst_client/protocol.py FramesJob, FramesProgress; the HTTP
+transport's time left for a sequence, http_engine.SentSequence; subprocess_engine.py's `stylize-frames`
+process) against docs/PROTOCOL.md "Frames" and the fake engine. The same jobs through the HTTP
+service: tests/plugin/test_plugin_http.py."""
 
 import os
 
 import pytest
 from PIL import Image
 
-import nst_process
-import nst_protocol
-import nst_subprocess
-from helpers.fake_engine import write_fake_engine
 from helpers.protocol_checks import documented_events, documented_frame_events
-from nst_protocol import EngineError, FramesJob
+from nst_client import http_engine, process, protocol, subprocess_engine
+from nst_client.protocol import EngineError, FramesJob
 
 FRAMES = 4
-
-
-@pytest.fixture
-def fake_engine(tmp_path, monkeypatch):
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    monkeypatch.delenv("FAKE_ENGINE_HANG_FRAME", raising=False)
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    return write_fake_engine(str(tmp_path / "fake-python"))
 
 
 @pytest.fixture
@@ -37,15 +27,15 @@ def frames_job(tmp_path):
     style = folder / "style.png"
     Image.new("RGB", (10, 10), (0, 0, 255)).save(style)
     return FramesJob(frames, str(style), str(folder / "styled"),
-                     nst_protocol.engine_options(size=64, iterations=2), temporal_weight=50.0)
+                     protocol.engine_options(size=64, iterations=2), temporal_weight=50.0)
 
 
 def client(engine, tmp_path, mode=None):
-    env = nst_process.clean_environment(os.environ)
+    env = process.clean_environment(os.environ)
     if mode:
         env["FAKE_ENGINE_MODE"] = mode
-    return nst_subprocess.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
-                                           env)
+    return subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path / "fallback"),
+                                              env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +45,7 @@ def client(engine, tmp_path, mode=None):
 def test_the_command_line_is_one_stylize_frames_run():
     job = FramesJob(["/r/frame-001.png", "/r/frame-002.png"], "/r/style.png", "/r/styled",
                     {"preset": "fast", "size": 64}, temporal_weight=250, preview_every=1.0)
-    assert nst_subprocess.build_frames_command("/env/bin/python", job) == [
+    assert subprocess_engine.build_frames_command("/env/bin/python", job) == [
         "/env/bin/python", "-m", "nst_core", "stylize-frames", "/r/frame-001.png", "/r/frame-002.png",
         "/r/style.png", "-o", "/r/styled", "--progress", "jsonl", "--temporal-weight", "250.0",
         "--preset", "fast", "--size", "64", "--preview-every", "1.0", "--preview-dir", "/r"]
@@ -64,7 +54,7 @@ def test_the_command_line_is_one_stylize_frames_run():
 def test_the_results_are_named_after_the_frames_in_the_output_folder():
     job = FramesJob(["/r/frame-001.png"], "/r/style.png", "/r/styled")
     assert job.frame_output("/r/frame-001.png") == "/r/styled/frame-001.png"
-    assert job.temporal_weight == nst_protocol.TEMPORAL_WEIGHT_DEFAULT
+    assert job.temporal_weight == protocol.TEMPORAL_WEIGHT_DEFAULT
     assert job.with_options({"preset": "fast"}).options == {"preset": "fast"}
 
 
@@ -76,8 +66,8 @@ def test_a_nonsense_temporal_weight_is_refused_with_what_to_give(weight):
 
 
 def test_a_job_keeps_its_regions_when_its_options_change():
-    job = nst_protocol.Job("c.png", ["s1.png", "s2.png"], "r.png", {"device": "cpu"}, 1.0,
-                           masks=["m.png", "rest"], region_weights=[1.0, 2.0])
+    job = protocol.Job("c.png", ["s1.png", "s2.png"], "r.png", {"device": "cpu"}, 1.0,
+                       masks=["m.png", "rest"], region_weights=[1.0, 2.0])
     other = job.with_options({})
     assert (other.masks, other.region_weights, other.preview_every) == (["m.png", "rest"],
                                                                          [1.0, 2.0], 1.0)
@@ -88,7 +78,7 @@ def test_a_job_keeps_its_regions_when_its_options_change():
 
 
 def test_progress_says_which_frame_and_the_time_left_for_all_frames():
-    progress = nst_protocol.FramesProgress(6)
+    progress = protocol.FramesProgress(6)
     assert progress.text({"event": "frame_start", "frame": 1, "frames": 6, "mode": "first"}) == \
         "Frame 1 of 6: starting"
     assert progress.text({"event": "start", "device": "cpu", "working_size": [64, 43]}) == \
@@ -115,7 +105,7 @@ def test_progress_says_which_frame_and_the_time_left_for_all_frames():
 
 
 def test_the_bar_follows_the_whole_sequence():
-    progress = nst_protocol.FramesProgress(4)
+    progress = protocol.FramesProgress(4)
     assert progress.fraction({"event": "progress", "frame": 2, "sequence_fraction": 0.3}) == 0.3
     # without the sequence's fraction (the service), the frame's place and its own fraction
     assert progress.fraction({"event": "progress", "frame": 3, "fraction": 0.5}) == 0.625
@@ -126,7 +116,7 @@ def test_the_bar_follows_the_whole_sequence():
 
 def test_the_sequence_clock_counts_the_later_frames_at_their_own_pace():
     now = [100.0]
-    clock = nst_protocol.SequenceClock(4, clock=lambda: now[0])
+    clock = http_engine.SentSequence(4, clock=lambda: now[0])
     assert clock.estimate(1, 0.5, 10.0) == (0.125, None)  # no frame done: no forecast yet
     now[0] = 120.0
     clock.finished(20.0)

@@ -1,4 +1,4 @@
-"""The plug-in's HTTP transport (plugin/nst_http.py) against a real ``nst-core serve`` on a loopback free
+"""The plug-in's HTTP transport (plugin/nst_client/http_engine.py) against a real ``nst-core serve`` on a loopback free
 port (untrained network, CPU, tiny sizes): a job end to end, cancel, stop, busy, a wrong token, an
 unreachable service, a service that dies mid-run; and the warm local service: the first run starts
 it, the next reuses it, a stale state file is replaced, it exits when idle, and when it cannot start
@@ -17,23 +17,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import nst_engine
-import nst_http
-import nst_local_service
-import nst_process
-import nst_protocol
-import nst_subprocess
-from helpers.fake_engine import write_fake_engine
+from helpers.fake_engine import fake_engine_in, write_fake_engine
 from helpers.pictures import make_content, make_style
 from helpers.python27 import find_python27, plugin_environment
 from helpers.repo import REPO
 from helpers.service import start_service, stop_service
-from nst_protocol import EngineError, Job
+from nst_client import engine_config, http_engine, local_service, process, protocol, subprocess_engine
+from nst_client.protocol import EngineError, Job
 
 pytest.importorskip("aiohttp", reason="the service needs the serve extra: pip install -e '.[serve]'")
 
-QUICK = nst_protocol.engine_options(preset="fast", iterations=2, size=64, use_ssim=False, device="cpu")
-LONG = nst_protocol.engine_options(preset="fast", iterations=5000, size=64, use_ssim=False, device="cpu")
+QUICK = protocol.engine_options(preset="fast", iterations=2, size=64, use_ssim=False, device="cpu")
+LONG = protocol.engine_options(preset="fast", iterations=5000, size=64, use_ssim=False, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +48,8 @@ def service(tmp_path_factory):
 
 
 def engine_for(service, tmp_path, token_file=None):
-    return nst_http.HttpEngine(service.url, str(token_file or service.token_file), str(tmp_path / "logs"),
-                               str(tmp_path))
+    return http_engine.HttpEngine(service.url, str(token_file or service.token_file), str(tmp_path / "logs"),
+                                  str(tmp_path))
 
 
 def job(images, tmp_path, options=QUICK, name="result.png"):
@@ -62,7 +57,7 @@ def job(images, tmp_path, options=QUICK, name="result.png"):
 
 
 def log_text(tmp_path):
-    return (tmp_path / "logs" / nst_engine.LOG_FILE_NAME).read_text()
+    return (tmp_path / "logs" / engine_config.LOG_FILE_NAME).read_text()
 
 
 def run_in_thread(engine, the_job, on_event=None):
@@ -107,7 +102,7 @@ def test_previews_are_downloaded_into_the_run_folder(service, images, tmp_path):
     PNG (here in the output's folder) of the content's full size, readable while the event is
     handled; the local copy is gone when the run ends."""
     the_job = Job(str(images / "content.png"), [str(images / "style.png")], str(tmp_path / "result.png"),
-                  nst_protocol.engine_options(preset="fast", iterations=6, size=64, use_ssim=False),
+                  protocol.engine_options(preset="fast", iterations=6, size=64, use_ssim=False),
                   preview_every=0.0)
     previews = []
 
@@ -128,8 +123,8 @@ def test_the_byte_by_byte_reader_of_python_27_reads_the_same_stream(service, ima
         def __init__(self, response):
             self.read = response.read
 
-    original = nst_http.read_line
-    monkeypatch.setattr(nst_http, "read_line", lambda response: original(WithoutReadline(response)))
+    original = http_engine.read_line
+    monkeypatch.setattr(http_engine, "read_line", lambda response: original(WithoutReadline(response)))
     events = []
     engine_for(service, tmp_path).run(job(images, tmp_path), events.append)
     assert [e["event"] for e in events if e["event"] in ("start", "done")] == ["start", "done"]
@@ -166,11 +161,11 @@ def test_a_wrong_token_names_the_token_file(service, images, tmp_path):
 
 
 def test_an_unreachable_service_says_how_to_start_one(images, tmp_path):
-    url = "http://127.0.0.1:%d" % nst_local_service.free_port()
+    url = "http://127.0.0.1:%d" % local_service.free_port()
     token_file = tmp_path / "token"
     token_file.write_text("x" * 32)
     with pytest.raises(EngineError) as error:
-        nst_http.HttpEngine(url, str(token_file), str(tmp_path / "logs"), str(tmp_path)).run(job(images, tmp_path))
+        http_engine.HttpEngine(url, str(token_file), str(tmp_path / "logs"), str(tmp_path)).run(job(images, tmp_path))
     assert error.value.code == "unreachable"
     assert url in error.value.message and "nst-core serve" in error.value.message
     assert "not changed" in error.value.message and not (tmp_path / "result.png").exists()
@@ -181,7 +176,7 @@ def test_a_service_that_dies_mid_run_is_a_lost_connection(images, tmp_path):
     dying = start_service(tmp_path / "dying")
     try:
         thread, outcome, progressed = run_in_thread(
-            nst_http.HttpEngine(dying.url, str(dying.token_file), str(tmp_path / "logs"), str(tmp_path)),
+            http_engine.HttpEngine(dying.url, str(dying.token_file), str(tmp_path / "logs"), str(tmp_path)),
             job(images, tmp_path, LONG))
         assert progressed.wait(120), outcome
         dying.process.send_signal(signal.SIGKILL)
@@ -205,8 +200,8 @@ def frames_job(images, tmp_path, options=QUICK, count=3):
     for index in range(count):
         frames.append(str(folder / ("frame-%03d.png" % (index + 1))))
         scene.crop((2 * index, 0, 2 * index + 96, 64)).save(frames[-1])
-    return nst_protocol.FramesJob(frames, str(images / "style.png"), str(folder / "styled"), options,
-                                  temporal_weight=50.0, preview_every=0.0)
+    return protocol.FramesJob(frames, str(images / "style.png"), str(folder / "styled"), options,
+                              temporal_weight=50.0, preview_every=0.0)
 
 
 def test_frames_go_as_one_job_each_and_arrive_as_stylize_frames_sends_them(service, images, tmp_path):
@@ -259,7 +254,7 @@ def test_stop_during_a_frame_keeps_the_frames_so_far_and_sends_no_more(service, 
 
 
 def test_cancel_during_a_later_frame_keeps_no_frame(service, images, tmp_path):
-    the_job = frames_job(images, tmp_path, nst_protocol.engine_options(
+    the_job = frames_job(images, tmp_path, protocol.engine_options(
         preset="fast", iterations=2, size=64, use_ssim=False))
     engine = engine_for(service, tmp_path)
 
@@ -276,19 +271,19 @@ def test_cancel_during_a_later_frame_keeps_no_frame(service, images, tmp_path):
 def test_the_local_service_gets_the_whole_job_less_its_device(tmp_path, monkeypatch):
     """The warm service runs on the job's device, so that option stays home; the rest of the job
     (a FramesJob's frames and temporal weight, a Job's region masks) goes as it is."""
-    config = nst_engine.EngineConfig("/env/python", str(tmp_path / "logs"), "", "test")
-    engine = nst_local_service.LocalServiceEngine(config, str(tmp_path))
-    monkeypatch.setattr(nst_local_service.LocalService, "address",
+    config = engine_config.EngineConfig("/env/python", str(tmp_path / "logs"), "", "test")
+    engine = local_service.LocalServiceEngine(config, str(tmp_path))
+    monkeypatch.setattr(local_service.LocalService, "address",
                         lambda self: ("http://127.0.0.1:1", None))
     sent = []
-    monkeypatch.setattr(nst_http.HttpEngine, "run", lambda self, job, on_event=None: sent.append(job))
-    frames = nst_protocol.FramesJob(["/r/a.png", "/r/b.png"], "/r/s.png", "/r/out",
-                                    {"preset": "fast", "device": "cpu"}, temporal_weight=7.0)
+    monkeypatch.setattr(http_engine.HttpEngine, "run", lambda self, job, on_event=None: sent.append(job))
+    frames = protocol.FramesJob(["/r/a.png", "/r/b.png"], "/r/s.png", "/r/out",
+                                {"preset": "fast", "device": "cpu"}, temporal_weight=7.0)
     regions = Job("/r/c.png", ["/r/s1.png", "/r/s2.png"], "/r/r.png", {"device": "cpu"},
-                  masks=["/r/m.png", nst_protocol.REST_MASK], region_weights=[1.0, 2.0])
+                  masks=["/r/m.png", protocol.REST_MASK], region_weights=[1.0, 2.0])
     engine.run(frames)
     engine.run(regions)
-    assert isinstance(sent[0], nst_protocol.FramesJob)
+    assert isinstance(sent[0], protocol.FramesJob)
     assert (sent[0].frames, sent[0].temporal_weight, sent[0].options) == (
         ["/r/a.png", "/r/b.png"], 7.0, {"preset": "fast"})
     assert (sent[1].masks, sent[1].region_weights, sent[1].options) == (
@@ -296,7 +291,7 @@ def test_the_local_service_gets_the_whole_job_less_its_device(tmp_path, monkeypa
 
 
 def test_job_params_are_the_command_line_options_by_name():
-    params, device = nst_http.job_params(nst_protocol.engine_options(
+    params, device = http_engine.job_params(protocol.engine_options(
         preset="standard", iterations=7, size=96, style_strength=6.5, use_ssim=False, preserve_colors=True,
         seed=3, device="cuda"))
     assert device == "cuda"
@@ -330,9 +325,9 @@ def local_setup(tmp_path, monkeypatch):
 
 
 def local_engine(tmp_path, engine_python, idle_minutes=15):
-    config = nst_engine.EngineConfig(engine_python, str(tmp_path / "logs"), "", "test",
-                                     service_idle_minutes=idle_minutes)
-    return nst_engine.make_engine(config, str(tmp_path))
+    config = engine_config.EngineConfig(engine_python, str(tmp_path / "logs"), "", "test",
+                                        service_idle_minutes=idle_minutes)
+    return engine_config.make_engine(config, str(tmp_path))
 
 
 def state_of(tmp_path, device="cpu"):
@@ -340,15 +335,15 @@ def state_of(tmp_path, device="cpu"):
 
 
 def health_of(tmp_path, state):
-    token = (tmp_path / "logs" / nst_local_service.LOCAL_TOKEN_FILE).read_text().strip()
-    return nst_http.ServiceAddress(state["url"], token).health()
+    token = (tmp_path / "logs" / local_service.LOCAL_TOKEN_FILE).read_text().strip()
+    return http_engine.ServiceAddress(state["url"], token).health()
 
 
 def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, local_setup):
     tmp_path, started = local_setup
     python = engine_python_of_this_checkout(tmp_path)
     engine = local_engine(tmp_path, python)
-    assert isinstance(engine, nst_local_service.LocalServiceEngine)
+    assert isinstance(engine, local_service.LocalServiceEngine)
     engine.run(job(images, tmp_path, QUICK, "first.png"))
     state = state_of(tmp_path)
     started.append(state["pid"])
@@ -385,7 +380,7 @@ def test_the_first_run_starts_a_local_service_and_the_next_reuses_it(images, loc
     assert new_state["pid"] != state["pid"]
     assert "its process %d has ended" % state["pid"] in log_text(tmp_path)
     # Health calls do not keep it alive: only jobs and their requests do.
-    service_log = tmp_path / "logs" / nst_local_service.LOCAL_SERVICE_LOG
+    service_log = tmp_path / "logs" / local_service.LOCAL_SERVICE_LOG
     deadline = time.time() + 60
     while "idle for" not in service_log.read_text():
         assert time.time() < deadline, "the service with a 3 s idle time still runs after a minute"
@@ -451,7 +446,7 @@ def test_two_threads_writing_the_state_file_at_once_both_succeed(tmp_path):
     def write(writer):
         try:
             for count in range(300):
-                nst_process.write_json_atomically(path, {"writer": writer, "count": count})
+                process.write_json_atomically(path, {"writer": writer, "count": count})
         except Exception as exc:  # noqa: BLE001 - any failure is the finding
             errors.append(exc)
 
@@ -467,9 +462,7 @@ def test_two_threads_writing_the_state_file_at_once_both_succeed(tmp_path):
 
 def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp_path, monkeypatch):
     # The fake engine knows only `stylize`: `serve` exits with an error at once.
-    monkeypatch.setenv("FAKE_ENGINE_RECORD", str(tmp_path / "record.json"))
-    monkeypatch.delenv("FAKE_ENGINE_MODE", raising=False)
-    engine = local_engine(tmp_path, write_fake_engine(str(tmp_path / "fake-python")))
+    engine = local_engine(tmp_path, fake_engine_in(tmp_path, monkeypatch))
     done = engine.run(job(images, tmp_path))
     assert done["event"] == "done" and (tmp_path / "result.png").is_file()
     log = log_text(tmp_path)
@@ -480,25 +473,25 @@ def test_a_service_that_cannot_start_falls_back_to_an_engine_process(images, tmp
     engine.run(job(images, tmp_path, QUICK, "again.png"))
     assert "its last start failed" in log_text(tmp_path)
     assert (tmp_path / "again.png").is_file()
-    assert (tmp_path / "logs" / nst_local_service.LOCAL_SERVICE_LOG).read_text().count("started by the plug-in") == 1
+    assert (tmp_path / "logs" / local_service.LOCAL_SERVICE_LOG).read_text().count("started by the plug-in") == 1
 
 
 def test_config_keys_choose_the_transport(tmp_path):
     python = write_fake_engine(str(tmp_path / "fake-python"))
 
     def config(**entries):
-        (tmp_path / nst_engine.CONFIG_FILE_NAME).write_text(json.dumps(dict(engine_python=python, **entries)))
-        return nst_engine.load_config(str(tmp_path), environ={})
+        (tmp_path / engine_config.CONFIG_FILE_NAME).write_text(json.dumps(dict(engine_python=python, **entries)))
+        return engine_config.load_config(str(tmp_path), environ={})
 
     assert config().service == "local" and config().service_idle_minutes == 15
-    overridden = nst_engine.load_config(str(tmp_path), environ={nst_engine.ENGINE_SERVICE_ENV: "off"})
+    overridden = engine_config.load_config(str(tmp_path), environ={engine_config.ENGINE_SERVICE_ENV: "off"})
     assert overridden.service == "off"
-    assert isinstance(nst_engine.make_engine(config(), str(tmp_path)), nst_local_service.LocalServiceEngine)
-    assert isinstance(nst_engine.make_engine(config(engine_service="off"), str(tmp_path)),
-                      nst_subprocess.SubprocessEngine)
+    assert isinstance(engine_config.make_engine(config(), str(tmp_path)), local_service.LocalServiceEngine)
+    assert isinstance(engine_config.make_engine(config(engine_service="off"), str(tmp_path)),
+                      subprocess_engine.SubprocessEngine)
     remote = config(engine_service="https://gpu.example.org/nst/", engine_service_token_file="~/t")
-    engine = nst_engine.make_engine(remote, str(tmp_path))
-    assert isinstance(engine, nst_http.HttpEngine) and engine.url == "https://gpu.example.org/nst"
+    engine = engine_config.make_engine(remote, str(tmp_path))
+    assert isinstance(engine, http_engine.HttpEngine) and engine.url == "https://gpu.example.org/nst"
     assert engine.token_file == os.path.expanduser("~/t")
     for bad, words in (({"engine_service": "gpu.example.org"}, "engine_service"),
                        ({"engine_service": "http://x:1"}, "engine_service_token_file"),
@@ -515,10 +508,10 @@ def test_the_client_runs_a_job_on_python_27(service, images, tmp_path):
         pytest.skip("no Python 2.7 here (NST_PYTHON27, python2.7 on PATH or pyenv's)")
     script = """
 import json
-import nst_http, nst_protocol
+from nst_client import http_engine, protocol
 kinds = []
-done = nst_http.HttpEngine(%r, %r, %r, %r).run(
-    nst_protocol.Job(%r, [%r], %r, %r), lambda event: kinds.append(event["event"]))
+done = http_engine.HttpEngine(%r, %r, %r, %r).run(
+    protocol.Job(%r, [%r], %r, %r), lambda event: kinds.append(event["event"]))
 print(json.dumps({"kinds": kinds, "output": done["output"]}))
 """ % (service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path),
        str(images / "content.png"), str(images / "style.png"), str(tmp_path / "result.png"), QUICK)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import nst_http
-import nst_protocol
+from nst_client import http_engine, protocol
 
 
 def png_bytes(color):
@@ -89,10 +88,10 @@ def test_previews_are_local_files_and_a_failed_download_is_left_out(stand_in, tm
         Image.new("RGB", (12, 8)).save(str(tmp_path / name))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    engine = nst_http.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
-                                 str(tmp_path))
-    job = nst_protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(run_dir / "result.png"), {"preset": "fast"}, preview_every=0.5)
+    engine = http_engine.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
+                                    str(tmp_path))
+    job = protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
+                       str(run_dir / "result.png"), {"preset": "fast"}, preview_every=0.5)
     shown = []
 
     def on_event(event):
@@ -114,9 +113,9 @@ def test_a_job_without_previews_does_not_ask_for_them(stand_in, tmp_path):
     (tmp_path / "token").write_text("secret")
     for name in ("content.png", "style.png"):
         Image.new("RGB", (12, 8)).save(str(tmp_path / name))
-    engine = nst_http.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
-                                 str(tmp_path))
-    job = nst_protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
-                           str(tmp_path / "result.png"), {"preset": "fast"})
+    engine = http_engine.HttpEngine(stand_in, str(tmp_path / "token"), str(tmp_path / "logs"),
+                                    str(tmp_path))
+    job = protocol.Job(str(tmp_path / "content.png"), [str(tmp_path / "style.png")],
+                       str(tmp_path / "result.png"), {"preset": "fast"})
     engine.run(job)
     assert b"preview-every" not in StandIn.received[0]

@@ -29,9 +29,15 @@ def find_vermin():
     return shutil.which("vermin")
 
 
+def plugin_files():
+    """Every .py of the plug-in: beside the main file and in its package folders."""
+    return sorted(PLUGIN_DIR.rglob("*.py"))
+
+
 def test_plugin_files_exist():
-    names = sorted(path.name for path in PLUGIN_DIR.glob("*.py"))
-    assert {"nst_style_transfer.py", "nst_gimpfu3.py", "nst_engine.py", "nst_protocol.py"} <= set(names)
+    names = {path.relative_to(PLUGIN_DIR).as_posix() for path in plugin_files()}
+    assert {"nst_style_transfer.py", "nst_gimpfu3.py", "nst_client/engine_config.py",
+            "nst_client/protocol.py"} <= names
 
 
 def test_vermin_finds_nothing_newer_than_python_27():
@@ -67,7 +73,7 @@ def python27():
 
 
 def test_python27_compiles_every_plugin_file(python27, tmp_path):
-    for source in PLUGIN_DIR.glob("*.py"):
+    for source in plugin_files():
         target = tmp_path / (source.name + "c")
         out = subprocess.run([python27, "-c", "import py_compile, sys; "
                               "py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)",
@@ -85,21 +91,21 @@ def test_engine_client_runs_the_engine_under_python27(python27, tmp_path):
     script = tmp_path / "drive.py"
     script.write_text(textwrap.dedent("""
         import json, os
-        import nst_process, nst_protocol, nst_runfiles, nst_subprocess
-        root = nst_runfiles.runs_root(%r)
-        nst_runfiles.sweep_stale_runs(root)
-        run_dir = nst_runfiles.make_run_folder(root)
+        from nst_client import process, protocol, run_folders, subprocess_engine
+        root = run_folders.runs_root(%r)
+        run_folders.sweep_stale_runs(root)
+        run_dir = run_folders.make_run_folder(root)
         events = []
-        options = nst_protocol.engine_options(preset="fast", iterations=2, size=64)
-        job = nst_protocol.Job(%r, [%r], %r, options)
-        env = nst_process.clean_environment(os.environ)
-        done = nst_subprocess.SubprocessEngine(%r, %r, root, env).run(job, events.append)
-        nst_runfiles.remove_run_folder(run_dir)
+        options = protocol.engine_options(preset="fast", iterations=2, size=64)
+        job = protocol.Job(%r, [%r], %r, options)
+        env = process.clean_environment(os.environ)
+        done = subprocess_engine.SubprocessEngine(%r, %r, root, env).run(job, events.append)
+        run_folders.remove_run_folder(run_dir)
         try:
             env["FAKE_ENGINE_MODE"] = "weights_missing"
-            nst_subprocess.SubprocessEngine(%r, %r, root, env).run(job)
+            subprocess_engine.SubprocessEngine(%r, %r, root, env).run(job)
             failure = None
-        except nst_protocol.EngineError as exc:
+        except protocol.EngineError as exc:
             failure = [exc.code, exc.message]
         print(json.dumps({"events": [e["event"] for e in events], "done": done["output"],
                           "failure": failure, "left": os.listdir(root)}))

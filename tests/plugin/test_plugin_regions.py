@@ -1,4 +1,4 @@
-"""Regions in the plug-in (plugin/nst_regions.py, the region rows of plugin/nst_style_transfer.py)
+"""Regions in the plug-in (plugin/nst_regions.py, the region rows of plugin/nst_styled_layers.py)
 against the in-memory gimpfu and the fake engine: each kind of region becomes a mask aligned to the
 target layer (which is offset and smaller than the image), the engine gets one mask per style, the
 result is one layer in one undo step, and every refusal leaves the image as it was."""

@@ -1,5 +1,5 @@
-"""Regions in the plug-in's engine client (plugin/nst_protocol.py Job, plugin/nst_subprocess.py,
-plugin/nst_http.py): a Job's masks and region weights as the command line (against the fake engine)
+"""Regions in the plug-in's engine client (plugin/nst_client/protocol.py Job, plugin/nst_client/subprocess_engine.py,
+plugin/nst_client/http_engine.py): a Job's masks and region weights as the command line (against the fake engine)
 and as the service's multipart 'mask' parts (against a real ``nst-core serve``, untrained network,
 tiny size), in docs/PROTOCOL.md's words ("Regions", "HTTP transport")."""
 
@@ -10,12 +10,10 @@ import os
 import pytest
 from PIL import Image
 
-import nst_http
-import nst_process
-import nst_subprocess
 from helpers.fake_engine import write_fake_engine
 from helpers.pictures import make_content, make_style
-from nst_protocol import REST_MASK, EngineError, Job
+from nst_client import http_engine, process, subprocess_engine
+from nst_client.protocol import REST_MASK, EngineError, Job
 
 
 @pytest.fixture
@@ -59,12 +57,12 @@ def test_regions_the_engine_would_refuse_are_refused_in_the_job(masks, weights, 
 # ----- the command line -------------------------------------------------------------------------
 
 def test_the_command_line_carries_one_mask_per_style_and_the_weights():
-    command = nst_subprocess.build_command("/p", "/t/c.png", ["/t/a.png", "/t/b.png"], "/t/r.png",
-                                           {"preset": "fast"}, masks=["/t/m.png", REST_MASK],
-                                           region_weights=[1.0, 0.5])
+    command = subprocess_engine.build_command("/p", "/t/c.png", ["/t/a.png", "/t/b.png"], "/t/r.png",
+                                              {"preset": "fast"}, masks=["/t/m.png", REST_MASK],
+                                              region_weights=[1.0, 0.5])
     assert command[command.index("--style-mask"):] == ["--style-mask", "/t/m.png", "rest",
                                                        "--region-weight", "1.0", "0.5"]
-    plain = nst_subprocess.build_command("/p", "/t/c.png", ["/t/a.png"], "/t/r.png", {})
+    plain = subprocess_engine.build_command("/p", "/t/c.png", ["/t/a.png"], "/t/r.png", {})
     assert "--style-mask" not in plain and "--region-weight" not in plain
 
 
@@ -73,10 +71,10 @@ def test_the_engine_process_gets_the_masks(files, tmp_path, monkeypatch):
     keep = tmp_path / "kept"
     keep.mkdir()
     record = tmp_path / "record.json"
-    env = dict(nst_process.clean_environment(os.environ), FAKE_ENGINE_RECORD=str(record),
+    env = dict(process.clean_environment(os.environ), FAKE_ENGINE_RECORD=str(record),
                FAKE_ENGINE_KEEP_MASKS=str(keep))
     env.pop("FAKE_ENGINE_MODE", None)
-    client = nst_subprocess.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path), env)
+    client = subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path), env)
     done = client.run(region_job(files, [str(files / "left.png"), REST_MASK], [2.0, 1.0]))
     assert done["event"] == "done"
     argv = json.loads(record.read_text())["argv"]
@@ -90,9 +88,9 @@ def test_the_engine_process_gets_the_masks(files, tmp_path, monkeypatch):
 def test_a_mask_the_engine_refuses_is_its_message(files, tmp_path):
     (files / "notes.png").write_text("not a picture\n")
     engine = write_fake_engine(str(tmp_path / "fake-python"))
-    env = nst_process.clean_environment(os.environ)
+    env = process.clean_environment(os.environ)
     env.pop("FAKE_ENGINE_MODE", None)
-    client = nst_subprocess.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path), env)
+    client = subprocess_engine.SubprocessEngine(engine, str(tmp_path / "logs"), str(tmp_path), env)
     with pytest.raises(EngineError) as caught:
         client.run(region_job(files, [str(files / "notes.png"), REST_MASK]))
     assert caught.value.code == "bad_input" and "not an image" in caught.value.message
@@ -108,13 +106,13 @@ def parts_of(body, content_type):
 
 
 def test_the_multipart_body_has_a_mask_part_per_style_in_order(files):
-    body, content_type = nst_http.multipart_body({"size": "64"}, str(files / "content.png"),
-                                                 [str(files / "a.png"), str(files / "b.png")],
-                                                 [str(files / "left.png"), REST_MASK])
+    body, content_type = http_engine.multipart_body({"size": "64"}, str(files / "content.png"),
+                                                    [str(files / "a.png"), str(files / "b.png")],
+                                                    [str(files / "left.png"), REST_MASK])
     parts = parts_of(body, content_type)
     assert [name for name, _data in parts] == ["params", "content", "style", "style", "mask", "mask"]
     assert parts[4][1] == (files / "left.png").read_bytes() and parts[5][1] == b"rest"
-    plain = parts_of(*nst_http.multipart_body({}, str(files / "content.png"), [str(files / "a.png")]))
+    plain = parts_of(*http_engine.multipart_body({}, str(files / "content.png"), [str(files / "a.png")]))
     assert [name for name, _data in plain] == ["params", "content", "style"]
 
 
@@ -128,7 +126,7 @@ def service(tmp_path_factory):
 
 
 def test_a_regions_job_runs_on_the_service_with_its_masks_and_weights(service, files, tmp_path):
-    engine = nst_http.HttpEngine(service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path))
+    engine = http_engine.HttpEngine(service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path))
     done = engine.run(region_job(files, [str(files / "left.png"), REST_MASK], [1.0, 0.5]))
     assert done["stats"]["regions"] == 2, done["stats"]
     assert done["stats"]["params"]["region_weights"] == [1.0, 0.5]
@@ -139,7 +137,7 @@ def test_a_regions_job_runs_on_the_service_with_its_masks_and_weights(service, f
 
 def test_a_mask_the_service_refuses_is_its_message(service, files, tmp_path):
     (files / "notes.png").write_text("not a picture\n" * 20)
-    engine = nst_http.HttpEngine(service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path))
+    engine = http_engine.HttpEngine(service.url, str(service.token_file), str(tmp_path / "logs"), str(tmp_path))
     with pytest.raises(EngineError) as caught:
         engine.run(region_job(files, [str(files / "notes.png"), REST_MASK]))
     assert caught.value.code == "bad_input" and "not an image" in caught.value.message

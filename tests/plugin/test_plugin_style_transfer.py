@@ -1,4 +1,5 @@
-"""The plug-in (plugin/nst_style_transfer.py) against the in-memory gimpfu and the fake engine.
+"""The plug-in's one-layer procedure (plugin/nst_styled_layers.py, Filters > Artistic > Neural Style
+Transfer...) against the in-memory gimpfu and the fake engine.
 
 The plug-in is installed into a test folder the way the installer does it (its files plus
 nst_config.json naming the fake engine) and imported with helpers/fake_gimpfu.py as its gimpfu.
@@ -11,6 +12,7 @@ import pytest
 from PIL import ImageChops
 
 from helpers.fake_gimpfu import GRAY, INDEXED, FakeGimpError, error
+from helpers.plugin_runs import add_style_image, call_procedure, live_preview, registered, snapshot, watch_runs
 from helpers.plugin_setup import PluginHarness
 
 PROC = "python-fu-nst-style-transfer"
@@ -32,23 +34,11 @@ def scene(world, base_type=0):
     world.add_layer(image, "Background", 200, 150, color=(250, 250, 250, 255))
     target = world.add_layer(image, "Photo", 90, 60, offsets=(30, 40), color=(200, 40, 40, 255))
     world.add_layer(image, "Top", 50, 50, offsets=(0, 0), color=(0, 0, 0, 128))
-    style_image = world.new_image(64, 64)
-    style = world.add_layer(style_image, "Great Wave", 64, 64, color=(20, 60, 200, 255))
-    return image, target, style
+    return image, target, add_style_image(world)
 
 
 def run(harness, image, drawable, style, **overrides):
-    values = dict(DEFAULTS, **overrides)
-    return harness.plugin.style_transfer(
-        image, drawable, style, values["preset"], values["iterations"], values["size"],
-        values["style_strength"], values["use_ssim"], values["preserve_colors"], values["seed"],
-        values["device"])
-
-
-def snapshot(world, image):
-    stack = world.layer_stack(image)
-    pixels = [item.pixels.tobytes() for item in world.all_items(image)]
-    return stack, pixels
+    return call_procedure(harness.plugin.style_transfer, image, drawable, style, DEFAULTS, overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,14 +49,11 @@ def test_registers_the_procedure_in_filters_artistic(harness):
     # the animation's procedure, the second: tests/plugin/test_plugin_animation.py
     registration = harness.world.registrations[0]
     assert registration["proc_name"] == PROC
-    assert registration["menu"] == "<Image>/Filters/Artistic"
-    assert registration["label"] == "Neural Style Transfer..."
-    assert registration["imagetypes"] == "RGB*, GRAY*"
-    names = [param[1] for param in registration["params"]]
-    assert names == ["image", "drawable", "style_layer", "preset", "iterations", "size",
-                     "style_strength", "use_ssim", "preserve_colors", "seed", "device",
-                     "region", "region_item", "region_weight",
-                     "region2", "region2_item", "region2_style", "region2_weight"]
+    assert registered(registration) == (
+        "<Image>/Filters/Artistic", "Neural Style Transfer...", "RGB*, GRAY*",
+        ["image", "drawable", "style_layer", "preset", "iterations", "size", "style_strength", "use_ssim",
+         "preserve_colors", "seed", "device", "region", "region_item", "region_weight",
+         "region2", "region2_item", "region2_style", "region2_weight"])
     defaults = dict((param[1], param[3]) for param in registration["params"][2:])
     assert defaults == dict(DEFAULTS, style_layer=None, region=0, region_item=None, region_weight=1.0,
                             region2=0, region2_item=None, region2_style=None, region2_weight=1.0)
@@ -244,7 +231,7 @@ def test_engine_warnings_are_shown_after_success(harness, monkeypatch):
 
 
 def test_stale_run_folders_of_dead_runs_are_swept(harness):
-    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.nst_run.run_folders.safe_user_name())
     dead = root / "run-999999999-abcdef"
     dead.mkdir(parents=True)
     (dead / "content.png").write_bytes(b"left over")
@@ -319,7 +306,7 @@ def test_unconfigured_plugin_says_to_run_the_installer(harness):
 
 
 def test_unwritable_temp_folder_is_reported(harness):
-    root = harness.temp_dir / ("nst-gimp-%s" % harness.plugin.nst_runfiles.safe_user_name())
+    root = harness.temp_dir / ("nst-gimp-%s" % harness.nst_run.run_folders.safe_user_name())
     root.write_text("a file where the run folders should go")
     image, target, style = scene(harness.world)
     message = expect_failure(harness, image, target, style)
@@ -424,40 +411,17 @@ def test_the_fake_pdb_catches_rule_breaking():
 # a fake that copies the file into the fake layer, as the shim does in a real GIMP 3)
 
 
-def live_preview(harness, seconds="0"):
-    """Previews on (as in a GIMP 3 dialog run): NST_PREVIEW_EVERY and a fake pixel copy that
-    records each replacement (layer, its pixels' checksum)."""
-    from PIL import Image
-    harness.monkeypatch.setenv("NST_PREVIEW_EVERY", seconds)
-    replaced = []
-
-    def fake_replace_layer_pixels(layer, path):
-        picture = Image.open(path).convert("RGBA")
-        assert picture.size == (layer.width, layer.height)
-        layer.pixels = picture
-        replaced.append((layer, picture.tobytes()))
-    harness.monkeypatch.setattr(harness.plugin, "replace_layer_pixels", fake_replace_layer_pixels)
-    return replaced
-
-
 def control_run(harness, action, after_previews=1):
-    """Plays the run dialog's Stop or Cancel: asks the engine once this many previews were shown."""
-    real_run_job = harness.plugin.run_job
-    jobs = []
+    """Plays the run dialog's Stop or Cancel: asks the engine once this many previews of a job were
+    shown; returns the jobs run."""
+    previews = {}
 
-    def run_job(engine, job, on_event, title):
-        jobs.append(job)
-        seen = []
-
-        def watching(event):
-            on_event(event)
-            if event.get("event") == "preview":
-                seen.append(event)
-                if len(seen) == after_previews:
-                    getattr(engine, action)()
-        return real_run_job(engine, job, watching, title)
-    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
-    return jobs
+    def watch(engine, job, event):
+        if event.get("event") == "preview":
+            previews[id(job)] = previews.get(id(job), 0) + 1
+            if previews[id(job)] == after_previews:
+                getattr(engine, action)()
+    return watch_runs(harness, watch)
 
 
 def styled_layers(world, image):
@@ -585,7 +549,7 @@ def test_cancel_during_several_layers_removes_every_layer_of_the_run(harness):
     mode_file = harness.tmp_path / "mode"
     mode_file.write_text("ok")
     harness.monkeypatch.setenv("FAKE_ENGINE_MODE_FILE", str(mode_file))
-    real_run_job = harness.plugin.run_job
+    real_run_job = harness.nst_run.run_job
     jobs = []
 
     def run_job(engine, job, on_event, title):
@@ -601,7 +565,7 @@ def test_cancel_during_several_layers_removes_every_layer_of_the_run(harness):
             if event.get("event") == "preview":
                 engine.cancel()
         return real_run_job(engine, job, watching, title)
-    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    harness.monkeypatch.setattr(harness.nst_run, "run_job", run_job)
     expect_failure(harness, image, targets, style)
     assert len(jobs) == 2
     assert snapshot(world, image) == before  # the first layer's finished result went too
@@ -625,10 +589,10 @@ def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
             shown.append(describe(event))
             on_event(event)
         return engine.run(job, described)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog", fake_run_in_dialog)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog", fake_run_in_dialog)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
     run(harness, image, target, style)
-    assert shown[0] == ("Neural Style Transfer: Photo", harness.plugin.LIVE_PREVIEW_SECONDS)
+    assert shown[0] == ("Neural Style Transfer: Photo", harness.nst_run.LIVE_PREVIEW_SECONDS)
     assert any(text and "iteration 2 of 3" in text and fraction for text, fraction in shown[1:])
     assert shown[-1] == ("Style transfer: done, adding the layer", 1.0)
     assert world.progress_values == [] and world.progress_texts == []
@@ -637,8 +601,8 @@ def test_dialog_runs_use_the_run_dialog_and_not_gimps_progress_bar(harness):
 
 def test_a_cancel_from_the_run_dialog_is_no_error(harness):
     world, image, target, style, before = cancelled_after_a_preview(harness)
-    harness.monkeypatch.setattr(harness.plugin, "run_is_interactive", lambda: True)
-    harness.monkeypatch.setattr(harness.plugin, "run_in_dialog",
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_is_interactive", lambda: True)
+    harness.monkeypatch.setattr(harness.nst_gimp, "run_in_dialog",
                                 lambda title, engine, job, on_event, describe, hand_over, hint=None:
                                 engine.run(job, on_event))
     run(harness, image, target, style)  # no fail(): the user asked for it
@@ -651,7 +615,7 @@ def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_co
     world = harness.world
     image, target, style = scene(world)
     replaced = live_preview(harness)
-    real_run_job = harness.plugin.run_job
+    real_run_job = harness.nst_run.run_job
     previews = []
 
     def run_job(engine, job, on_event, title):
@@ -662,7 +626,7 @@ def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_co
                     event = dict(event, path=event["path"] + ".gone")
             on_event(event)
         return real_run_job(engine, job, late, title)
-    harness.monkeypatch.setattr(harness.plugin, "run_job", run_job)
+    harness.monkeypatch.setattr(harness.nst_run, "run_job", run_job)
     run(harness, image, target, style)
     # previews 1 (inserts) and 3 shown, 2 skipped, then the result: 2 replacements, no note
     assert len(previews) == 3 and len(replaced) == 2
@@ -672,13 +636,13 @@ def test_a_preview_gone_before_it_is_shown_is_skipped_and_the_next_ones_still_co
 def test_the_run_dialog_shows_snapshots_the_engine_cannot_remove_first(harness, tmp_path):
     """The run dialog hands previews to GIMP later than the engine announces them, and the engine
     keeps only its newest files: each preview is copied as it arrives, the event names the copy."""
-    plugin = harness.plugin
+    run = harness.nst_run
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     engine_file = run_dir / ".result.png.preview-1-1.png"
     engine_file.write_bytes(b"\x89PNG preview one")
-    job = plugin.nst_protocol.Job("c.png", ["s.png"], str(run_dir / "result.png"))
-    snapshots = plugin.PreviewSnapshots(job)
+    job = run.protocol.Job("c.png", ["s.png"], str(run_dir / "result.png"))
+    snapshots = run.PreviewSnapshots(job)
     queued = snapshots({"event": "preview", "path": str(engine_file), "iteration": 3})
     engine_file.unlink()  # the engine moved on before GIMP's thread got to the event
     assert queued["snapshot"] and queued["iteration"] == 3
@@ -693,22 +657,22 @@ def test_the_run_dialog_shows_snapshots_the_engine_cannot_remove_first(harness, 
 def test_opening_the_dialog_warms_up_the_local_service_only(harness, monkeypatch):
     """warm_up_engine (the GIMP 3 dialog's on_shown): with engine_service "local" it starts the
     service for the dialog's default device in the background; with "off" it starts nothing."""
-    assert harness.plugin.warm_up_engine() is None  # the harness's config: engine_service off
+    assert harness.nst_run.warm_up_engine() is None  # the harness's config: engine_service off
 
     config_path = harness.folder / "nst_config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps(dict(config, engine_service="local")))
     asked = []
     # the installed copy, which the plug-in imports too
-    monkeypatch.setattr(harness.plugin.nst_local_service.LocalServiceEngine, "warm_up",
+    monkeypatch.setattr(harness.nst_run.local_service.LocalServiceEngine, "warm_up",
                         lambda self, device: asked.append((self.config.engine_python, device)))
-    worker = harness.plugin.warm_up_engine()
+    worker = harness.nst_run.warm_up_engine()
     worker.join(10)
     assert asked == [(str(harness.engine), "auto")]
 
 
 def test_the_run_dialog_keeps_a_slow_cpu_runs_note_under_the_progress(harness):
-    describe = harness.plugin.EventDescriber(harness.plugin.quicker_than({"preset": "standard"}))
+    describe = harness.nst_run.EventDescriber(harness.nst_run.quicker_than({"preset": "standard"}))
     describe({"event": "start", "device": "cpu", "working_size": [512, 340]})
     text, fraction = describe({"event": "progress", "iteration": 2, "total": 500, "fraction": 0.01,
                                "elapsed": 3.0, "eta": 300.0})

@@ -24,9 +24,10 @@ PLUGIN_DIR = REPO / "plugin"
 
 
 @pytest.fixture
-def plugin(tmp_path, monkeypatch):
+def procedure(tmp_path, monkeypatch):
+    """The one-layer procedure's module (its PARAMETERS), as the installed plug-in imports it."""
     setup = PluginHarness(tmp_path, monkeypatch)
-    yield setup.plugin
+    yield setup.nst_styled_layers
     setup.close()
 
 
@@ -46,8 +47,10 @@ def public_methods(cls):
     return set(name for name in vars(cls) if not name.startswith("_") and callable(vars(cls)[name]))
 
 
-# The modules that call gimpfu's pdb and gimp (the other two on the plug-in's, handed to them).
-GIMPFU_USERS = ("nst_style_transfer.py", "nst_animation.py", "nst_regions.py")
+# The modules that call gimpfu's pdb and gimp: every one beside the main file but the shim and its UI
+# (nst_regions calls the pdb handed to it).
+GIMPFU_USERS = tuple(sorted(path.name for path in PLUGIN_DIR.glob("*.py")
+                            if path.name not in ("nst_gimpfu3.py", "nst_gimp3_ui.py")))
 
 
 def names_used_by_plugin(prefix):
@@ -85,7 +88,7 @@ def test_shim_and_double_offer_every_gimp_call_the_plugin_makes():
 
 
 def test_shim_exports_what_the_plugin_imports_from_gimpfu():
-    source = (PLUGIN_DIR / "nst_style_transfer.py").read_text()
+    source = (PLUGIN_DIR / "nst_gimp.py").read_text()
     imported = re.search(r"from nst_gimpfu3 import \(([^)]*)\)", source).group(1)
     names = [name.strip() for name in imported.split(",") if name.strip()]
     assert len(names) > 5
@@ -130,8 +133,8 @@ def test_choice_names_are_the_labels_first_words():
     assert shim.choice_nicks(["Same", "Same (again)"]) == ["same", "same-1"]
 
 
-def test_plugin_parameters_become_gimp3_arguments(plugin):
-    specs = shim.argument_specs(plugin.PARAMETERS)
+def test_plugin_parameters_become_gimp3_arguments(procedure):
+    specs = shim.argument_specs(procedure.PARAMETERS)
     assert [spec.name for spec in specs] == list(GIMP3_ARGUMENTS)
     kinds = dict((spec.name, spec.kind) for spec in specs)
     assert kinds == {"style-layer": "layer", "preset": "choice", "iterations": "int",
@@ -150,8 +153,8 @@ def test_plugin_parameters_become_gimp3_arguments(plugin):
     assert "_" not in strength.blurb  # mnemonics only in the label
 
 
-def test_gimp3_values_become_the_gimpfu_functions_arguments(plugin):
-    specs = shim.argument_specs(plugin.PARAMETERS)
+def test_gimp3_values_become_the_gimpfu_functions_arguments(procedure):
+    specs = shim.argument_specs(procedure.PARAMETERS)
     layer = object()
     values = {"style-layer": layer, "preset": "paper", "iterations": 300, "size": 512,
               "style-strength": 7.5, "use-ssim": False, "preserve-colors": True, "seed": 5,
@@ -161,15 +164,15 @@ def test_gimp3_values_become_the_gimpfu_functions_arguments(plugin):
                                                  3, None, 1.5, 4, None, layer, 0.5]
 
 
-def test_defaults_round_trip_to_the_plugins_defaults(plugin):
-    specs = shim.argument_specs(plugin.PARAMETERS)
+def test_defaults_round_trip_to_the_plugins_defaults(procedure):
+    specs = shim.argument_specs(procedure.PARAMETERS)
     values = dict((spec.name, spec.default) for spec in specs)
-    gimpfu_defaults = [param[3] for param in plugin.PARAMETERS[2:]]
+    gimpfu_defaults = [param[3] for param in procedure.PARAMETERS[2:]]
     assert shim.function_args(specs, values) == gimpfu_defaults
 
 
-def test_unknown_choice_is_refused_with_the_valid_names(plugin):
-    specs = shim.argument_specs(plugin.PARAMETERS)
+def test_unknown_choice_is_refused_with_the_valid_names(procedure):
+    specs = shim.argument_specs(procedure.PARAMETERS)
     values = dict((spec.name, spec.default) for spec in specs)
     values["device"] = "tpu"
     with pytest.raises(shim.error) as caught:
@@ -212,7 +215,8 @@ class FakeGObject(object):
 def test_without_gimpfu_the_plugin_registers_through_the_shim(plugin_on_shim):
     plugin, used_shim = plugin_on_shim
     assert Path(used_shim.__file__).parent == Path(plugin.__file__).parent
-    assert plugin.register is used_shim.register and plugin.pdb is used_shim.pdb
+    gimp = sys.modules["nst_gimp"]  # the GIMP the procedures use
+    assert gimp.register is used_shim.register and gimp.pdb is used_shim.pdb
     assert [r.name for r in used_shim.REGISTRATIONS] == ["python-fu-nst-style-transfer",
                                                          "python-fu-nst-style-transfer-frames"]
 
@@ -248,7 +252,7 @@ def test_registration_is_described_on_the_gimp3_procedure(plugin_on_shim):
     assert by_name["style-strength"][0] == "add_double_argument"
     assert by_name["style-strength"][4:] == (0.0, 10.0, 5.0, "READWRITE")
     # The GIMP 3 tooltip is the plug-in's explanation, not the label again.
-    assert by_name["style-strength"][3] == _plugin.TOOLTIPS["style_strength"]
+    assert by_name["style-strength"][3] == sys.modules["nst_styled_layers"].TOOLTIPS["style_strength"]
     # GIMP cannot keep a layer in the last values: its id is kept in a string aux argument.
     aux = [call[1:] for call in procedure.calls if call[0] == "add_string_aux_argument"]
     assert [entry[0] for entry in aux] == ["style-layer-last-id", "region-item-last-id",
@@ -296,8 +300,8 @@ def test_the_animations_registration_is_described_on_its_own_gimp3_procedure(plu
     assert "not one of the frames" in by_name["style-layer"][3]
     aux = [call[1] for call in procedure.calls if call[0] == "add_string_aux_argument"]
     assert aux == ["style-layer-last-id"]
-    assert registration.dialog.help_page == plugin.HELP_PAGE
-    assert registration.dialog.on_shown is plugin.warm_up_engine
+    assert registration.dialog.help_page == sys.modules["nst_settings"].HELP_PAGE
+    assert registration.dialog.on_shown is sys.modules["nst_run"].warm_up_engine
     assert "not one of the frames" in registration.dialog.required_layers["style_layer"]
 
 

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 
-from nst_process import process_is_alive
+from .process import process_is_alive
 
 RUN_FOLDER_PATTERN = re.compile(r"^run-(\d+)-[A-Za-z0-9_]+$")
 # A folder this old is stale even when a process with its id exists (process ids are reused).

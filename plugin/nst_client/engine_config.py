@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 """The engine client's configuration and its transport factory: reads the installer's config beside
 the plug-in (nst_config.json, overridden by NST_ENGINE_PYTHON and NST_ENGINE_SERVICE) and makes the
-engine that runs the jobs (make_engine): an engine process per run (nst_subprocess), a warm service on
-this machine (nst_local_service) or a service elsewhere (nst_http), all with nst_protocol.Engine's
+engine that runs the jobs (make_engine): an engine process per run (subprocess_engine), a warm service on
+this machine (local_service) or a service elsewhere (http_engine), all with protocol.Engine's
 interface. The plug-in and the installer's demo start here.
 
 Pure Python that runs unchanged on GIMP 2.10's Python 2.7 and on GIMP 3's Python 3: no GIMP import,
@@ -15,18 +15,18 @@ import io
 import json
 import os
 
-import nst_engine_log
-from nst_http import HttpEngine
-from nst_local_service import LocalServiceEngine
-from nst_process import WINDOWS
-from nst_protocol import CONFIG_FILE_NAME, ENGINE_PYTHON_ENV, EngineError
-from nst_subprocess import SubprocessEngine
+from . import engine_log
+from .http_engine import HttpEngine
+from .local_service import LocalServiceEngine
+from .process import WINDOWS
+from .protocol import CONFIG_FILE_NAME, ENGINE_PYTHON_ENV, EngineError
+from .subprocess_engine import SubprocessEngine
 
 # Overrides the config's engine_service ("local", "off" or a URL), e.g. to try a run without the service.
 ENGINE_SERVICE_ENV = "NST_ENGINE_SERVICE"
 
 # Where the engine's log goes in log_dir (the installer's demo reads it from here).
-LOG_FILE_NAME = nst_engine_log.LOG_FILE_NAME
+LOG_FILE_NAME = engine_log.LOG_FILE_NAME
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,9 +35,9 @@ LOG_FILE_NAME = nst_engine_log.LOG_FILE_NAME
 
 # nst_config.json's keys for the transport (docs/SERVICE.md, "GIMP and the service"):
 #   engine_service: "local" (the default: a warm `nst-core serve` on this machine, started by the
-#       first run, nst_local_service.LocalServiceEngine), "off" (an engine process per run,
-#       nst_subprocess.SubprocessEngine) or the http(s):// address of a service elsewhere
-#       (nst_http.HttpEngine);
+#       first run, local_service.LocalServiceEngine), "off" (an engine process per run,
+#       subprocess_engine.SubprocessEngine) or the http(s):// address of a service elsewhere
+#       (http_engine.HttpEngine);
 #   engine_service_token_file: that service's token file (a copy of it on this machine);
 #   engine_service_idle_minutes: how long the local service waits for the next job before it exits.
 SERVICE_LOCAL = "local"
@@ -167,7 +167,7 @@ def service_settings(data, path):
 
 
 def make_engine(config, fallback_log_dir):
-    """The engine that runs the jobs, as engine_service says (an nst_protocol.Engine)."""
+    """The engine that runs the jobs, as engine_service says (a protocol.Engine)."""
     if config.service == SERVICE_OFF:
         return SubprocessEngine(config.engine_python, config.log_dir, fallback_log_dir)
     if config.service == SERVICE_LOCAL:

@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 """The HTTP transport of the nst_core engine client: jobs sent to an `nst-core serve` (docs/PROTOCOL.md
 "HTTP transport", docs/SERVICE.md) at a given address (this machine's or a GPU machine's), behind
-nst_protocol.Engine's interface (HttpEngine). The job's options become the JSON `params` of the job.
+protocol.Engine's interface (HttpEngine). The job's options become the JSON `params` of the job.
 
 Standard library only and Python 2.7-compatible (GIMP 2.10); no torch. What the events mean lives in
-nst_protocol.py; the log in nst_engine_log.py.
+protocol.py; the log in engine_log.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,9 +28,9 @@ try:
 except ImportError:  # a Python built without OpenSSL: https:// addresses cannot work
     ssl = None
 
-from nst_engine_log import log_line, log_to, open_log
-from nst_process import remove_quietly, replace_file, to_bytes
-from nst_protocol import (
+from .engine_log import log_line, log_to, open_log
+from .process import remove_quietly, replace_file, to_bytes
+from .protocol import (
     CONFIG_FILE_NAME,
     REST_MASK,
     Engine,
@@ -38,7 +38,6 @@ from nst_protocol import (
     FramesJob,
     Job,
     RunRecord,
-    SequenceClock,
     failure_message,
     format_float,
     option_items,
@@ -260,35 +259,107 @@ class ServiceAddress(object):
         return EngineError(code, "The engine service at %s refused the job: %s" % (self.url, said))
 
 
-class FrameEvents(object):
-    """The events of one frame's service job as stylize-frames sends them (the on_event of that
-    job): the frame's number and the sequence's length, fraction and time left added; its own
-    `done` held back (the sequence's comes once, at the end)."""
+class SentRun(object):
+    """A run being sent to the service: what the caller asked of it (cancel, stop) and the service
+    job under way (its address, and its id once the service named it). HttpEngine's cancel() and
+    stop() and the run's own thread share it, under the engine's lock."""
 
-    def __init__(self, number, count, clock, on_event):
-        self.number = number
+    def __init__(self):
+        self.cancel = False
+        self.stop = False
+        self.address = None
+        self.job_id = None
+        self.job_running = False
+
+    def begin_job(self, address):
+        self.address, self.job_id, self.job_running = address, None, True
+
+    def end_job(self):
+        """The id of the job that ended (None when the service never named it)."""
+        job_id, self.job_id, self.job_running = self.job_id, None, False
+        return job_id
+
+    def pending(self):
+        """What was asked before the service named the job, to be sent now."""
+        return [action for action, wanted in (("cancel", self.cancel), ("stop", self.stop)) if wanted]
+
+
+class SentSequence(SentRun):
+    """A FramesJob being sent as frame jobs of one new sequence of the service's (PROTOCOL.md "Frame
+    jobs"): all the client keeps of it. What the caller asks holds for the frame under way and every
+    frame after it, between two frames' jobs too. The service styles one frame per job and knows
+    neither the sequence's length nor its pace: the frames' events get them here (relay), with the
+    time left for the whole sequence (estimate: the current frame's own forecast plus the frames
+    after it at the mean time of the frames done after the first, which styles from scratch and
+    takes longer; before any, the first frame's, as the engine's stylize-frames reckons it). The
+    frames done make its one `done` (done_event)."""
+
+    def __init__(self, count, temporal_weight=None, clock=time.time):
+        SentRun.__init__(self)
+        self.name = "gimp-%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode("ascii"))
+        self.temporal_weight = temporal_weight
         self.count = count
         self.clock = clock
-        self.on_event = on_event
+        self.start = clock()
+        self.times = []  # seconds of each frame done
+        self.outputs = []
+        self.frame_stats = []
 
-    def __call__(self, event):
-        kind = event.get("event")
-        if kind == "done":
-            return
-        if kind in ("frame_start", "progress", "frame_done"):
-            event = dict(event, frame=self.number, frames=self.count)
-        if kind == "progress":
-            eta = event.get("eta")
-            fraction, sequence_eta = self.clock.estimate(
-                self.number, event.get("fraction"),
-                eta if isinstance(eta, (int, float)) and not isinstance(eta, bool) else None)
-            event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
-        elif kind == "frame_done":
-            self.clock.finished(event.get("seconds") or 0.0)
-            fraction, sequence_eta = self.clock.estimate(self.number, 1.0, 0.0)
-            event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
-        if self.on_event is not None:
-            self.on_event(event)
+    def estimate(self, frame, frame_fraction, frame_eta):
+        """(sequence_fraction, sequence_eta or None) while frame `frame` (1-based) is frame_fraction
+        done with frame_eta seconds left."""
+        elapsed = self.clock() - self.start
+        later = self.times[1:]
+        per_frame = (sum(later) / len(later)) if later else (self.times[0] if self.times else None)
+        remaining_after = self.count - frame
+        if frame_eta is None or (per_frame is None and remaining_after > 0):
+            return (frame - 1 + (frame_fraction or 0.0)) / float(self.count), None
+        eta = frame_eta + remaining_after * (per_frame or 0.0)
+        total = elapsed + eta
+        return (elapsed / total if total > 0 else 1.0), eta
+
+    def finished(self, seconds):
+        self.times.append(float(seconds))
+
+    def relay(self, number, on_event):
+        """The on_event of frame `number`'s job: its events as stylize-frames sends them, the frame's
+        number and the sequence's length, fraction and time left added; its own `done` held back
+        (the sequence's comes once, at the end)."""
+        def relay_event(event):
+            kind = event.get("event")
+            if kind == "done":
+                return
+            if kind in ("frame_start", "progress", "frame_done"):
+                event = dict(event, frame=number, frames=self.count)
+            if kind == "progress":
+                eta = event.get("eta")
+                fraction, sequence_eta = self.estimate(
+                    number, event.get("fraction"),
+                    eta if isinstance(eta, (int, float)) and not isinstance(eta, bool) else None)
+                event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
+            elif kind == "frame_done":
+                self.finished(event.get("seconds") or 0.0)
+                fraction, sequence_eta = self.estimate(number, 1.0, 0.0)
+                event.update(sequence_fraction=fraction, sequence_eta=sequence_eta)
+            if on_event is not None:
+                on_event(event)
+        return relay_event
+
+    def frame_done(self, number, done):
+        """Keeps frame `number`'s result; True when it was stopped (no frame follows it)."""
+        self.outputs.append(done["output"])
+        self.frame_stats.append(dict(done.get("stats") or {}, frame=number))
+        return self.frame_stats[-1].get("stop_reason") == "stopped"
+
+    def done_event(self, output):
+        """The sequence's `done`, as stylize-frames sends it: the frames done, their stats."""
+        stopped = len(self.outputs) < self.count or any(stats.get("stop_reason") == "stopped"
+                                                        for stats in self.frame_stats)
+        return {"event": "done", "output": os.path.abspath(output), "outputs": list(self.outputs),
+                "stats": {"frames": self.frame_stats, "frames_done": len(self.outputs),
+                          "frames_given": self.count, "stop_reason": "stopped" if stopped else "done",
+                          "seconds": round(sum(float(stats.get("seconds") or 0.0)
+                                               for stats in self.frame_stats), 3)}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +369,7 @@ class FrameEvents(object):
 class HttpEngine(Engine):
     """Runs each job on the nst-core serve at `url`, with the token in `token_file`.
 
-    The interface is nst_protocol.Engine's. run() uploads the job's images, hands on every event of
+    The interface is protocol.Engine's. run() uploads the job's images, hands on every event of
     the stream (the service's `accepted` and `queued` too), downloads the result to job.output (a
     .png, written atomically) and returns the `done` event with "output" (job.output) and
     "log_path"; the log (nst_engine.log in log_dir, else fallback_log_dir) gets a line per run and
@@ -312,46 +383,32 @@ class HttpEngine(Engine):
         self.log_dir = log_dir
         self.fallback_log_dir = fallback_log_dir
         self._lock = threading.Lock()
-        self._address = None
-        self._job_id = None
-        self._running = False
-        self._cancel_requested = False
-        self._stop_requested = False
-        # A FramesJob's run (one service job per frame): what was asked holds for every frame
-        # after it, and between two frames' jobs too.
-        self._frames_running = False
-        self._frames_cancel = False
-        self._frames_stop = False
+        self._sent = None  # the run under way: a SentRun, or a FramesJob's SentSequence
 
     # ----- cancel and stop ------------------------------------------------------------------------
 
     def cancel(self):
         """Ends the run under way without a result: run() then raises EngineError("cancelled")."""
-        with self._lock:
-            if self._frames_running:
-                self._frames_cancel = True
-            if not self._running:
-                return self._frames_running
-            self._cancel_requested = True
-            job_id, address = self._job_id, self._address
-        if job_id is None:
-            return True  # run() sends it as soon as the service has named the job
-        return self._post(address, job_id, "cancel")
+        return self._ask("cancel")
 
     def stop(self):
         """Asks the service to end the run early and keep its best result (POST .../stop); run() then
         returns its done event (a FramesJob's with the frames done, the one under way included).
         False when there is no run, or the service did not take the request."""
+        return self._ask("stop")
+
+    def _ask(self, action):
         with self._lock:
-            if self._frames_running:
-                self._frames_stop = True
-            if not self._running:
-                return self._frames_running
-            self._stop_requested = True
-            job_id, address = self._job_id, self._address
+            sent = self._sent
+            if sent is None:
+                return False
+            setattr(sent, action, True)
+            if not sent.job_running:
+                return True  # a sequence between two frames' jobs: the next one is not sent
+            job_id, address = sent.job_id, sent.address
         if job_id is None:
-            return True
-        return self._post(address, job_id, "stop")
+            return True  # run() sends it as soon as the service has named the job
+        return self._post(address, job_id, action)
 
     def _post(self, address, job_id, action):
         try:
@@ -375,9 +432,9 @@ class HttpEngine(Engine):
             return self._run_frames(job, on_event)
         return self._run_one(job, on_event)
 
-    def _run_one(self, job, on_event, extra_params=None, tell_device=True):
-        """One job on the service; extra_params go into its params as they are (numbers stay
-        numbers); tell_device: whether to warn that the job's device is not the service's."""
+    def _run_one(self, job, on_event, sequence=None, tell_device=True):
+        """One job on the service, alone or (sequence: a SentSequence) as a frame of that sequence;
+        tell_device: whether to warn that the job's device is not the service's."""
         if not job.output.lower().endswith(".png"):
             raise EngineError("bad_parameter", "The engine service sends its result as PNG: name the "
                               "output .png (got %s)." % job.output)
@@ -387,7 +444,8 @@ class HttpEngine(Engine):
             params["preview-every"] = format_float(job.preview_every)
         if job.region_weights is not None:
             params["region-weight"] = list(job.region_weights)
-        params.update(extra_params or {})
+        if sequence is not None:  # numbers as they are, not as the command line's text
+            params.update({"sequence": sequence.name, "temporal-weight": sequence.temporal_weight})
         if not tell_device:
             device = None
         body, content_type = multipart_body(params, job.content, job.styles, job.masks)
@@ -399,14 +457,14 @@ class HttpEngine(Engine):
                     json.dumps(params, sort_keys=True))))
             log_file.flush()
             record = RunRecord()
+            # A frame's job starts with what was asked of its sequence.
+            sent = sequence or SentRun()
             with self._lock:
-                self._address, self._job_id, self._running = address, None, True
-                # A frame's job starts with what was asked of its sequence.
-                self._cancel_requested = self._frames_running and self._frames_cancel
-                self._stop_requested = self._frames_running and self._frames_stop
+                sent.begin_job(address)
+                self._sent = sent
             outcome = None
             try:
-                result = self._run(address, job, body, content_type, device, record, on_event,
+                result = self._run(sent, job, body, content_type, device, record, on_event,
                                    log_path)
                 outcome = "done"
                 return result
@@ -415,8 +473,9 @@ class HttpEngine(Engine):
                 raise EngineError(exc.code, "%s Engine log: %s" % (exc.message, log_path), log_path)
             finally:
                 with self._lock:
-                    self._running = False
-                    job_id, self._job_id = self._job_id, None
+                    job_id = sent.end_job()
+                    if sequence is None:
+                        self._sent = None
                 self._remove_preview(job)
                 if outcome is None:  # on_event raised, or Ctrl-C: the job must not run on
                     if job_id is not None:
@@ -427,25 +486,30 @@ class HttpEngine(Engine):
                     else "error %s" % outcome, self.url, job_id, record.seconds(),
                     record.steps_text())))
 
-    def _run(self, address, job, body, content_type, device, record, on_event, log_path):
+    def _refusal(self, address, response):
+        """The EngineError for a response other than 200, with the service's JSON answer if any."""
+        try:
+            answer = json.loads(response.read().decode("utf-8"))
+        except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
+            answer = None
+        return address.refusal(response.status, answer, self.token_file)
+
+    def _run(self, sent, job, body, content_type, device, record, on_event, log_path):
+        address = sent.address
         connection, response = address.request("POST", API + "/jobs", body, content_type)
         try:
             if response.status != 200:
-                try:
-                    answer = json.loads(response.read().decode("utf-8"))
-                except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
-                    answer = None
-                raise address.refusal(response.status, answer, self.token_file)
+                raise self._refusal(address, response)
             if device not in (None, "auto"):
                 self._warn_device(device, address, on_event)
-            end = self._follow(address, response, record, on_event, job)
+            end = self._follow(sent, response, record, on_event, job)
         finally:
             connection.close()
         if end.get("event") == "error":
             code, message = failure_message(end, end.get("exit_code"), None, [], "the service")
             raise EngineError(code, "%s (engine service at %s)" % (message, self.url))
-        self._download(address, end, job.output)
-        self._forget(address)
+        self._download(address, end, job.output, sent.job_id)
+        self._forget(address, sent.job_id)
         return dict(end, output=os.path.abspath(job.output), log_path=log_path)
 
     def _run_frames(self, job, on_event):
@@ -453,12 +517,9 @@ class HttpEngine(Engine):
         other, each result downloaded into job.output (made here when missing). The caller sees
         the events stylize-frames sends: each frame's own between its frame_start and frame_done,
         with the frame's number, the sequence's length and its fraction and time left (the service
-        knows neither: SequenceClock), then one `done` with `outputs` and the frames' stats.
+        knows neither: SentSequence), then one `done` with `outputs` and the frames' stats.
         Stop ends the frame under way with its best result so far and styles no more; cancel, or
         a failure, keeps no frame (and removes job.output when this run made it)."""
-        sequence = "gimp-%d-%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode("ascii"))
-        extra = {"sequence": sequence, "temporal-weight": job.temporal_weight}
-        count = len(job.frames)
         made_folder = not os.path.isdir(job.output)
         try:
             if made_folder:
@@ -466,32 +527,30 @@ class HttpEngine(Engine):
         except (IOError, OSError) as exc:
             raise EngineError("bad_input", "Could not make the folder %s for the styled frames (%s)."
                               % (job.output, exc))
+        sequence = SentSequence(len(job.frames), job.temporal_weight)
         with self._lock:
-            self._frames_running, self._frames_cancel, self._frames_stop = True, False, False
-        clock = SequenceClock(count)
-        outputs, frame_stats, log_path = [], [], None
+            self._sent = sequence
+        log_path = None
         finished = False
         try:
             for number, frame in enumerate(job.frames, start=1):
                 with self._lock:
-                    cancelled, stopped = self._frames_cancel, self._frames_stop
+                    cancelled, stopped = sequence.cancel, sequence.stop
                 if cancelled:
                     raise EngineError("cancelled", "Cancelled between two frames: no frame was kept.")
-                if stopped and outputs:
+                if stopped and sequence.outputs:
                     break  # asked between two frames: the next would only be started to be stopped
                 frame_job = Job(frame, job.styles, job.frame_output(frame), job.options,
                                 job.preview_every, preview_dir=job.preview_folder())
-                relay = FrameEvents(number, count, clock, on_event)
-                done = self._run_one(frame_job, relay, extra, tell_device=number == 1)
-                outputs.append(done["output"])
+                done = self._run_one(frame_job, sequence.relay(number, on_event), sequence,
+                                     tell_device=number == 1)
                 log_path = done.get("log_path")
-                frame_stats.append(dict(done.get("stats") or {}, frame=number))
-                if frame_stats[-1].get("stop_reason") == "stopped":
+                if sequence.frame_done(number, done):
                     break
             finished = True
         finally:
             with self._lock:
-                self._frames_running = False
+                self._sent = None
             if not finished and made_folder:
                 for name in os.listdir(job.output):
                     remove_quietly(os.path.join(job.output, name))
@@ -499,13 +558,7 @@ class HttpEngine(Engine):
                     os.rmdir(job.output)
                 except OSError:
                     pass
-        stopped = len(outputs) < count or any(stats.get("stop_reason") == "stopped"
-                                              for stats in frame_stats)
-        done = {"event": "done", "output": os.path.abspath(job.output), "outputs": outputs,
-                "stats": {"frames": frame_stats, "frames_done": len(outputs), "frames_given": count,
-                          "stop_reason": "stopped" if stopped else "done",
-                          "seconds": round(sum(float(stats.get("seconds") or 0.0)
-                                               for stats in frame_stats), 3)}}
+        done = sequence.done_event(job.output)
         if on_event is not None:
             on_event(done)
         return dict(done, log_path=log_path)
@@ -520,7 +573,7 @@ class HttpEngine(Engine):
                       "engine service at %s: it runs on its own device (%s)." % (device, self.url,
                                                                                  chosen)})
 
-    def _follow(self, address, response, record, on_event, job):
+    def _follow(self, sent, response, record, on_event, job):
         """Reads the event stream to its `done` or `error`; returns that event."""
         while True:
             try:
@@ -535,16 +588,14 @@ class HttpEngine(Engine):
             kind = event.get("event")
             if kind == "accepted":
                 with self._lock:
-                    self._job_id = event.get("id")
-                    pending = [action for action, wanted in (("cancel", self._cancel_requested),
-                                                             ("stop", self._stop_requested))
-                               if wanted]
+                    sent.job_id = event.get("id")
+                    pending = sent.pending()
                 for action in pending:
-                    self._post(address, self._job_id, action)
+                    self._post(sent.address, sent.job_id, action)
             if kind == "heartbeat":
                 continue
             if kind == "preview":
-                event = self._fetch_preview(address, event, job)
+                event = self._fetch_preview(sent, event, job)
                 if event is None:
                     continue
             record.add(event)
@@ -553,17 +604,17 @@ class HttpEngine(Engine):
             if kind in ("done", "error"):
                 return event
 
-    def _fetch_preview(self, address, event, job):
+    def _fetch_preview(self, sent, event, job):
         """The preview event with `path` naming a local copy of the service's preview (GET path,
         written atomically to preview.png in the job's output folder, replacing the one before),
         so that the caller sees the same event from every transport; None when the download
         failed (a missed preview is no failure of the run: the log says why)."""
         local = os.path.join(job.preview_folder(), "preview.png")
         try:
-            self._get_png(address, event.get("path") or "%s/jobs/%s/preview" % (API, self._job_id),
+            self._get_png(sent.address, event.get("path") or "%s/jobs/%s/preview" % (API, sent.job_id),
                           local, "preview")
         except EngineError as exc:
-            self._log("preview of job %s not shown: %s" % (self._job_id, exc.message))
+            self._log("preview of job %s not shown: %s" % (sent.job_id, exc.message))
             return None
         return dict(event, path=local)
 
@@ -582,10 +633,10 @@ class HttpEngine(Engine):
             "service's own log says what happened on its side."
             % (self.url, exc or "the stream ended without a result", record.steps_text()))
 
-    def _download(self, address, done, output):
+    def _download(self, address, done, output, job_id):
         """GET the result into output, atomically: a partial download never stands at output."""
         # The service names its paths relative to its base address (under a proxy's prefix too).
-        path = done.get("output") or "%s/jobs/%s/result" % (API, self._job_id)
+        path = done.get("output") or "%s/jobs/%s/result" % (API, job_id)
         self._get_png(address, path, output, "result")
 
     def _get_png(self, address, path, output, what):
@@ -594,11 +645,7 @@ class HttpEngine(Engine):
         partial = "%s.part-%d" % (output, os.getpid())
         try:
             if response.status != 200:
-                try:
-                    answer = json.loads(response.read().decode("utf-8"))
-                except (ValueError, socket.error, IOError, OSError, httplib.HTTPException):
-                    answer = None
-                raise address.refusal(response.status, answer, self.token_file)
+                raise self._refusal(address, response)
             first = True
             with io.open(partial, "wb") as handle:
                 while True:
@@ -624,8 +671,7 @@ class HttpEngine(Engine):
             if os.path.exists(partial):
                 remove_quietly(partial)
 
-    def _forget(self, address):
-        job_id = self._job_id
+    def _forget(self, address, job_id):
         try:
             address.call("DELETE", "%s/jobs/%s" % (API, job_id))
         except EngineError:

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 """The protocol half of the nst_core engine client (docs/PROTOCOL.md): what a job is, the interface
 every transport implements (Engine), what the events mean, and what to tell a person about them. No
-transport here: no process, no pipe, no socket, no file; nst_subprocess.py runs jobs in an engine
-process, nst_http.py on an `nst-core serve`, nst_local_service.py on a warm one on this machine.
+transport here: no process, no pipe, no socket, no file; subprocess_engine.py runs jobs in an engine
+process, http_engine.py on an `nst-core serve`, local_service.py on a warm one on this machine.
 
 Imported by the GIMP plug-in (Python 2.7 on GIMP 2.10, Python 3 on GIMP 3) and by the installer's
 demo (Python 3.8+): standard library only, Python 2.7-compatible, no torch. Where a fact of the
@@ -482,35 +482,6 @@ class FramesProgress(object):
         if not self.frames:
             return None
         return min(1.0, max(0.0, (self.frame - 1 + done_in_frame) / float(self.frames)))
-
-
-class SequenceClock(object):
-    """The time left for a whole sequence when the engine does not know it (the service styles one
-    frame per job): the current frame's own forecast plus the frames after it at the mean time of
-    the frames done after the first (the first styles from scratch and takes longer), before any,
-    the first frame's. The engine's stylize-frames reckons the same way (nst_core.engine.frames)."""
-
-    def __init__(self, frames, clock=time.time):
-        self.frames = frames
-        self.clock = clock
-        self.start = clock()
-        self.times = []  # seconds of each frame done
-
-    def estimate(self, frame, frame_fraction, frame_eta):
-        """(sequence_fraction, sequence_eta or None) while frame `frame` (1-based) is frame_fraction
-        done with frame_eta seconds left."""
-        elapsed = self.clock() - self.start
-        later = self.times[1:]
-        per_frame = (sum(later) / len(later)) if later else (self.times[0] if self.times else None)
-        remaining_after = self.frames - frame
-        if frame_eta is None or (per_frame is None and remaining_after > 0):
-            return (frame - 1 + (frame_fraction or 0.0)) / float(self.frames), None
-        eta = frame_eta + remaining_after * (per_frame or 0.0)
-        total = elapsed + eta
-        return (elapsed / total if total > 0 else 1.0), eta
-
-    def finished(self, seconds):
-        self.times.append(float(seconds))
 
 
 # ---------------------------------------------------------------------------------------------

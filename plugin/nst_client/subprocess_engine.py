@@ -5,7 +5,7 @@ one `stylize-frames` process), its events read from the process's stdout, its st
 engine log.
 
 Pure Python that runs unchanged on GIMP 2.10's Python 2.7 and on GIMP 3's Python 3: no GIMP import,
-no torch. What the events mean and what to tell a person lives in nst_protocol.py.
+no torch. What the events mean and what to tell a person lives in protocol.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,9 +15,9 @@ import subprocess
 import threading
 import time
 
-from nst_engine_log import log_line, open_log, read_log_tail
-from nst_process import WINDOWS, clean_environment, close_quietly, to_bytes, wait_for_exit
-from nst_protocol import (
+from .engine_log import log_line, open_log, read_log_tail
+from .process import WINDOWS, clean_environment, close_quietly, to_bytes, wait_for_exit
+from .protocol import (
     ENGINE_PYTHON_ENV,
     Engine,
     EngineError,
@@ -127,7 +127,7 @@ class SubprocessEngine(Engine):
     """Runs each job in an engine process of its own: `PYTHON -m nst_core stylize ... --progress
     jsonl`, with its stderr appended to the engine log (in log_dir, else fallback_log_dir).
 
-    The interface is nst_protocol.Engine's; run()'s errors name the log, which gets the command line
+    The interface is protocol.Engine's; run()'s errors name the log, which gets the command line
     and, at the end, one line with the run's outcome. cancel() and stop() are lines on the engine's
     stdin (PROTOCOL.md "Stopping").
     """

@@ -10,8 +10,8 @@ from __future__ import absolute_import, division, print_function
 import io
 import os
 
-from nst_process import to_bytes
-from nst_protocol import CONFIG_FILE_NAME, EngineError
+from .process import to_bytes
+from .protocol import CONFIG_FILE_NAME, EngineError
 
 LOG_FILE_NAME = "nst_engine.log"
 # The log is appended to run after run; past this size the old part moves to a ".1" file.

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
-from nst_engine_log import log_to, read_log_tail, rotate_log
-from nst_http import HttpEngine, ServiceAddress, read_token
-from nst_process import (
+from .engine_log import log_to, read_log_tail, rotate_log
+from .http_engine import HttpEngine, ServiceAddress, read_token
+from .process import (
     WINDOWS,
     clean_environment,
     process_is_alive,
@@ -28,8 +28,8 @@ from nst_process import (
     to_bytes,
     write_json_atomically,
 )
-from nst_protocol import Engine, EngineError
-from nst_subprocess import SubprocessEngine
+from .protocol import Engine, EngineError
+from .subprocess_engine import SubprocessEngine
 
 # How long the service's start (importing torch, loading the network) may take, and how long a start
 # that failed keeps us from trying again (each try costs that start-up).
@@ -203,7 +203,7 @@ class LocalService(object):
 class LocalServiceEngine(Engine):
     """engine_service "local": jobs go to a warm service on this machine (LocalService), started by
     the first run; when it cannot start, the job runs in an engine process of its own
-    (nst_subprocess.SubprocessEngine) and the engine log says why. config: nst_engine.EngineConfig's
+    (subprocess_engine.SubprocessEngine) and the engine log says why. config: engine_config.EngineConfig's
     engine_python, version, log_dir and service_idle_minutes."""
 
     def __init__(self, config, fallback_log_dir):
